@@ -1,0 +1,40 @@
+"""Backend selection: one plain ``if`` in one place; DALI is imported only when asked for."""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+from ..errors import BackendUnavailable
+from ..sources.base import Source
+from ..spec import Pipeline
+
+DALI_INSTALL = "pip install 'fastload[dali]'  (or: pip install nvidia-dali-cuda120)"
+
+
+def dali_available() -> bool:
+    return importlib.util.find_spec("nvidia.dali") is not None if \
+        importlib.util.find_spec("nvidia") is not None else False
+
+
+def pick_backend(backend: str, device: Any) -> str:
+    """``auto``: DALI when it is importable and the batches go to a GPU; else torch."""
+    if backend == "auto":
+        return "dali" if device.type == "cuda" and dali_available() else "torch"
+    if backend == "dali" and not dali_available():
+        raise BackendUnavailable(f"backend='dali' needs NVIDIA DALI; install it with: {DALI_INSTALL}")
+    return backend
+
+
+def make_producer(backend: str, source: Source, pipeline: Pipeline, *, device: Any,
+                  num_workers: int, prefetch_factor: int, multiprocessing_context: Any) -> Any:
+    if backend == "torch":
+        from .torch_backend import TorchProducer
+
+        return TorchProducer(source, pipeline, num_workers=num_workers,
+                             prefetch_factor=prefetch_factor, pin_memory=device.type == "cuda",
+                             multiprocessing_context=multiprocessing_context)
+    from .dali_backend import DaliProducer
+
+    return DaliProducer(source, pipeline, device=device, num_workers=num_workers,
+                        prefetch_factor=prefetch_factor)

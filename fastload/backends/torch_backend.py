@@ -1,0 +1,122 @@
+"""The torch backend: a normal Dataset + persistent-worker DataLoader.
+
+Workers receive one ``BatchTask`` per batch (sample indices and their global positions), read
+and decode each sample with PIL, crop/resize/flip it into a uint8 (B, H, W, 3) tensor allocated
+in shared memory, and draw each sample's random parameters from (seed, epoch, position) alone.
+So results are identical whatever ``num_workers`` is, and the main process receives one shared
+buffer per batch (no collate copy).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, NamedTuple, Optional
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..batch import HostBatch
+from ..draws import sample_rng
+from ..geometry import is_random, plan_sample
+from ..imaging import render
+from ..sources.base import Source
+from ..spec import Pipeline
+
+
+class BatchTask(NamedTuple):
+    seed: int
+    epoch: int
+    indices: np.ndarray
+    positions: np.ndarray
+    padded: np.ndarray
+
+
+class BatchDataset(Dataset):
+    """Map-style dataset whose ``__getitems__`` renders one whole BatchTask."""
+
+    def __init__(self, source: Source, pipeline: Pipeline) -> None:
+        self.source = source
+        self.pipeline = pipeline
+        self.random = is_random(pipeline)
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int) -> Any:
+        raise TypeError("BatchDataset renders whole batches; use __getitems__([task])")
+
+    def __getitems__(self, tasks: list[BatchTask]) -> HostBatch:
+        (task,) = tasks
+        return render_batch(self.source, self.pipeline, task, self.random)
+
+
+def render_batch(source: Source, pipeline: Pipeline, task: BatchTask, random: bool) -> HostBatch:
+    """Read, decode and transform every sample of ``task`` into one uint8 NHWC tensor."""
+    count = len(task.indices)
+    height, width = pipeline.output_size
+    images = _empty_uint8((count, height, width, 3))
+    pixels = images.numpy()
+    labels = np.empty(count, dtype=np.int64)
+    erase = np.zeros((count, 4), dtype=np.int32)
+    for k in range(count):
+        index, position = int(task.indices[k]), int(task.positions[k])
+        data, labels[k] = source.read(index)
+        rng = sample_rng(task.seed, task.epoch, position) if random else None
+        plan = render(data, source.locate(index),
+                      lambda h, w: plan_sample(pipeline, h, w, rng), pixels[k])
+        erase[k] = plan.erase
+    return HostBatch(images, torch.from_numpy(labels), torch.from_numpy(task.indices),
+                     torch.from_numpy(task.positions), torch.from_numpy(task.padded),
+                     torch.from_numpy(erase))
+
+
+def _empty_uint8(shape: tuple[int, ...]) -> torch.Tensor:
+    """In a worker, allocate straight in shared memory so sending the batch copies nothing."""
+    if torch.utils.data.get_worker_info() is None:
+        return torch.empty(shape, dtype=torch.uint8)
+    storage = torch.UntypedStorage._new_shared(int(np.prod(shape)))
+    return torch.empty(0, dtype=torch.uint8).set_(storage, 0, shape)
+
+
+class _TaskSampler:
+    """The DataLoader's batch_sampler: yields ``[task]`` for each task of the current epoch."""
+
+    def __init__(self) -> None:
+        self.tasks: list[BatchTask] = []
+
+    def __iter__(self) -> Iterator[list[BatchTask]]:
+        return ([task] for task in self.tasks)
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+
+def _only(batch: HostBatch) -> HostBatch:
+    return batch
+
+
+class TorchProducer:
+    """Runs BatchTasks through a persistent-worker DataLoader, in order."""
+
+    def __init__(self, source: Source, pipeline: Pipeline, *, num_workers: int,
+                 prefetch_factor: int, pin_memory: bool,
+                 multiprocessing_context: Optional[Any] = None) -> None:
+        self._sampler = _TaskSampler()
+        workers = num_workers > 0
+        self._loader: Optional[DataLoader] = DataLoader(
+            BatchDataset(source, pipeline), batch_sampler=self._sampler, num_workers=num_workers,
+            collate_fn=_only, pin_memory=pin_memory, persistent_workers=workers,
+            prefetch_factor=prefetch_factor if workers else None,
+            multiprocessing_context=multiprocessing_context if workers else None)
+
+    def batches(self, tasks: list[BatchTask]) -> Iterator[HostBatch]:
+        if self._loader is None:
+            raise RuntimeError("this loader was closed")
+        self._sampler.tasks = tasks
+        return iter(self._loader)
+
+    def close(self) -> None:
+        loader, self._loader = self._loader, None
+        iterator = getattr(loader, "_iterator", None)
+        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+            iterator._shutdown_workers()

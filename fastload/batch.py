@@ -1,0 +1,48 @@
+"""The batch contract both backends keep."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+
+class HostBatch(NamedTuple):
+    """What a backend's CPU stage hands to the device tail (all torch tensors, on the host)."""
+
+    images: Any     # uint8 (B, H, W, 3)
+    labels: Any     # int64 (B,)
+    indices: Any    # int64 (B,) sample index in the source
+    positions: Any  # int64 (B,) global position in the epoch order
+    padded: Any     # bool (B,) True for samples repeated to even out the ranks
+    erase: Any      # int32 (B, 4) top, left, height, width of the erasing box (0 = none)
+
+
+class Batch(tuple):
+    """``images, labels = batch`` unpacks like a DataLoader batch; also ``.indices``, ``.padded``.
+
+    ``padded[i]`` is True when sample ``i`` repeats one seen elsewhere this epoch to give every
+    rank the same number of batches: skip those when counting evaluation results.
+    """
+
+    indices: Any
+    padded: Any
+
+    def __new__(cls, images: Any, labels: Any, indices: Any, padded: Any) -> "Batch":
+        self = super().__new__(cls, (images, labels))
+        self.indices = indices
+        self.padded = padded
+        return self
+
+    def __getnewargs__(self) -> tuple[Any, ...]:
+        return (self[0], self[1], self.indices, self.padded)
+
+    @property
+    def images(self) -> Any:
+        return self[0]
+
+    @property
+    def labels(self) -> Any:
+        return self[1]
+
+    def __repr__(self) -> str:
+        return (f"Batch(images={tuple(self[0].shape)} {self[0].dtype}, labels={tuple(self[1].shape)}, "
+                f"padded={int(self.padded.sum())})")

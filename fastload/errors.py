@@ -1,0 +1,25 @@
+"""fastload's error types. Every error a user can cause derives from FastloadError."""
+
+
+class FastloadError(Exception):
+    """Base class of every error fastload raises on purpose."""
+
+
+class SpecError(FastloadError, ValueError):
+    """A pipeline spec or a loader argument is invalid; the message names the op/argument."""
+
+
+class SourceError(FastloadError):
+    """A data source is missing, empty or malformed; the message names the path."""
+
+
+class FormatError(SourceError):
+    """Stored bytes (a record, an index, a manifest) do not match the format."""
+
+
+class DecodeError(FastloadError):
+    """One sample could not be decoded; the message names the file/record and sample index."""
+
+
+class BackendUnavailable(FastloadError, ImportError):
+    """A backend's library is not installed; the message says how to install it."""

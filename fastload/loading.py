@@ -1,0 +1,191 @@
+"""``fastload.loader``: the drop-in for ``torch.utils.data.DataLoader`` in a training loop."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Optional, Union
+
+from . import sharding
+from .batch import Batch
+from .dist import DistArg, DistInfo, check_dist, resolve
+from .errors import SpecError
+from .sources import Source, open_source
+from .spec import Pipeline
+
+STATE_VERSION = 1
+BACKENDS = ("auto", "torch", "dali")
+
+
+@dataclass(frozen=True)
+class EpochPlan:
+    """What one rank reads in one epoch, as configured (the sharding contract's inputs)."""
+
+    samples: int
+    batch_size: int
+    shuffle: bool
+    seed: int
+    last_batch: str
+
+    def shard(self, dist: DistInfo, epoch: int, start: int) -> sharding.Shard:
+        return sharding.shard(self.samples, batch_size=self.batch_size, rank=dist.rank,
+                              world=dist.world_size, seed=self.seed, epoch=epoch,
+                              shuffle=self.shuffle, last_batch=self.last_batch, start=start)
+
+
+class Loader:
+    """Iterates batches of ``(images, labels)``; see ``fastload.loader`` for the arguments.
+
+    Epochs: iterating to the end advances to the next epoch (a new shuffle, as DataLoader does);
+    ``set_epoch(e)`` selects epoch ``e`` explicitly and is a no-op when ``e`` is the current
+    epoch, so a resumed loader keeps its position through the usual
+    ``for epoch in range(start, end): loader.set_epoch(epoch)`` loop. Breaking out of the loop
+    and iterating again continues where the last batch was taken.
+    """
+
+    def __init__(self, source: Source, pipeline: Pipeline, plan: EpochPlan, producer: Any,
+                 tail: Any, dist: Optional[DistInfo], backend: str) -> None:
+        self.source = source
+        self.pipeline = pipeline
+        self.plan = plan
+        self.backend = backend
+        self.device = tail.device
+        self._producer = producer
+        self._tail = tail
+        self._dist = dist
+        self._epoch = 0
+        self._position = 0  # global positions of this epoch already yielded (on every rank)
+
+    # --- the DataLoader surface ---------------------------------------------------------------
+    def __len__(self) -> int:
+        """Batches this rank yields in a full epoch; the same on every rank."""
+        world = resolve(self._dist).world_size
+        per_rank = sharding.samples_per_rank(self.plan.samples, world, self.plan.batch_size,
+                                             self.plan.last_batch)
+        return -(-per_rank // self.plan.batch_size)
+
+    def __iter__(self) -> Iterator[Batch]:
+        from .backends.tail import apply_tail
+        from .backends.torch_backend import BatchTask
+
+        dist = resolve(self._dist)
+        epoch, start = self._epoch, self._position
+        shard = self.plan.shard(dist, epoch, start)
+        tasks = [BatchTask(self.plan.seed, epoch, shard.indices[shard.batch(k)],
+                           shard.positions[shard.batch(k)], shard.padded[shard.batch(k)])
+                 for k in range(len(shard))]
+        for batch in apply_tail(self._producer.batches(tasks), self._tail, epoch):
+            if (self._epoch, self._position) != (epoch, start):
+                raise RuntimeError("the loader's epoch or position changed during iteration "
+                                   "(set_epoch/load_state_dict inside the loop?); start a new loop")
+            start += dist.world_size * len(batch[1])
+            self._position = start
+            yield batch
+        if (self._epoch, self._position) == (epoch, start):
+            self._epoch, self._position = epoch + 1, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch (its shuffle and augmentation draws); same-epoch calls keep position."""
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise SpecError(f"set_epoch: epoch={epoch!r} must be a non-negative int")
+        if epoch != self._epoch:
+            self._epoch, self._position = epoch, 0
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch
+
+    # --- checkpointing -----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """``{version, seed, epoch, position, samples, shuffle}``; the same on every rank."""
+        return {"version": STATE_VERSION, "seed": self.plan.seed, "epoch": self._epoch,
+                "position": self._position, "samples": self.plan.samples,
+                "shuffle": self.plan.shuffle}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume: the next iteration yields exactly the batches not yet taken (any world size)."""
+        if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+            raise SpecError(f"load_state_dict: expected a fastload loader state of version "
+                            f"{STATE_VERSION}, got {state!r:.200}")
+        if state["samples"] != self.plan.samples:
+            raise SpecError(f"load_state_dict: the state is for a dataset of {state['samples']} "
+                            f"samples, this source has {self.plan.samples}")
+        if state["shuffle"] != self.plan.shuffle:
+            raise SpecError(f"load_state_dict: the state has shuffle={state['shuffle']}, this "
+                            f"loader shuffle={self.plan.shuffle}; make them match")
+        for key in ("seed", "epoch", "position"):
+            if not isinstance(state[key], int) or state[key] < 0:
+                raise SpecError(f"load_state_dict: {key}={state[key]!r} must be an int >= 0")
+        self.plan = EpochPlan(self.plan.samples, self.plan.batch_size, self.plan.shuffle,
+                              state["seed"], self.plan.last_batch)
+        self._tail.seed = state["seed"]
+        self._epoch, self._position = state["epoch"], state["position"]
+
+    # --- lifetime ----------------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop the workers. Idempotent."""
+        self._producer.close()
+
+    def __enter__(self) -> "Loader":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"Loader(source={self.source!r}, backend={self.backend!r}, "
+                f"batch_size={self.plan.batch_size}, device={str(self.device)!r})")
+
+
+def loader(source: Union[str, Path, Source], pipeline: Pipeline, batch_size: int, *,
+           backend: str = "auto", shuffle: bool = True, seed: int = 0,
+           num_workers: Optional[int] = None, device: Any = None, last_batch: str = "pad",
+           dist: DistArg = None, prefetch_factor: int = 2,
+           multiprocessing_context: Any = None) -> Loader:
+    """A loader over ``source`` (a path or a Source) running ``pipeline`` in batches.
+
+    - ``backend``: ``"torch"``, ``"dali"``, or ``"auto"`` (DALI when importable and a GPU is
+      present, else torch).
+    - ``num_workers``: decode processes (default: the CPUs this process may use).
+    - ``device``: where batches land (default ``"cuda"`` when available, else ``"cpu"``).
+    - ``last_batch``: ``"pad"`` | ``"drop"`` | ``"partial"`` (see ``fastload.sharding``).
+    - ``dist``: ``(rank, world_size)``; None reads torch.distributed at each epoch start when
+      it is initialized (so it may be initialized before or after the loader is made).
+    """
+    import torch
+
+    from .backends import make_producer, pick_backend
+    from .backends.tail import DeviceTail
+
+    if not isinstance(pipeline, Pipeline):
+        raise SpecError(f"pipeline={pipeline!r} must be a fastload.Pipeline")
+    for name, value in (("batch_size", batch_size), ("prefetch_factor", prefetch_factor)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise SpecError(f"loader: {name}={value!r} must be an int >= 1")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise SpecError(f"loader: seed={seed!r} must be an int >= 0")
+    if last_batch not in sharding.POLICIES:
+        raise SpecError(f"loader: last_batch={last_batch!r} must be one of {sharding.POLICIES}")
+    if backend not in BACKENDS:
+        raise SpecError(f"loader: backend={backend!r} must be one of {BACKENDS}")
+    if num_workers is None:
+        num_workers = len(os.sched_getaffinity(0))
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+        raise SpecError(f"loader: num_workers={num_workers!r} must be an int >= 0")
+    dist_info = check_dist(dist)
+    try:
+        device = torch.device(device if device is not None else
+                              ("cuda" if torch.cuda.is_available() else "cpu"))
+    except (RuntimeError, TypeError) as exc:
+        raise SpecError(f"loader: device={device!r} is not a torch device: {exc}") from None
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    src = open_source(source)
+    plan = EpochPlan(len(src), batch_size, bool(shuffle), seed, last_batch)
+    chosen = pick_backend(backend, device)
+    producer = make_producer(chosen, src, pipeline, device=device, num_workers=num_workers,
+                             prefetch_factor=prefetch_factor,
+                             multiprocessing_context=multiprocessing_context)
+    return Loader(src, pipeline, plan, producer, DeviceTail(pipeline, device, seed), dist_info,
+                  chosen)

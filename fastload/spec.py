@@ -1,0 +1,140 @@
+"""The pipeline spec: an ordered, validated, immutable tuple of ops.
+
+Order (checked once, before any image is read)::
+
+    Decode, geometry, [RandomFlip], [Normalize], [RandomErasing]
+
+where geometry is one of ``RandomResizedCrop``, ``Resize`` (with a (height, width) size),
+``Resize(shorter_side) + CenterCrop`` or ``CenterCrop``: every pipeline has a fixed output size,
+so batches stack. ``RandomErasing`` works in normalized units and so needs ``Normalize`` before it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterator, Optional
+
+from .errors import SpecError
+from .ops import (CenterCrop, Decode, Normalize, Op, RandomErasing, RandomFlip,
+                  RandomResizedCrop, Resize, op_from_dict)
+
+SPEC_VERSION = 1
+_ORDER = "Decode, geometry (RandomResizedCrop | Resize [CenterCrop] | CenterCrop), " \
+         "[RandomFlip], [Normalize], [RandomErasing]"
+
+
+class Pipeline:
+    """An immutable, validated sequence of ops; ``Pipeline(Decode(), RandomResizedCrop(224))``."""
+
+    __slots__ = ("ops", "geometry", "flip", "normalize", "erasing", "output_size")
+
+    def __init__(self, *ops: Op) -> None:
+        if len(ops) == 1 and isinstance(ops[0], (list, tuple)):
+            ops = tuple(ops[0])
+        for i, op in enumerate(ops):
+            if not isinstance(op, Op):
+                raise SpecError(f"Pipeline: item {i} is {op!r}, not a fastload op")
+        object.__setattr__(self, "ops", tuple(ops))
+        self._validate()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Pipeline is immutable; build a new one")
+
+    def _set(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+
+    def _validate(self) -> None:
+        ops = list(self.ops)
+        if not ops or not isinstance(ops[0], Decode):
+            first = type(ops[0]).__name__ if ops else "nothing"
+            raise SpecError(f"Pipeline: must start with Decode(), found {first}; order is {_ORDER}")
+        rest = ops[1:]
+        geometry: list[Op] = []
+        while rest and isinstance(rest[0], (RandomResizedCrop, Resize, CenterCrop)):
+            geometry.append(rest.pop(0))
+        self._set("geometry", tuple(geometry))
+        self._set("output_size", _output_size(geometry))
+        self._set("flip", _take(rest, RandomFlip))
+        self._set("normalize", _take(rest, Normalize))
+        self._set("erasing", _take(rest, RandomErasing))
+        if rest:
+            name = type(rest[0]).__name__
+            raise SpecError(f"Pipeline: {name} is out of place (or repeated); order is {_ORDER}")
+        if self.erasing is not None and self.normalize is None:
+            raise SpecError("RandomErasing: needs Normalize before it (it erases in normalized units)")
+
+    # --- description -------------------------------------------------------------------------
+    @property
+    def output_dtype(self) -> str:
+        return self.normalize.dtype if self.normalize is not None else "uint8"
+
+    def describe(self) -> dict[str, Any]:
+        """Per-sample output: channels-first shape and dtype, known before any image is read."""
+        h, w = self.output_size
+        return {"shape": (3, h, w), "dtype": self.output_dtype}
+
+    # --- dict / JSON round trip ---------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": SPEC_VERSION, "ops": [op.to_dict() for op in self.ops]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Pipeline":
+        if not isinstance(data, dict) or not isinstance(data.get("ops"), list):
+            raise SpecError("pipeline dict must look like {'version': 1, 'ops': [...]}")
+        version = data.get("version", SPEC_VERSION)
+        if version != SPEC_VERSION:
+            raise SpecError(f"pipeline version {version!r} is not supported (expected {SPEC_VERSION})")
+        return cls(*(op_from_dict(op) for op in data["ops"]))
+
+    def to_json(self, **kwargs: Any) -> str:
+        return json.dumps(self.to_dict(), **kwargs)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Pipeline":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SpecError(f"pipeline JSON is not valid JSON: {exc}") from None
+        return cls.from_dict(data)
+
+    # --- value semantics ---------------------------------------------------------------------
+    def __iter__(self) -> Iterator[Op]:
+        return iter(self.ops)
+
+    def __len__(self) -> int:
+        return len(self.ops)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Pipeline) and self.ops == other.ops
+
+    def __hash__(self) -> int:
+        return hash(self.ops)
+
+    def __repr__(self) -> str:
+        inner = ",\n".join(f"    {op!r}" for op in self.ops)
+        return f"Pipeline(\n{inner},\n)"
+
+
+def _take(rest: list[Op], kind: type) -> Optional[Any]:
+    if rest and isinstance(rest[0], kind):
+        return rest.pop(0)
+    return None
+
+
+def _output_size(geometry: list[Op]) -> tuple[int, int]:
+    """The fixed (height, width) a geometry section produces, or a SpecError saying why not."""
+    kinds = [type(op) for op in geometry]
+    if kinds == [RandomResizedCrop] or kinds == [CenterCrop] or kinds == [Resize, CenterCrop]:
+        return geometry[-1].size  # type: ignore[attr-defined, return-value]
+    if kinds == [Resize]:
+        size = geometry[0].size  # type: ignore[attr-defined]
+        if isinstance(size, tuple):
+            return size
+        raise SpecError(f"Resize: size={size!r} sets only the shorter side, so batches would not "
+                        "stack; add CenterCrop(...) after it or give Resize((height, width))")
+    if not kinds:
+        raise SpecError(f"Pipeline: needs a geometry op after Decode for a fixed output size; "
+                        f"order is {_ORDER}")
+    names = " + ".join(k.__name__ for k in kinds)
+    raise SpecError(f"Pipeline: geometry {names} is not supported; use one of "
+                    "RandomResizedCrop | Resize [CenterCrop] | CenterCrop")
