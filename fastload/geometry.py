@@ -26,6 +26,7 @@ class SamplePlan:
     out_size: tuple[int, int]               # height, width
     flip: bool = False
     erase: tuple[int, int, int, int] = NO_ERASE  # top, left, height, width in output pixels
+    reduced_decode: bool = False  # may the decoder downscale (JPEG DCT scaling) first?
 
     @property
     def scale(self) -> float:
@@ -64,7 +65,8 @@ def plan_sample(pipeline: Pipeline, height: int, width: int,
     if pipeline.erasing is not None:
         e = pipeline.erasing
         erase = draws.erase_box(rng, out_h, out_w, e.p, e.scale, e.ratio)
-    return SamplePlan(box=box, out_size=(out_h, out_w), flip=flip, erase=erase)
+    return SamplePlan(box=box, out_size=(out_h, out_w), flip=flip, erase=erase,
+                      reduced_decode=isinstance(first, RandomResizedCrop))
 
 
 def is_random(pipeline: Pipeline) -> bool:

@@ -2,7 +2,8 @@
 
 Crop and resize run as one antialiased bilinear resample of the source box (PIL's
 ``resize(box=...)``), which equals resize-then-crop without the intermediate image. A JPEG whose
-box is at least twice the output size is decoded at 1/2, 1/4 or 1/8 scale in the DCT domain.
+box is at least twice the output size is decoded at 1/2, 1/4 or 1/8 scale in the DCT domain
+(RandomResizedCrop only: eval pipelines stay exact).
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def render(data: bytes, where: str, planner: Callable[[int, int], SamplePlan],
 
 def _decode_for(img: Image.Image, plan: SamplePlan) -> Image.Image:
     """Ask the JPEG decoder for the smallest DCT scale that keeps the box >= the output size."""
-    if img.format == "JPEG" and plan.scale >= 2:
+    if plan.reduced_decode and img.format == "JPEG" and plan.scale >= 2:
         reduce = 2 ** min(3, int(math.log2(plan.scale)))
         width, height = img.size
         img.draft("RGB", (math.ceil(width / reduce), math.ceil(height / reduce)))

@@ -1,0 +1,61 @@
+"""Fixtures: small image folders the tests write, whose pixels encode the sample index."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+SIZES = [(64, 48), (48, 64), (80, 60), (56, 56), (72, 40)]  # (width, height)
+
+
+def index_colour(index: int) -> tuple[int, int, int]:
+    """A colour that survives JPEG: each channel carries 4 bits of the index in steps of 16."""
+    return ((index % 16) * 16 + 8, (index // 16 % 16) * 16 + 8, (index // 256 % 16) * 16 + 8)
+
+
+def decode_index(pixels: np.ndarray) -> int:
+    """Invert ``index_colour`` from the mean colour of an (H, W, 3) or (3, H, W) uint8 image."""
+    arr = np.asarray(pixels, dtype=np.float64)
+    mean = arr.reshape(-1, 3).mean(0) if arr.shape[-1] == 3 else arr.reshape(3, -1).mean(1)
+    r, g, b = (int(v // 16) for v in mean)
+    return r + 16 * g + 256 * b
+
+
+def write_index_folder(root: Path, samples: int, classes: int, fmt: str = "JPEG") -> Path:
+    """root/class_k/img_i.{jpg,png}: sample i has label i % classes and colour index_colour(i).
+
+    Files sort in index order inside each class, so FolderSource index != i in general; tests
+    map through ``FolderSource.path``.
+    """
+    ext = "jpg" if fmt == "JPEG" else "png"
+    for i in range(samples):
+        folder = root / f"class_{i % classes:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        img = Image.new("RGB", SIZES[i % len(SIZES)], index_colour(i))
+        img.save(folder / f"img_{i:05d}.{ext}", fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+    return root
+
+
+def file_index(path: Path) -> int:
+    """The i in img_i.ext."""
+    return int(path.stem.split("_")[1])
+
+
+@pytest.fixture(scope="session")
+def jpeg_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_index_folder(tmp_path_factory.mktemp("jpeg"), 37, 3, "JPEG")
+
+
+@pytest.fixture(scope="session")
+def png_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_index_folder(tmp_path_factory.mktemp("png"), 23, 2, "PNG")
+
+
+@pytest.fixture(scope="session")
+def photo_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from fastload.synthetic import make_image_folder
+
+    return make_image_folder(tmp_path_factory.mktemp("photo"), 24, classes=3, size=(200, 150))

@@ -1,0 +1,97 @@
+"""The sharding contract (DESIGN.md): equal batches on every rank, padding marks, resume."""
+
+import numpy as np
+import pytest
+
+from fastload.errors import SpecError
+from fastload.sharding import permutation, shard
+
+CASES = [(n, w, b) for n in (1, 7, 10, 33, 64) for w in (1, 2, 3, 4) for b in (1, 4, 5)]
+
+
+def test_docstring_worked_example():
+    order = permutation(10, 0, 0)
+    r0 = shard(10, batch_size=4, rank=0, world=2)
+    r1 = shard(10, batch_size=4, rank=1, world=2)
+    assert r0.indices.tolist() == order[[0, 2, 4, 6, 8, 0, 2, 4]].tolist()
+    assert r1.indices.tolist() == order[[1, 3, 5, 7, 9, 1, 3, 5]].tolist()
+    assert r0.padded.tolist() == [False] * 5 + [True] * 3
+    assert len(r0) == len(r1) == 2
+    drop = [shard(10, batch_size=4, rank=r, world=2, last_batch="drop") for r in (0, 1)]
+    assert [d.indices.tolist() for d in drop] == [order[[0, 2, 4, 6]].tolist(), order[[1, 3, 5, 7]].tolist()]
+    part = [shard(10, batch_size=4, rank=r, world=2, last_batch="partial") for r in (0, 1)]
+    assert [p.indices.tolist() for p in part] == [order[[0, 2, 4, 6, 8]].tolist(), order[[1, 3, 5, 7, 9]].tolist()]
+    assert [len(p) for p in part] == [2, 2]
+    resumed = shard(10, batch_size=4, rank=0, world=1, start=8)
+    assert resumed.indices.tolist() == order[[8, 9, 0, 1]].tolist()
+    assert resumed.padded.tolist() == [False, False, True, True]
+
+
+def _all(n, w, b, policy, **kw):
+    return [shard(n, batch_size=b, rank=r, world=w, last_batch=policy, seed=3, **kw) for r in range(w)]
+
+
+@pytest.mark.parametrize("n, w, b", CASES)
+def test_pad_gives_equal_batches_disjoint_real_samples_covering_everything(n, w, b):
+    shards = _all(n, w, b, "pad")
+    assert len({len(s) for s in shards}) == 1
+    assert all(len(s.indices) == len(s) * b for s in shards)
+    real = np.concatenate([s.indices[~s.padded] for s in shards])
+    assert sorted(real.tolist()) == list(range(n))
+    assert len(np.concatenate([s.indices for s in shards])) == -(-n // (w * b)) * w * b
+
+
+@pytest.mark.parametrize("n, w, b", CASES)
+def test_drop_and_partial(n, w, b):
+    drop = _all(n, w, b, "drop")
+    assert {len(s.indices) for s in drop} == {(n // (w * b)) * b}
+    kept = np.concatenate([s.indices for s in drop])
+    assert len(set(kept.tolist())) == len(kept) and not any(s.padded.any() for s in drop)
+    part = _all(n, w, b, "partial")
+    assert {len(s.indices) for s in part} == {-(-n // w)}
+    assert len({len(s) for s in part}) == 1
+    real = np.concatenate([s.indices[~s.padded] for s in part])
+    assert sorted(real.tolist()) == list(range(n))
+
+
+def test_epoch_reshuffles_deterministically_and_shuffle_false_is_identity():
+    a = shard(50, batch_size=5, seed=1, epoch=0).indices
+    assert np.array_equal(a, shard(50, batch_size=5, seed=1, epoch=0).indices)
+    assert not np.array_equal(a, shard(50, batch_size=5, seed=1, epoch=1).indices)
+    assert not np.array_equal(a, shard(50, batch_size=5, seed=2, epoch=0).indices)
+    assert shard(6, batch_size=4, shuffle=False).indices.tolist() == [0, 1, 2, 3, 4, 5, 0, 1]
+
+
+@pytest.mark.parametrize("n, w_old, w_new, b, batches_done", [
+    (103, 4, 2, 4, 3), (103, 2, 3, 4, 5), (50, 3, 3, 2, 4), (17, 1, 4, 3, 2), (40, 2, 1, 5, 3)])
+def test_resume_on_another_world_sees_each_remaining_sample_once(n, w_old, w_new, b, batches_done):
+    before = _all(n, w_old, b, "pad")
+    seen = np.concatenate([s.indices[:batches_done * b][~s.padded[:batches_done * b]] for s in before])
+    start = batches_done * w_old * b
+    after = _all(n, w_new, b, "pad", start=start)
+    assert len({len(s) for s in after}) == 1
+    rest = np.concatenate([s.indices[~s.padded] for s in after])
+    assert len(set(rest.tolist())) == len(rest)
+    assert sorted(np.concatenate([seen, rest]).tolist()) == list(range(n))
+
+
+def test_resume_on_same_world_gives_exactly_the_remaining_batches():
+    full = shard(37, batch_size=4, rank=1, world=3, seed=9, epoch=2)
+    rest = shard(37, batch_size=4, rank=1, world=3, seed=9, epoch=2, start=2 * 3 * 4)
+    assert np.array_equal(full.indices[8:], rest.indices)
+    assert np.array_equal(full.positions[8:], rest.positions)
+
+
+def test_resume_past_the_end_is_empty():
+    assert len(shard(10, batch_size=4, world=2, start=16)) == 0
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"rank": 2, "world": 2}, "rank=2 must be < world=2"),
+    ({"last_batch": "keep"}, "last_batch='keep'"),
+    ({"batch_size": 0}, "batch_size=0"),
+    ({"start": -1}, "start=-1"),
+])
+def test_bad_arguments(kwargs, message):
+    with pytest.raises(SpecError, match=message):
+        shard(10, **{"batch_size": 2, **kwargs})
