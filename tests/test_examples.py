@@ -18,3 +18,9 @@ def test_train_minimal_runs_both_loaders():
     out = run_example("train_minimal.py", "--steps", "3", "--workers", "1")
     assert "torch.utils.data.DataLoader: 3 steps" in out
     assert "fastload.loader: 3 steps" in out
+
+
+def test_convert_and_train_gives_identical_batches_from_every_source():
+    out = run_example("convert_and_train.py", "--steps", "2")
+    assert out.count("OK") == 2
+    assert out.count("first batch identical to the folder's: True") == 3

@@ -6,24 +6,47 @@ from pathlib import Path
 from typing import Any, Union
 
 from ..errors import SourceError
+from ..formats.manifest import MANIFEST, read_manifest
 from .base import Source, StringTable
 from .folder import FolderSource
+from .lmdb import LMDBSource
+from .tfrecord import TFRecordSource
 
-__all__ = ["FolderSource", "Source", "StringTable", "open_source"]
+__all__ = ["FolderSource", "LMDBSource", "Source", "StringTable", "TFRecordSource", "open_source"]
+
+KINDS = {"folder": FolderSource, "tfrecord": TFRecordSource, "lmdb": LMDBSource}
 
 
 def open_source(source: Union[str, Path, Any]) -> Source:
-    """A Source object as is, or a path: ``folder:PATH`` or a folder in ImageFolder layout."""
-    if isinstance(source, Source) and not isinstance(source, (str, Path)):
-        return source
+    """A Source object as is, or a path, optionally prefixed ``folder:``, ``tfrecord:``, ``lmdb:``.
+
+    Unprefixed paths are detected: a folder with ``manifest.json`` (its format), an LMDB
+    environment (``data.mdb``), a ``.tfrecord`` file or glob, a folder of ``.tfrecord`` files,
+    otherwise an ImageFolder.
+    """
     if not isinstance(source, (str, Path)):
+        if isinstance(source, Source):
+            return source
         raise SourceError(f"source={source!r} must be a path or a Source "
                           "(len, read(i) -> (bytes, label), describe(), locate(i))")
     text = str(source)
-    kind, _, rest = text.partition(":")
-    if kind == "folder" and rest:
-        return FolderSource(rest)
+    kind, sep, rest = text.partition(":")
+    if sep and kind in KINDS and rest:
+        return KINDS[kind](rest)
     path = Path(text)
+    if any(c in text for c in "*?[") and not path.exists():
+        return TFRecordSource(text)
     if not path.exists():
         raise SourceError(f"{path}: no such file or folder")
+    if path.is_file():
+        if path.name == MANIFEST:
+            path = path.parent
+        else:
+            return TFRecordSource(path)
+    if (path / MANIFEST).exists():
+        return KINDS[read_manifest(path).format](path)
+    if (path / "data.mdb").exists():
+        return LMDBSource(path)
+    if any(p.name.endswith(".tfrecord") for p in path.iterdir()):
+        return TFRecordSource(path)
     return FolderSource(path)

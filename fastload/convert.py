@@ -1,0 +1,307 @@
+"""``fastload convert``: an ImageFolder -> TFRecord or LMDB shards that TF, DALI and Caffe read.
+
+- Layout "striped": sample ``i`` goes to shard ``i % S`` (every shard holds every class, and
+  global indices stay the folder's), records in increasing ``i``.
+- Atomic: each shard is written under a temporary name and renamed when complete; the
+  manifest is written last. A progress file records each finished shard with a fingerprint of
+  its inputs (options, file names, sizes, labels), so re-running after an interruption skips
+  the shards whose inputs did not change.
+- Deterministic: the same folder and options give the same bytes (TFRecord) / records (LMDB).
+- Every image is decoded once on the way (JPEGs at 1/8 scale, enough to walk all their data),
+  so a broken file fails the conversion with its path instead of failing training later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import multiprocessing
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Optional, TextIO, Union
+
+from PIL import Image
+
+from .errors import DecodeError, SourceError, SpecError
+from .formats import protowire, tfrecord
+from .formats.manifest import FORMATS, MANIFEST, Manifest, ShardInfo
+from .imaging import open_image
+from .sources.folder import FolderSource
+
+PROGRESS = ".fastload-convert.json"
+DEFAULT_SHARD_BYTES = 128 << 20
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    format: str = "tfrecord"
+    shards: Optional[int] = None        # shard count; or derived from shard_bytes
+    shard_bytes: Optional[int] = None   # target shard size (from the source files' sizes)
+    max_size: Optional[int] = None      # re-encode images whose longer side exceeds this
+    quality: Optional[int] = None       # re-encode every image as JPEG at this quality
+    split: str = "train"
+
+    def check(self) -> None:
+        if self.format not in FORMATS:
+            raise SpecError(f"convert: format={self.format!r} must be one of {FORMATS}")
+        for name in ("shards", "shard_bytes", "max_size"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise SpecError(f"convert: {name}={value!r} must be a positive int")
+        if self.quality is not None and not (isinstance(self.quality, int) and 1 <= self.quality <= 100):
+            raise SpecError(f"convert: quality={self.quality!r} must be an int in [1, 100]")
+        if self.shards is not None and self.shard_bytes is not None:
+            raise SpecError("convert: give shards or shard_bytes, not both")
+        if not self.split or "/" in self.split:
+            raise SpecError(f"convert: split={self.split!r} must be a plain name like 'train'")
+
+
+def shard_name(options: ConvertOptions, k: int, count: int) -> str:
+    ext = "tfrecord" if options.format == "tfrecord" else "lmdb"
+    return f"{options.split}-{k:05d}-of-{count:05d}.{ext}"
+
+
+def convert(src: Union[str, Path], dst: Union[str, Path], *, format: str = "tfrecord",
+            shards: Optional[int] = None, shard_bytes: Optional[int] = None,
+            max_size: Optional[int] = None, quality: Optional[int] = None, split: str = "train",
+            workers: Optional[int] = None, progress: Optional[TextIO] = None) -> Manifest:
+    """Convert the ImageFolder ``src`` into shards under ``dst``; returns the manifest.
+
+    ``progress``: a stream for a progress line (``sys.stderr`` in the CLI), or None for silence.
+    """
+    options = ConvertOptions(format, shards, shard_bytes, max_size, quality, split)
+    options.check()
+    source = FolderSource(src)
+    dst = Path(dst)
+    try:
+        dst.mkdir(parents=True, exist_ok=True)
+        probe = dst / ".fastload-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise SourceError(f"{dst}: cannot write here: {exc.strerror or exc}") from None
+    sizes = [os.path.getsize(source.path(i)) for i in range(len(source))]
+    count = _shard_count(options, len(source), sum(sizes))
+    prints = [_fingerprint(source, sizes, options, count, k) for k in range(count)]
+    fingerprint = hashlib.sha256("".join(prints).encode()).hexdigest()
+    existing = dst / MANIFEST
+    if existing.exists():
+        done = json.loads(existing.read_text()).get("options", {})
+        if done.get("fingerprint") == fingerprint:
+            from .formats.manifest import read_manifest
+
+            return read_manifest(dst)
+        raise SourceError(f"{dst}: already holds a converted dataset made from other input or "
+                          "options; convert into an empty folder (or delete it first)")
+    finished = _load_progress(dst, prints)
+    jobs = [(k, count) for k in range(count) if k not in finished]
+    key_width = max(8, len(str(len(source) - 1)))
+    context = _Job(source, options, str(dst), key_width)
+    meter = _Meter(len(source), sum(finished[k].records for k in finished), progress)
+    nproc = max(1, min(workers or len(os.sched_getaffinity(0)), len(jobs) or 1))
+    if nproc == 1 or len(jobs) <= 1:
+        for job in jobs:
+            finished[job[0]] = context(job)
+            _save_progress(dst, prints, finished)
+            meter.add(finished[job[0]].records)
+    else:
+        ctx = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+        with ctx.Pool(nproc) as pool:
+            for k, info in pool.imap_unordered(_run_job, [(context, job) for job in jobs]):
+                finished[k] = info
+                _save_progress(dst, prints, finished)
+                meter.add(info.records)
+    meter.done()
+    manifest = Manifest(format=options.format, samples=len(source), classes=source.classes,
+                        shards=[finished[k] for k in range(count)], split=options.split,
+                        key_width=key_width,
+                        options={**asdict(options), "shards": count, "fingerprint": fingerprint})
+    manifest.write(dst)
+    (dst / PROGRESS).unlink(missing_ok=True)
+    return manifest
+
+
+def _shard_count(options: ConvertOptions, samples: int, total_bytes: int) -> int:
+    if options.shards is not None:
+        count = options.shards
+    else:
+        count = math.ceil(total_bytes / (options.shard_bytes or DEFAULT_SHARD_BYTES))
+    return max(1, min(count, samples))
+
+
+def _fingerprint(source: FolderSource, sizes: list[int], options: ConvertOptions, count: int,
+                 k: int) -> str:
+    """What shard ``k`` is made from: the options, and each sample's path, size and label."""
+    digest = hashlib.sha256(json.dumps([asdict(options), count, k, source.classes]).encode())
+    for i in range(k, len(source), count):
+        digest.update(f"{source._paths[i]}\0{sizes[i]}\0{int(source.labels[i])}\n"
+                      .encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
+
+
+def _load_progress(dst: Path, prints: list[str]) -> dict[int, ShardInfo]:
+    """Shards a previous, interrupted run finished from the same inputs (and still whole)."""
+    try:
+        data = json.loads((dst / PROGRESS).read_text())
+        entries = {int(k): (v["fingerprint"], ShardInfo(**v["shard"])) for k, v in data.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+    finished = {}
+    for k, (fingerprint, shard) in entries.items():
+        if k >= len(prints) or fingerprint != prints[k]:
+            continue
+        path = dst / shard.file
+        data_file = path / "data.mdb" if path.is_dir() else path
+        if data_file.exists() and data_file.stat().st_size == shard.bytes:
+            finished[k] = shard
+    return finished
+
+
+def _save_progress(dst: Path, prints: list[str], finished: dict[int, ShardInfo]) -> None:
+    tmp = dst / f"{PROGRESS}.tmp"
+    tmp.write_text(json.dumps({str(k): {"fingerprint": prints[k], "shard": asdict(v)}
+                               for k, v in finished.items()}))
+    os.replace(tmp, dst / PROGRESS)
+
+
+class _Meter:
+    """A one-line progress bar on a text stream (refreshed at most every 0.2 s)."""
+
+    def __init__(self, total: int, done: int, stream: Optional[TextIO]) -> None:
+        self.total, self.count, self.stream = total, done, stream
+        self.start = self.last = time.monotonic()
+        self._show()
+
+    def add(self, n: int) -> None:
+        self.count += n
+        if time.monotonic() - self.last > 0.2 or self.count >= self.total:
+            self._show()
+
+    def _show(self) -> None:
+        if self.stream is None:
+            return
+        self.last = time.monotonic()
+        width = 30
+        filled = width * self.count // max(1, self.total)
+        rate = self.count / max(1e-9, self.last - self.start)
+        self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {self.count}/{self.total} "
+                          f"images  {rate:.0f}/s")
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self.stream is not None:
+            self._show()
+            self.stream.write("\n")
+
+
+def _run_job(arg: tuple["_Job", tuple[int, int]]) -> tuple[int, ShardInfo]:
+    context, job = arg
+    return job[0], context(job)
+
+
+class _Job:
+    """Writes one shard; picklable (the source carries its own index)."""
+
+    def __init__(self, source: FolderSource, options: ConvertOptions, dst: str, key_width: int) -> None:
+        self.source, self.options, self.dst, self.key_width = source, options, dst, key_width
+
+    def __call__(self, job: tuple[int, int]) -> ShardInfo:
+        k, count = job
+        name = shard_name(self.options, k, count)
+        indices = range(k, len(self.source), count)
+        if self.options.format == "tfrecord":
+            return self._tfrecord(name, indices)
+        return self._lmdb(name, indices)
+
+    def _payloads(self, indices: range):
+        for i in indices:
+            data, label = self.source.read(i)
+            where = self.source.locate(i)
+            data, fmt, height, width = prepare_image(data, where, self.options.max_size,
+                                                     self.options.quality)
+            yield i, data, label, fmt, height, width
+
+    def _tfrecord(self, name: str, indices: range) -> ShardInfo:
+        final = Path(self.dst) / name
+        tmp = final.with_name(f".{name}.tmp")
+        digest, rows, offset = hashlib.sha256(), [], 0
+        with open(tmp, "wb") as f:
+            for i, data, label, fmt, height, width in self._payloads(indices):
+                example = protowire.encode_example({
+                    "image/encoded": data, "image/class/label": label,
+                    "image/filename": str(self.source._paths[i]).encode("utf-8", "surrogateescape"),
+                    "image/format": fmt.encode(), "image/height": height, "image/width": width})
+                framed = tfrecord.frame(example)
+                f.write(framed)
+                digest.update(framed)
+                rows.append((offset, len(framed)))
+                offset += len(framed)
+            f.flush()
+            os.fsync(f.fileno())
+        import numpy as np
+
+        tfrecord.write_index(np.asarray(rows, dtype=np.int64).reshape(-1, 2), tfrecord.index_path(final))
+        os.replace(tmp, final)
+        return ShardInfo(file=name, records=len(rows), bytes=offset, sha256=digest.hexdigest(),
+                         index=tfrecord.index_path(final).name)
+
+    def _lmdb(self, name: str, indices: range) -> ShardInfo:
+        import lmdb
+
+        final = Path(self.dst) / name
+        tmp = final.with_name(f".{name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        budget = sum(os.path.getsize(self.source.path(i)) for i in indices)
+        map_size = 2 * budget + (len(indices) + 64) * 4096 + (64 << 20)
+        digest, records = hashlib.sha256(), 0
+        # meminit: zero the unused tails of pages, so equal input gives byte-equal files
+        env = lmdb.open(str(tmp), map_size=map_size, subdir=True, lock=True, sync=True,
+                        meminit=True, max_dbs=0)
+        try:
+            with env.begin(write=True) as txn:
+                for i, data, label, *_ in self._payloads(indices):
+                    key = str(i).zfill(self.key_width).encode()
+                    value = protowire.encode_datum(data, label)
+                    txn.put(key, value, append=True)
+                    digest.update(key + b"\0" + value)
+                    records += 1
+            env.sync(True)
+        finally:
+            env.close()
+        (tmp / "lock.mdb").unlink(missing_ok=True)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        return ShardInfo(file=name, records=records, bytes=(final / "data.mdb").stat().st_size,
+                         sha256=digest.hexdigest())
+
+
+def prepare_image(data: bytes, where: str, max_size: Optional[int],
+                  quality: Optional[int]) -> tuple[bytes, str, int, int]:
+    """Check that ``data`` decodes; re-encode as JPEG when asked. -> (bytes, format, h, w)."""
+    img = open_image(data, where)
+    fmt = (img.format or "unknown").lower()
+    width, height = img.size
+    shrink = max_size is not None and max(width, height) > max_size
+    try:
+        if not shrink and quality is None:
+            if fmt == "jpeg":
+                img.draft("RGB", (max(1, width // 8), max(1, height // 8)))
+            img.load()
+            return data, fmt, height, width
+        img = img.convert("RGB")
+        if shrink:
+            scale = max_size / max(width, height)  # type: ignore[operator]
+            width, height = max(1, round(width * scale)), max(1, round(height * scale))
+            img = img.resize((width, height), Image.BICUBIC, reducing_gap=3.0)
+        out = io.BytesIO()
+        img.save(out, "JPEG", quality=quality or 90)
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise DecodeError(f"{where}: cannot decode image ({type(exc).__name__}: {exc}); fix or "
+                          "remove the file, then re-run the conversion (finished shards are kept)") from None
+    return out.getvalue(), "jpeg", height, width

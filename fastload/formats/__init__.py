@@ -1,0 +1,1 @@
+"""On-disk formats: TFRecord framing + tf.train.Example, Caffe Datum, the manifest."""

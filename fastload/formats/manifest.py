@@ -1,0 +1,88 @@
+"""``manifest.json``: what a converted dataset holds, written last and atomically.
+
+Layout "striped": with S shards, global sample ``i`` is record ``i // S`` of shard ``i % S``, so
+every shard holds every class and global indices equal the source folder's indices.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from ..errors import FormatError
+
+MANIFEST = "manifest.json"
+MANIFEST_VERSION = 1
+FORMATS = ("tfrecord", "lmdb")
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    file: str                    # name relative to the dataset folder
+    records: int
+    bytes: int                   # the shard file's size (LMDB: data.mdb)
+    sha256: str                  # TFRecord: of the file; LMDB: of its keys and values in order
+    index: Optional[str] = None  # TFRecord: the .idx file's name
+
+
+@dataclass(frozen=True)
+class Manifest:
+    format: str
+    samples: int
+    classes: list[str]
+    shards: list[ShardInfo]
+    split: str = "train"
+    layout: str = "striped"
+    key_width: int = 8           # LMDB keys: zero-padded global index of this many digits
+    options: dict[str, Any] = field(default_factory=dict)
+    version: int = MANIFEST_VERSION
+
+    def shard_of(self, index: int) -> tuple[int, int]:
+        """(shard number, record number in it) of global sample ``index``."""
+        count = len(self.shards)
+        return index % count, index // count
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1, sort_keys=True) + "\n"
+
+    def write(self, folder: Union[str, Path]) -> Path:
+        path = Path(folder) / MANIFEST
+        tmp = path.with_name(f".{MANIFEST}.tmp")
+        tmp.write_text(self.to_json())
+        os.replace(tmp, path)
+        return path
+
+
+def read_manifest(folder: Union[str, Path]) -> Manifest:
+    """Parse and check ``folder/manifest.json``; FormatError names the file and the problem."""
+    path = Path(folder) / MANIFEST
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise FormatError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise FormatError(f"{path}: not valid JSON ({exc}); re-run `fastload convert`") from None
+    try:
+        if data["version"] != MANIFEST_VERSION:
+            raise FormatError(f"{path}: manifest version {data['version']!r} is not supported")
+        shards = [ShardInfo(**s) for s in data.pop("shards")]
+        manifest = Manifest(shards=shards, **data)
+    except (KeyError, TypeError) as exc:
+        raise FormatError(f"{path}: malformed manifest ({type(exc).__name__}: {exc})") from None
+    if manifest.format not in FORMATS:
+        raise FormatError(f"{path}: format {manifest.format!r} is not one of {FORMATS}")
+    if not manifest.shards:
+        raise FormatError(f"{path}: lists no shards")
+    if sum(s.records for s in shards) != manifest.samples:
+        raise FormatError(f"{path}: shards hold {sum(s.records for s in shards)} records but "
+                          f"samples={manifest.samples}")
+    count = len(shards)
+    for k, shard in enumerate(shards):
+        expect = len(range(k, manifest.samples, count))
+        if manifest.layout == "striped" and shard.records != expect:
+            raise FormatError(f"{path}: shard {shard.file} lists {shard.records} records; the "
+                              f"striped layout needs {expect}")
+    return manifest

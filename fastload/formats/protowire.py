@@ -1,0 +1,180 @@
+"""Just enough protobuf wire format for tf.train.Example and caffe.Datum, in both directions.
+
+No generated code and no protobuf runtime: the two messages are tiny, and a hand-written codec
+parses them without pickle, rejects malformed bytes with FormatError, and stays fast.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Union
+
+from ..errors import FormatError
+
+VARINT, FIXED64, BYTES, FIXED32 = 0, 1, 2, 5
+Feature = Union[bytes, int, list[int], list[bytes], list[float]]
+
+
+# --- encoding ------------------------------------------------------------------------------
+def _varint(value: int) -> bytes:
+    value &= (1 << 64) - 1  # negative int64 -> ten-byte two's complement, as protobuf does
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _field(number: int, wire: int, payload: bytes) -> bytes:
+    head = _varint((number << 3) | wire)
+    if wire == BYTES:
+        return head + _varint(len(payload)) + payload
+    return head + payload
+
+
+def encode_example(features: dict[str, Feature]) -> bytes:
+    """tf.train.Example; bytes/list[bytes] -> BytesList, int/list[int] -> Int64List (packed),
+    list[float] -> FloatList. Keys are written sorted, so equal inputs give equal bytes."""
+    entries = []
+    for key in sorted(features):
+        value = features[key]
+        if isinstance(value, (bytes, int)):
+            value = [value]
+        if all(isinstance(v, bytes) for v in value):
+            kind = _field(1, BYTES, b"".join(_field(1, BYTES, v) for v in value))
+        elif all(isinstance(v, int) for v in value):
+            kind = _field(3, BYTES, _field(1, BYTES, b"".join(_varint(v) for v in value)))
+        elif all(isinstance(v, float) for v in value):
+            kind = _field(2, BYTES, _field(1, BYTES, struct.pack(f"<{len(value)}f", *value)))
+        else:
+            raise TypeError(f"feature {key!r}: values must be all bytes, all int or all float")
+        entry = _field(1, BYTES, key.encode("utf-8")) + _field(2, BYTES, kind)
+        entries.append(_field(1, BYTES, entry))
+    return _field(1, BYTES, b"".join(entries))
+
+
+def encode_datum(data: bytes, label: int) -> bytes:
+    """caffe.Datum with encoded=true: the image file's bytes and its label."""
+    return _field(4, BYTES, data) + _field(5, VARINT, _varint(label)) + _field(7, VARINT, _varint(1))
+
+
+# --- decoding ------------------------------------------------------------------------------
+def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= len(buf):
+            raise FormatError("truncated varint")
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+        if shift >= 70:
+            raise FormatError("varint longer than 10 bytes")
+
+
+def _signed(value: int) -> int:
+    value &= (1 << 64) - 1
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def fields(buf: bytes) -> list[tuple[int, int, Union[int, bytes]]]:
+    """(field number, wire type, value) for each field of one message, in order."""
+    out = []
+    pos, end = 0, len(buf)
+    while pos < end:
+        key, pos = _read_varint(buf, pos)
+        number, wire = key >> 3, key & 7
+        if number == 0:
+            raise FormatError("field number 0")
+        if wire == VARINT:
+            value, pos = _read_varint(buf, pos)
+        elif wire == BYTES:
+            size, pos = _read_varint(buf, pos)
+            if pos + size > end:
+                raise FormatError(f"field {number}: length {size} runs past the message end")
+            value, pos = buf[pos:pos + size], pos + size
+        elif wire in (FIXED64, FIXED32):
+            width = 8 if wire == FIXED64 else 4
+            if pos + width > end:
+                raise FormatError(f"field {number}: truncated fixed{width * 8}")
+            value, pos = buf[pos:pos + width], pos + width
+        else:
+            raise FormatError(f"field {number}: unsupported wire type {wire}")
+        out.append((number, wire, value))
+    return out
+
+
+def _expect_bytes(wire: int, value: Union[int, bytes], what: str) -> bytes:
+    if wire != BYTES:
+        raise FormatError(f"{what}: expected a length-delimited field, found wire type {wire}")
+    return value  # type: ignore[return-value]
+
+
+def _decode_feature(buf: bytes, key: str) -> Feature:
+    for number, wire, value in fields(buf):
+        body = _expect_bytes(wire, value, f"feature {key!r}")
+        items = fields(body)
+        if number == 1:  # BytesList
+            return [_expect_bytes(w, v, f"feature {key!r}") for n, w, v in items if n == 1]
+        if number == 3:  # Int64List, packed or not
+            ints: list[int] = []
+            for n, w, v in items:
+                if n != 1:
+                    continue
+                if w == VARINT:
+                    ints.append(_signed(v))  # type: ignore[arg-type]
+                else:
+                    packed, pos = _expect_bytes(w, v, f"feature {key!r}"), 0
+                    while pos < len(packed):
+                        x, pos = _read_varint(packed, pos)
+                        ints.append(_signed(x))
+            return ints
+        if number == 2:  # FloatList, packed or not
+            floats: list[float] = []
+            for n, w, v in items:
+                if n == 1:
+                    raw = v if w in (FIXED32, BYTES) else b""
+                    if len(raw) % 4:  # type: ignore[arg-type]
+                        raise FormatError(f"feature {key!r}: float list of {len(raw)} bytes")  # type: ignore[arg-type]
+                    floats.extend(struct.unpack(f"<{len(raw) // 4}f", raw))  # type: ignore[arg-type]
+            return floats
+    return []
+
+
+def decode_example(buf: bytes) -> dict[str, Feature]:
+    """tf.train.Example -> {key: list of values}."""
+    out: dict[str, Feature] = {}
+    for number, wire, value in fields(buf):
+        if number != 1:
+            continue
+        for n, w, entry in fields(_expect_bytes(wire, value, "Example.features")):
+            if n != 1:
+                continue
+            key, feature = "", b""
+            for en, ew, ev in fields(_expect_bytes(w, entry, "Features.feature")):
+                if en == 1:
+                    key = _expect_bytes(ew, ev, "feature key").decode("utf-8", "replace")
+                elif en == 2:
+                    feature = _expect_bytes(ew, ev, f"feature {key!r}")
+            out[key] = _decode_feature(feature, key)
+    return out
+
+
+def decode_datum(buf: bytes) -> tuple[bytes, int, bool]:
+    """caffe.Datum -> (data, label, encoded)."""
+    data, label, encoded = b"", 0, False
+    for number, wire, value in fields(buf):
+        if number == 4:
+            data = _expect_bytes(wire, value, "Datum.data")
+        elif number == 5 and wire == VARINT:
+            label = _signed(value)  # type: ignore[arg-type]
+            label = label - (1 << 32) if label >= 1 << 31 else label
+        elif number == 7 and wire == VARINT:
+            encoded = bool(value)
+    return data, label, encoded

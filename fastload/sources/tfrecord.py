@@ -1,0 +1,150 @@
+"""TFRecord shards of tf.train.Example, read by random access through their ``.idx`` files."""
+
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+
+from ..errors import FormatError, SourceError
+from ..formats import protowire, tfrecord
+from ..formats.manifest import MANIFEST, Manifest, read_manifest
+from .lazy import PerProcess
+
+IMAGE_KEY = "image/encoded"
+LABEL_KEY = "image/class/label"
+
+
+class TFRecordSource:
+    """Samples from TFRecord shards given as a file, a glob, a folder or a folder's manifest.
+
+    With ``manifest.json`` (what ``fastload convert`` writes) sample ``i`` is record ``i // S``
+    of shard ``i % S``; otherwise the shards' records in order, shards sorted by name. Every
+    shard needs its index ``<shard>.idx``: a missing one is an error that says how to build it,
+    or is built and written when ``build_missing_index=True``.
+    """
+
+    def __init__(self, path: Union[str, Path, Sequence[Union[str, Path]]], *,
+                 image_key: str = IMAGE_KEY, label_key: str = LABEL_KEY,
+                 verify_crc: bool = True, build_missing_index: bool = False) -> None:
+        self.image_key, self.label_key, self.verify_crc = image_key, label_key, verify_crc
+        self.manifest, shards = _resolve(path)
+        self.shards = [str(s) for s in shards]
+        self.classes = list(self.manifest.classes) if self.manifest else []
+        rows = [_load_index(s, build_missing_index) for s in shards]
+        counts = np.array([len(r) for r in rows], dtype=np.int64)
+        if self.manifest is not None:
+            for shard, info, count in zip(self.shards, self.manifest.shards, counts):
+                if count != info.records:
+                    raise FormatError(f"{shard}: index has {count} records, {MANIFEST} says "
+                                      f"{info.records}; the shard or its index is stale")
+        self._shard = np.concatenate([np.full(c, k, np.int32) for k, c in enumerate(counts)])
+        self._record = np.concatenate([np.arange(c, dtype=np.int64) for c in counts])
+        table = np.concatenate(rows) if rows else np.zeros((0, 2), np.int64)
+        if self.manifest is not None and self.manifest.layout == "striped":
+            order = _striped_order(counts)
+            self._shard, self._record, table = self._shard[order], self._record[order], table[order]
+        self._offset, self._length = table[:, 0].copy(), table[:, 1].copy()
+        if not len(self._offset):
+            raise SourceError(f"{path}: the TFRecord shards hold no records")
+        self._files = PerProcess(self._open, os.close)
+
+    def _open(self, shard: int) -> int:
+        try:
+            return os.open(self.shards[shard], os.O_RDONLY)
+        except OSError as exc:
+            raise SourceError(f"{self.shards[shard]}: cannot open: {exc.strerror or exc}") from None
+
+    def __len__(self) -> int:
+        return len(self._offset)
+
+    def locate(self, index: int) -> str:
+        return (f"{self.shards[self._shard[index]]} record {self._record[index]} "
+                f"(offset {self._offset[index]}, sample {index})")
+
+    def read_record(self, index: int) -> bytes:
+        """The verified payload (a serialized Example) of sample ``index``."""
+        fd = self._files.get(int(self._shard[index]))
+        length, offset = int(self._length[index]), int(self._offset[index])
+        buf = os.pread(fd, length, offset)
+        if len(buf) != length:
+            raise FormatError(f"{self.locate(index)}: file ends {length - len(buf)} bytes early; "
+                              "it was truncated after its index was written")
+        return tfrecord.unframe(buf, self.locate(index), verify=self.verify_crc)
+
+    def read(self, index: int) -> tuple[bytes, int]:
+        try:
+            example = protowire.decode_example(self.read_record(index))
+        except FormatError as exc:
+            if str(exc).startswith(self.shards[self._shard[index]]):
+                raise
+            raise FormatError(f"{self.locate(index)}: malformed Example: {exc}") from None
+        image, label = example.get(self.image_key), example.get(self.label_key)
+        if not image or not label:
+            raise FormatError(f"{self.locate(index)}: Example lacks {self.image_key!r} or "
+                              f"{self.label_key!r} (has {sorted(example)})")
+        return bytes(image[0]), int(label[0])  # type: ignore[arg-type]
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "tfrecord", "shards": len(self.shards), "samples": len(self),
+                "classes": len(self.classes), "manifest": self.manifest is not None}
+
+    def __repr__(self) -> str:
+        return f"TFRecordSource(shards={len(self.shards)}, samples={len(self)})"
+
+
+def _striped_order(counts: np.ndarray) -> np.ndarray:
+    """Positions in the shard-concatenated table of global samples 0..N-1 (i -> shard i % S)."""
+    total, shards = int(counts.sum()), len(counts)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    i = np.arange(total, dtype=np.int64)
+    return starts[i % shards] + i // shards
+
+
+def _resolve(path: Any) -> tuple[Optional[Manifest], list[Path]]:
+    if isinstance(path, (list, tuple)):
+        return None, [Path(p) for p in path]
+    text = str(path)
+    p = Path(text)
+    if p.name == MANIFEST:
+        p = p.parent
+    if p.is_dir():
+        if (p / MANIFEST).exists():
+            manifest = read_manifest(p)
+            if manifest.format != "tfrecord":
+                raise SourceError(f"{p}: {MANIFEST} describes {manifest.format!r} shards, not tfrecord")
+            return manifest, [p / s.file for s in manifest.shards]
+        found = sorted(q for q in p.iterdir() if _is_shard(q))
+        if not found:
+            raise SourceError(f"{p}: no *.tfrecord files in this folder")
+        return None, found
+    if any(c in text for c in "*?["):
+        found = sorted(Path(q) for q in glob.glob(text) if _is_shard(Path(q)))
+        if not found:
+            raise SourceError(f"{text}: the glob matches no TFRecord files")
+        return None, found
+    if not p.exists():
+        raise SourceError(f"{p}: no such file or folder")
+    return None, [p]
+
+
+def _is_shard(p: Path) -> bool:
+    return p.is_file() and ".tfrecord" in p.name and not p.name.endswith((".idx", ".tmp")) \
+        and not p.name.startswith(".")
+
+
+def _load_index(shard: Path, build: bool) -> np.ndarray:
+    idx = tfrecord.index_path(shard)
+    if not shard.exists():
+        raise SourceError(f"{shard}: no such TFRecord file")
+    if idx.exists():
+        return tfrecord.read_index(idx, shard)
+    if not build:
+        raise SourceError(f"{shard}: no index file {idx.name}; create it with `fastload index "
+                          f"{shard}` (or pass build_missing_index=True)")
+    rows = tfrecord.scan(shard)
+    tfrecord.write_index(rows, idx)
+    return rows

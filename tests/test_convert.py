@@ -1,0 +1,146 @@
+"""fastload convert / verify / index: determinism, resume, atomicity, re-encoding, bad input."""
+
+import io
+import json
+import os
+
+import pytest
+from PIL import Image
+
+import fastload as fl
+from fastload.cli import main
+from fastload.convert import PROGRESS, convert
+from fastload.errors import DecodeError, FormatError, SourceError, SpecError
+from fastload.verify import verify
+
+
+def files(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("fmt", ["tfrecord", "lmdb"])
+def test_deterministic_output_and_a_manifest_that_verifies(jpeg_folder, tmp_path, fmt):
+    a = convert(jpeg_folder, tmp_path / "a", format=fmt, shards=3, workers=2)
+    b = convert(jpeg_folder, tmp_path / "b", format=fmt, shards=3, workers=1)
+    assert a == b
+    assert files(tmp_path / "a") == files(tmp_path / "b")  # byte-identical, LMDB included
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert manifest["samples"] == 37 and manifest["classes"] == ["class_00", "class_01", "class_02"]
+    assert [s["records"] for s in manifest["shards"]] == [13, 12, 12]
+    assert [s["file"] for s in manifest["shards"]][0] == f"train-00000-of-00003.{fmt}"
+    report = verify(tmp_path / "a")
+    assert report.ok and report.records == 37, report.summary()
+    assert not (tmp_path / "a" / PROGRESS).exists()
+    assert not any(p.name.endswith(".tmp") for p in (tmp_path / "a").rglob("*"))
+
+
+def test_shard_size_and_re_encoding(photo_folder, tmp_path):
+    total = sum(p.stat().st_size for p in photo_folder.rglob("*.jpg"))
+    m = convert(photo_folder, tmp_path / "s", shard_bytes=total // 4 + 1)
+    assert len(m.shards) == 4
+    small = convert(photo_folder, tmp_path / "r", shards=2, max_size=64, quality=70)
+    src = fl.open_source(tmp_path / "r")
+    for i in range(len(src)):
+        img = Image.open(io.BytesIO(src.read(i)[0]))
+        assert img.format == "JPEG" and max(img.size) == 64
+    assert sum(s.bytes for s in small.shards) < total / 4
+
+
+def test_interrupted_run_resumes_without_redoing_finished_shards(tmp_path):
+    from conftest import write_index_folder
+
+    folder = write_index_folder(tmp_path / "src", 12, 2)
+    bad = sorted((folder / "class_01").iterdir())[-1]  # sample 11 -> shard 11 % 4 = 3
+    good = bad.read_bytes()
+    bad.write_bytes(good[: len(good) // 2])  # truncated JPEG
+    with pytest.raises(DecodeError, match=rf"{bad.name} \(sample 11\): cannot decode image"):
+        convert(folder, tmp_path / "out", shards=4, workers=1)
+    out = tmp_path / "out"
+    assert not (out / "manifest.json").exists()
+    done = sorted(p.name for p in out.glob("*.tfrecord"))
+    assert done == [f"train-0000{k}-of-00004.tfrecord" for k in range(3)]
+    assert not any(p.name.endswith(".tfrecord") and "00003" in p.name for p in out.iterdir())
+    stamps = {name: os.stat(out / name).st_mtime_ns for name in done}
+    bad.write_bytes(good)
+    convert(folder, out, shards=4, workers=1)
+    assert {name: os.stat(out / name).st_mtime_ns for name in done} == stamps
+    assert verify(out).ok and len(fl.open_source(out)) == 12
+
+
+def test_changed_input_restarts_and_existing_dataset_is_protected(jpeg_folder, tmp_path):
+    convert(jpeg_folder, tmp_path / "o", shards=2)
+    again = convert(jpeg_folder, tmp_path / "o", shards=2)  # same input and options: nothing to do
+    assert again.samples == 37
+    with pytest.raises(SourceError, match="already holds a converted dataset"):
+        convert(jpeg_folder, tmp_path / "o", shards=3)
+
+
+def test_verify_finds_damage(jpeg_folder, tmp_path):
+    convert(jpeg_folder, tmp_path / "t", shards=2)
+    shard = tmp_path / "t" / "train-00001-of-00002.tfrecord"
+    data = bytearray(shard.read_bytes())
+    data[200] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    report = verify(tmp_path / "t")
+    assert not report.ok and "sha256" in report.errors[0] and "00001" in report.errors[0]
+    source = fl.open_source(tmp_path / "t")
+    with pytest.raises(FormatError, match=r"train-00001-of-00002.tfrecord record 0 \(offset 0, sample 1\): data CRC mismatch"):
+        source.read(1)
+    convert(jpeg_folder, tmp_path / "l", format="lmdb", shards=2)
+    manifest = json.loads((tmp_path / "l" / "manifest.json").read_text())
+    manifest["shards"][0]["sha256"] = "0" * 64
+    (tmp_path / "l" / "manifest.json").write_text(json.dumps(manifest))
+    report = verify(tmp_path / "l")
+    assert not report.ok and "sha256" in report.errors[0]
+
+
+@pytest.mark.parametrize("setup, message", [
+    (lambda p: (p / "c").mkdir(), "no image files"),
+    (lambda p: None, "no class folders"),
+])
+def test_empty_inputs(tmp_path, setup, message):
+    src = tmp_path / "src"
+    src.mkdir()
+    setup(src)
+    with pytest.raises(SourceError, match=message):
+        convert(src, tmp_path / "out")
+
+
+def test_non_image_with_image_extension_is_named(tmp_path):
+    (tmp_path / "src" / "c").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "src" / "c" / "a.png")
+    (tmp_path / "src" / "c" / "b.jpg").write_text("hello, I am text")
+    with pytest.raises(DecodeError, match=r"b\.jpg \(sample 1\): cannot decode image"):
+        convert(tmp_path / "src", tmp_path / "out")
+
+
+def test_unwritable_destination_and_bad_options(jpeg_folder, tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SourceError, match="cannot write here"):
+        convert(jpeg_folder, tmp_path / "file" / "out")
+    with pytest.raises(SpecError, match="format='zip'"):
+        convert(jpeg_folder, tmp_path / "o", format="zip")
+    with pytest.raises(SpecError, match="quality=0"):
+        convert(jpeg_folder, tmp_path / "o", quality=0)
+    with pytest.raises(SpecError, match="not both"):
+        convert(jpeg_folder, tmp_path / "o", shards=2, shard_bytes=100)
+
+
+def test_cli_convert_verify_index(jpeg_folder, tmp_path, capsys):
+    assert main(["convert", str(jpeg_folder), str(tmp_path / "o"), "--shards", "2", "--split", "val"]) == 0
+    out = capsys.readouterr()
+    assert "37 samples, 3 classes, 2 tfrecord shards" in out.out and "37/37 images" in out.err
+    assert main(["verify", str(tmp_path / "o")]) == 0
+    assert "OK" in capsys.readouterr().out
+    shard = tmp_path / "o" / "val-00000-of-00002.tfrecord"
+    idx = shard.with_name(shard.name + ".idx")
+    expected = idx.read_text()
+    idx.unlink()
+    with pytest.raises(SourceError, match="no index file .*fastload index"):
+        fl.open_source(tmp_path / "o")
+    assert main(["index", str(shard)]) == 0
+    assert idx.read_text() == expected
+    assert main(["convert", str(jpeg_folder), str(tmp_path / "x"), "--format", "lmdb",
+                 "--shard-size", "1MB"]) == 0
+    assert main(["verify", str(tmp_path / "missing")]) == 2
+    assert "cannot read" in capsys.readouterr().err
