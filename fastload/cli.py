@@ -7,10 +7,17 @@ import sys
 from typing import Optional
 
 
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0))
+
+
 def _cmd_sample(args: argparse.Namespace) -> int:
     from .synthetic import make_image_folder
 
-    root = make_image_folder(args.dst, args.samples, classes=args.classes, seed=args.seed)
+    root = make_image_folder(args.dst, args.samples, classes=args.classes, seed=args.seed,
+                             workers=_cpus())
     print(f"wrote {args.samples} photographic-like JPEGs in {args.classes} classes under {root}")
     return 0
 
@@ -53,6 +60,56 @@ def _cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pipeline(text: str):
+    """A preset name (``imagenet_train``, ``imagenet_eval:160``) or a JSON file."""
+    from pathlib import Path
+
+    from .errors import SpecError
+    from .presets import PRESETS
+    from .spec import Pipeline
+
+    name, _, size = text.partition(":")
+    if name in PRESETS:
+        try:
+            return PRESETS[name](int(size)) if size else PRESETS[name]()
+        except ValueError:
+            raise SpecError(f"--pipeline {text!r}: the size after ':' must be an int") from None
+    path = Path(text)
+    if not path.is_file():
+        raise SpecError(f"--pipeline {text!r}: not a preset ({', '.join(PRESETS)}) nor a JSON file")
+    return Pipeline.from_json(path.read_text())
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .bench.report import plot, table, write_json
+    from .bench.runner import BenchConfig, run_bench
+    from .errors import SpecError
+
+    source = args.source
+    if args.synthetic:
+        from .synthetic import make_image_folder
+
+        root = args.synthetic_dir or f".fastload-synthetic-{args.synthetic}"
+        print(f"generating {args.synthetic} photographic-like JPEGs in {root} (kept for re-runs)",
+              file=sys.stderr)
+        source = str(make_image_folder(root, args.synthetic, classes=10, workers=_cpus()))
+    if source is None:
+        raise SpecError("bench: give a SOURCE (folder, TFRecord or LMDB) or --synthetic N")
+    runs = {"torch": ("torch",), "dali": ("dali",), "all": ("torch", "dali")}[args.backend]
+    if args.baseline:
+        runs = runs + ("baseline",)
+    config = BenchConfig(source=source, pipeline=_pipeline(args.pipeline), runs=runs,
+                         batch_size=args.batch_size, workers=args.workers, step_ms=args.step_ms,
+                         epochs=args.epochs, steps=args.steps, device=args.device, seed=args.seed)
+    report = run_bench(config)
+    print(table(report))
+    if args.json:
+        write_json(report, args.json)
+    if args.plot:
+        plot(report, args.plot)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fastload", description="Fast image loading for PyTorch training loops.")
@@ -84,6 +141,29 @@ def build_parser() -> argparse.ArgumentParser:
     idx = sub.add_parser("index", help="write the .idx index of TFRecord files (DALI's format)")
     idx.add_argument("files", nargs="+", help="TFRecord files")
     idx.set_defaults(run=_cmd_index)
+
+    bench = sub.add_parser("bench", help="measure per-iteration stall: fastload vs the baseline",
+                           description="Measure how long a training loop waits on its data.")
+    bench.add_argument("source", nargs="?", help="folder, TFRecord or LMDB (or use --synthetic)")
+    bench.add_argument("--synthetic", type=int, metavar="N",
+                       help="generate N photographic-like JPEGs (~500x375) and bench on them")
+    bench.add_argument("--synthetic-dir", help="where --synthetic writes (default ./.fastload-synthetic-N)")
+    bench.add_argument("--pipeline", default="imagenet_train",
+                       help="preset[:size] (imagenet_train, imagenet_eval) or a pipeline JSON file")
+    bench.add_argument("--backend", choices=("torch", "dali", "all"), default="all",
+                       help="fastload backends to run (all: those installed)")
+    bench.add_argument("--no-baseline", dest="baseline", action="store_false",
+                       help="skip the plain DataLoader baseline")
+    bench.add_argument("--batch-size", type=int, default=64)
+    bench.add_argument("--workers", type=int, default=_cpus(), help="worker processes (default: CPUs)")
+    bench.add_argument("--step-ms", type=float, default=0.0, help="simulated training step (ms)")
+    bench.add_argument("--epochs", type=int, default=1)
+    bench.add_argument("--steps", type=int, help="stop each run after this many iterations")
+    bench.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--json", help="write the full report as JSON here")
+    bench.add_argument("--plot", help="write a PNG plot here (needs matplotlib)")
+    bench.set_defaults(run=_cmd_bench)
     return parser
 
 

@@ -45,14 +45,13 @@ class Loader:
     """
 
     def __init__(self, source: Source, pipeline: Pipeline, plan: EpochPlan, producer: Any,
-                 tail: Any, dist: Optional[DistInfo], backend: str) -> None:
+                 device: Any, dist: Optional[DistInfo], backend: str) -> None:
         self.source = source
         self.pipeline = pipeline
         self.plan = plan
         self.backend = backend
-        self.device = tail.device
+        self.device = device
         self._producer = producer
-        self._tail = tail
         self._dist = dist
         self._epoch = 0
         self._position = 0  # global positions of this epoch already yielded (on every rank)
@@ -66,7 +65,6 @@ class Loader:
         return -(-per_rank // self.plan.batch_size)
 
     def __iter__(self) -> Iterator[Batch]:
-        from .backends.tail import apply_tail
         from .backends.torch_backend import BatchTask
 
         dist = resolve(self._dist)
@@ -75,7 +73,7 @@ class Loader:
         tasks = [BatchTask(self.plan.seed, epoch, shard.indices[shard.batch(k)],
                            shard.positions[shard.batch(k)], shard.padded[shard.batch(k)])
                  for k in range(len(shard))]
-        for batch in apply_tail(self._producer.batches(tasks), self._tail, epoch):
+        for batch in self._producer.batches(tasks, self.plan.seed, epoch):
             if (self._epoch, self._position) != (epoch, start):
                 raise RuntimeError("the loader's epoch or position changed during iteration "
                                    "(set_epoch/load_state_dict inside the loop?); start a new loop")
@@ -119,7 +117,6 @@ class Loader:
                 raise SpecError(f"load_state_dict: {key}={state[key]!r} must be an int >= 0")
         self.plan = EpochPlan(self.plan.samples, self.plan.batch_size, self.plan.shuffle,
                               state["seed"], self.plan.last_batch)
-        self._tail.seed = state["seed"]
         self._epoch, self._position = state["epoch"], state["position"]
 
     # --- lifetime ----------------------------------------------------------------------------
@@ -156,7 +153,6 @@ def loader(source: Union[str, Path, Source], pipeline: Pipeline, batch_size: int
     import torch
 
     from .backends import make_producer, pick_backend
-    from .backends.tail import DeviceTail
 
     if not isinstance(pipeline, Pipeline):
         raise SpecError(f"pipeline={pipeline!r} must be a fastload.Pipeline")
@@ -187,5 +183,4 @@ def loader(source: Union[str, Path, Source], pipeline: Pipeline, batch_size: int
     producer = make_producer(chosen, src, pipeline, device=device, num_workers=num_workers,
                              prefetch_factor=prefetch_factor,
                              multiprocessing_context=multiprocessing_context)
-    return Loader(src, pipeline, plan, producer, DeviceTail(pipeline, device, seed), dist_info,
-                  chosen)
+    return Loader(src, pipeline, plan, producer, device, dist_info, chosen)

@@ -98,6 +98,15 @@ class Pipeline:
         return cls.from_dict(data)
 
     # --- value semantics ---------------------------------------------------------------------
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Pipeline, self.ops)
+
+    def __copy__(self) -> "Pipeline":
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> "Pipeline":
+        return self
+
     def __iter__(self) -> Iterator[Op]:
         return iter(self.ops)
 

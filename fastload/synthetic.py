@@ -35,22 +35,40 @@ def photo_like(rng: np.random.Generator, width: int, height: int) -> Image.Image
 
 
 def make_image_folder(root: Union[str, Path], samples: int, *, classes: int = 10, seed: int = 0,
-                      size: tuple[int, int] = (500, 375), quality: int = 90) -> Path:
+                      size: tuple[int, int] = (500, 375), quality: int = 90,
+                      workers: int = 1) -> Path:
     """Write ``samples`` JPEGs as ``root/class_XX/img_XXXXXX.jpg`` (sizes vary +-15% around
     ``size`` = (width, height)); existing complete files are kept, so a re-run is cheap."""
+    from .errors import SpecError
+
     if samples < 1 or classes < 1:
-        raise ValueError(f"make_image_folder: samples={samples} and classes={classes} must be >= 1")
+        raise SpecError(f"make_image_folder: samples={samples} and classes={classes} must be >= 1")
     root = Path(root)
-    for i in range(samples):
-        label = i % classes
-        path = root / f"class_{label:02d}" / f"img_{i:06d}.jpg"
-        if path.exists():
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        rng = np.random.default_rng([seed, i])
-        width = int(size[0] * rng.uniform(0.85, 1.15))
-        height = int(size[1] * rng.uniform(0.85, 1.15))
-        tmp = path.with_name(f".{path.name}.tmp")
-        photo_like(rng, width, height).save(tmp, "JPEG", quality=quality)
-        os.replace(tmp, path)
+    for label in range(min(classes, samples)):
+        (root / f"class_{label:02d}").mkdir(parents=True, exist_ok=True)
+    jobs = [(root, i, classes, seed, size, quality) for i in range(samples)
+            if not _path(root, i, classes).exists()]
+    if workers > 1 and len(jobs) > 16:
+        import multiprocessing
+
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            pool.map(_write_one, jobs, chunksize=16)
+    else:
+        for job in jobs:
+            _write_one(job)
     return root
+
+
+def _path(root: Path, i: int, classes: int) -> Path:
+    return root / f"class_{i % classes:02d}" / f"img_{i:06d}.jpg"
+
+
+def _write_one(job: tuple) -> None:
+    root, i, classes, seed, size, quality = job
+    path = _path(root, i, classes)
+    rng = np.random.default_rng([seed, i])
+    width = int(size[0] * rng.uniform(0.85, 1.15))
+    height = int(size[1] * rng.uniform(0.85, 1.15))
+    tmp = path.with_name(f".{path.name}.tmp")
+    photo_like(rng, width, height).save(tmp, "JPEG", quality=quality)
+    os.replace(tmp, path)

@@ -17,8 +17,8 @@ def host_batch(erase):
 def test_normalize_then_erase_exact_rectangles():
     pipeline = fl.Pipeline(fl.Decode(), fl.CenterCrop((6, 8)), fl.Normalize(mean=(0.2, 0.2, 0.2), std=(0.5, 0.5, 0.5)),
                            fl.RandomErasing(value=(7, 8, 9)))
-    tail = DeviceTail(pipeline, torch.device("cpu"), seed=0)
-    batch = tail(host_batch([[1, 2, 3, 4], [0, 0, 0, 0], [5, 7, 1, 1]]), epoch=0)
+    tail = DeviceTail(pipeline, torch.device("cpu"))
+    batch = tail(host_batch([[1, 2, 3, 4], [0, 0, 0, 0], [5, 7, 1, 1]]), seed=0, epoch=0)
     images = batch.images
     assert images.shape == (3, 3, 6, 8) and images.is_contiguous()
     expect = torch.full((3, 3, 6, 8), (51 / 255 - 0.2) / 0.5)
@@ -30,20 +30,22 @@ def test_normalize_then_erase_exact_rectangles():
 
 def test_random_value_noise_is_seeded_by_epoch_and_position():
     pipeline = fl.Pipeline(fl.Decode(), fl.CenterCrop((6, 8)), fl.Normalize(), fl.RandomErasing(value="random"))
-    tail = DeviceTail(pipeline, torch.device("cpu"), seed=3)
+    tail = DeviceTail(pipeline, torch.device("cpu"))
     erase = [[0, 0, 6, 8], [0, 0, 0, 0], [2, 2, 2, 2]]
-    a = tail(host_batch(erase), epoch=1).images
-    b = tail(host_batch(erase), epoch=1).images
-    c = tail(host_batch(erase), epoch=2).images
+    a = tail(host_batch(erase), seed=3, epoch=1).images
+    b = tail(host_batch(erase), seed=3, epoch=1).images
+    c = tail(host_batch(erase), seed=3, epoch=2).images
+    d = tail(host_batch(erase), seed=4, epoch=1).images
+    assert not torch.equal(a, d)
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert torch.equal(a[1], c[1])  # not erased: the plain normalized value
     assert a[0].std() > 0.5 and a[2, :, 2:4, 2:4].std() > 0.1
 
 
 def test_uint8_pipeline_passes_pixels_through_channels_first():
-    tail = DeviceTail(fl.Pipeline(fl.Decode(), fl.CenterCrop((6, 8))), torch.device("cpu"), seed=0)
+    tail = DeviceTail(fl.Pipeline(fl.Decode(), fl.CenterCrop((6, 8))), torch.device("cpu"))
     host = host_batch([[0, 0, 0, 0]] * 3)
     host.images[0, 1, 2] = torch.tensor([1, 2, 3], dtype=torch.uint8)
-    out = tail(host, epoch=0).images
+    out = tail(host, seed=0, epoch=0).images
     assert out.dtype == torch.uint8 and out.shape == (3, 3, 6, 8)
     assert out[0, :, 1, 2].tolist() == [1, 2, 3]

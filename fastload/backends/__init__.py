@@ -31,8 +31,8 @@ def make_producer(backend: str, source: Source, pipeline: Pipeline, *, device: A
     if backend == "torch":
         from .torch_backend import TorchProducer
 
-        return TorchProducer(source, pipeline, num_workers=num_workers,
-                             prefetch_factor=prefetch_factor, pin_memory=device.type == "cuda",
+        return TorchProducer(source, pipeline, device=device, num_workers=num_workers,
+                             prefetch_factor=prefetch_factor,
                              multiprocessing_context=multiprocessing_context)
     from .dali_backend import DaliProducer
 

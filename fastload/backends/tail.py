@@ -1,14 +1,18 @@
 """The device tail, shared by both backends: host uint8 batch -> normalized batch on the device.
 
-Copy (on CUDA: on a side stream, overlapping the previous step), uint8 NHWC -> NCHW in one
-fused ``addcmul`` that also normalizes, then random erasing over the whole batch at once: the
-rectangles were drawn per sample from (seed, epoch, position); only ``value="random"`` noise
-comes from here, from an explicit ``torch.Generator`` seeded by the batch's first position.
+Copy (on CUDA: on a side stream, overlapping the previous step), uint8 NHWC -> float NCHW in one
+strided ``copy_``, normalize in place, then random erasing over the whole batch at once: the
+rectangles were drawn per sample from (seed, epoch, position) and are written through one
+index of all erased pixels; only ``value="random"`` noise comes from here, from an explicit
+``torch.Generator`` seeded by (seed, epoch, the batch's first position).
+
+On a CPU target the torch backend runs the tail inside its workers (in parallel, writing into
+shared memory) instead of the main process: there is no device to overlap with there.
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -22,9 +26,10 @@ _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch
 class DeviceTail:
     """Turns HostBatch into Batch on ``device`` following the pipeline's Normalize/RandomErasing."""
 
-    def __init__(self, pipeline: Pipeline, device: torch.device, seed: int) -> None:
+    def __init__(self, pipeline: Pipeline, device: torch.device,
+                 allocate: Optional[Callable[..., torch.Tensor]] = None) -> None:
         self.device = device
-        self.seed = seed
+        self.allocate = allocate
         self.normalize = pipeline.normalize
         self.erasing = pipeline.erasing
         self.generator = torch.Generator(device=device)
@@ -36,49 +41,76 @@ class DeviceTail:
             self.scale = (1.0 / (255.0 * std)).to(device, dtype).view(1, 3, 1, 1)
             self.bias = (-mean / std).to(device, dtype).view(1, 3, 1, 1)
 
-    def __call__(self, host: HostBatch, epoch: int) -> Batch:
+    def __call__(self, host: HostBatch, seed: int, epoch: int) -> Batch:
         images = host.images.to(self.device, non_blocking=True).permute(0, 3, 1, 2)
-        if self.normalize is None:
-            out = images.contiguous()
+        dtype = torch.uint8 if self.normalize is None else self.dtype
+        if self.allocate is not None:
+            out = self.allocate(tuple(images.shape), dtype)
         else:
-            out = torch.empty(images.shape, dtype=self.dtype, device=self.device)
-            torch.addcmul(self.bias, images, self.scale, out=out)
+            out = torch.empty(images.shape, dtype=dtype, device=self.device)
+        out.copy_(images)
+        if self.normalize is not None:
+            out.mul_(self.scale).add_(self.bias)
             if self.erasing is not None and bool(host.erase[:, 2].any()):
-                self._erase(out, host, epoch)
+                self.generator.manual_seed(_batch_seed(seed, epoch, int(host.positions[0])))
+                if out.device.type == "cuda":
+                    self._erase_masked(out, host)
+                else:
+                    self._erase_indexed(out, host)
         labels = host.labels.to(self.device, non_blocking=True)
         return Batch(out, labels, host.indices, host.padded)
 
-    def _erase(self, out: torch.Tensor, host: HostBatch, epoch: int) -> None:
-        boxes = host.erase.to(self.device, non_blocking=True).long()
+    def _erase_indexed(self, out: torch.Tensor, host: HostBatch) -> None:
+        """CPU: write the value into exactly the erased pixels, through one batch-wide index."""
+        chosen = torch.nonzero(host.erase[:, 2] > 0).view(-1)
         _, _, height, width = out.shape
-        top, left, h, w = (boxes[:, k].view(-1, 1, 1) for k in range(4))
-        rows = torch.arange(height, device=self.device).view(1, -1, 1)
-        cols = torch.arange(width, device=self.device).view(1, 1, -1)
-        mask = (rows >= top) & (rows < top + h) & (cols >= left) & (cols < left + w)
-        value = self.erasing.value
-        if value == "random":
-            self.generator.manual_seed(_batch_seed(self.seed, epoch, int(host.positions[0])))
-            count = int((host.erase[:, 2].long() * host.erase[:, 3].long()).sum()) * 3
-            noise = torch.randn(count, generator=self.generator, device=self.device, dtype=out.dtype)
-            out.masked_scatter_(mask.unsqueeze(1).expand_as(out), noise)
+        inside = _inside(host.erase[chosen].long(), height, width, out.device)
+        which, r, c = torch.nonzero(inside, as_tuple=True)
+        b = chosen[which]
+        if self.erasing.value == "random":
+            out[b, :, r, c] = torch.randn((len(b), 3), generator=self.generator, dtype=out.dtype)
         else:
-            values = (value,) * 3 if isinstance(value, float) else value
-            for c in range(3):
-                out[:, c].masked_fill_(mask, values[c])
+            for channel, value in enumerate(self._values()):
+                out[b, channel, r, c] = value
+
+    def _erase_masked(self, out: torch.Tensor, host: HostBatch) -> None:
+        """CUDA: full-batch masks, no data-dependent sizes, so no sync with the copy stream."""
+        _, _, height, width = out.shape
+        mask = _inside(host.erase.to(self.device, non_blocking=True).long(), height, width,
+                       out.device).unsqueeze(1)
+        if self.erasing.value == "random":
+            noise = torch.randn(out.shape, generator=self.generator, device=out.device, dtype=out.dtype)
+            out.copy_(torch.where(mask, noise, out))
+        else:
+            for channel, value in enumerate(self._values()):
+                out[:, channel:channel + 1].masked_fill_(mask, value)
+
+    def _values(self) -> tuple[float, float, float]:
+        value = self.erasing.value
+        return (value,) * 3 if isinstance(value, float) else value
+
+
+def _inside(boxes: torch.Tensor, height: int, width: int, device: torch.device) -> torch.Tensor:
+    """(B, H, W) bool: pixel inside its image's (top, left, height, width) box."""
+    top, left, h, w = (boxes[:, k].view(-1, 1, 1) for k in range(4))
+    rows = torch.arange(height, device=device).view(1, -1, 1)
+    cols = torch.arange(width, device=device).view(1, 1, -1)
+    return (rows >= top) & (rows < top + h) & (cols >= left) & (cols < left + w)
 
 
 def _batch_seed(seed: int, epoch: int, first_position: int) -> int:
     return int(np.random.SeedSequence([seed, epoch, first_position, 0xE2A5E]).generate_state(1)[0])
 
 
-def prefetch_to_cuda(batches: Iterable[HostBatch], tail: DeviceTail, epoch: int) -> Iterator[Batch]:
+def prefetch_to_cuda(batches: Iterable[HostBatch], tail: DeviceTail, seed: int,
+                     epoch: int) -> Iterator[Batch]:
     """timm's PrefetchLoader idea: batch k+1's copy and normalize run on a side stream while the
     caller works on batch k; the caller's stream waits only for what it uses."""
     stream = torch.cuda.Stream(device=tail.device)
     pending = None
     for host in batches:
         with torch.cuda.stream(stream):
-            ready = tail(host, epoch)
+            ready = tail(host, seed, epoch)
         if pending is not None:
             yield pending
         torch.cuda.current_stream(tail.device).wait_stream(stream)
@@ -89,8 +121,9 @@ def prefetch_to_cuda(batches: Iterable[HostBatch], tail: DeviceTail, epoch: int)
         yield pending
 
 
-def apply_tail(batches: Iterable[HostBatch], tail: DeviceTail, epoch: int) -> Iterator[Batch]:
+def apply_tail(batches: Iterable[HostBatch], tail: DeviceTail, seed: int,
+               epoch: int) -> Iterator[Batch]:
     """The tail over a stream of host batches, overlapped with the caller's work on CUDA."""
     if tail.device.type == "cuda":
-        return prefetch_to_cuda(batches, tail, epoch)
-    return (tail(host, epoch) for host in batches)
+        return prefetch_to_cuda(batches, tail, seed, epoch)
+    return (tail(host, seed, epoch) for host in batches)

@@ -4,23 +4,25 @@ Workers receive one ``BatchTask`` per batch (sample indices and their global pos
 and decode each sample with PIL, crop/resize/flip it into a uint8 (B, H, W, 3) tensor allocated
 in shared memory, and draw each sample's random parameters from (seed, epoch, position) alone.
 So results are identical whatever ``num_workers`` is, and the main process receives one shared
-buffer per batch (no collate copy).
+buffer per batch (no collate copy). The device tail then runs in the workers for a CPU target
+(normalizing into shared memory, in parallel) or in the main process on a CUDA side stream.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterator, NamedTuple, Optional
+from typing import Any, Iterator, NamedTuple, Optional, Union
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..batch import HostBatch
+from ..batch import Batch, HostBatch
 from ..draws import sample_rng
 from ..geometry import is_random, plan_sample
 from ..imaging import render
 from ..sources.base import Source
 from ..spec import Pipeline
+from .tail import DeviceTail, apply_tail
 
 
 class BatchTask(NamedTuple):
@@ -32,12 +34,14 @@ class BatchTask(NamedTuple):
 
 
 class BatchDataset(Dataset):
-    """Map-style dataset whose ``__getitems__`` renders one whole BatchTask."""
+    """Map-style dataset whose ``__getitems__`` renders one whole BatchTask (and applies the
+    tail when one is given: a CPU target)."""
 
-    def __init__(self, source: Source, pipeline: Pipeline) -> None:
+    def __init__(self, source: Source, pipeline: Pipeline, tail: Optional[DeviceTail]) -> None:
         self.source = source
         self.pipeline = pipeline
         self.random = is_random(pipeline)
+        self.tail = tail
 
     def __len__(self) -> int:
         return len(self.source)
@@ -45,16 +49,17 @@ class BatchDataset(Dataset):
     def __getitem__(self, index: int) -> Any:
         raise TypeError("BatchDataset renders whole batches; use __getitems__([task])")
 
-    def __getitems__(self, tasks: list[BatchTask]) -> HostBatch:
+    def __getitems__(self, tasks: list[BatchTask]) -> Union[HostBatch, Batch]:
         (task,) = tasks
-        return render_batch(self.source, self.pipeline, task, self.random)
+        host = render_batch(self.source, self.pipeline, task, self.random)
+        return host if self.tail is None else self.tail(host, task.seed, task.epoch)
 
 
 def render_batch(source: Source, pipeline: Pipeline, task: BatchTask, random: bool) -> HostBatch:
     """Read, decode and transform every sample of ``task`` into one uint8 NHWC tensor."""
     count = len(task.indices)
     height, width = pipeline.output_size
-    images = _empty_uint8((count, height, width, 3))
+    images = empty_shared((count, height, width, 3), torch.uint8)
     pixels = images.numpy()
     labels = np.empty(count, dtype=np.int64)
     erase = np.zeros((count, 4), dtype=np.int32)
@@ -70,12 +75,13 @@ def render_batch(source: Source, pipeline: Pipeline, task: BatchTask, random: bo
                      torch.from_numpy(erase))
 
 
-def _empty_uint8(shape: tuple[int, ...]) -> torch.Tensor:
+def empty_shared(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     """In a worker, allocate straight in shared memory so sending the batch copies nothing."""
     if torch.utils.data.get_worker_info() is None:
-        return torch.empty(shape, dtype=torch.uint8)
-    storage = torch.UntypedStorage._new_shared(int(np.prod(shape)))
-    return torch.empty(0, dtype=torch.uint8).set_(storage, 0, shape)
+        return torch.empty(shape, dtype=dtype)
+    nbytes = int(np.prod(shape)) * torch.empty(0, dtype=dtype).element_size()
+    storage = torch.UntypedStorage._new_shared(nbytes)
+    return torch.empty(0, dtype=dtype).set_(storage, 0, shape)
 
 
 class _TaskSampler:
@@ -96,24 +102,30 @@ def _only(batch: HostBatch) -> HostBatch:
 
 
 class TorchProducer:
-    """Runs BatchTasks through a persistent-worker DataLoader, in order."""
+    """Runs BatchTasks through a persistent-worker DataLoader, in order, into final Batches."""
 
-    def __init__(self, source: Source, pipeline: Pipeline, *, num_workers: int,
-                 prefetch_factor: int, pin_memory: bool,
+    def __init__(self, source: Source, pipeline: Pipeline, *, device: torch.device,
+                 num_workers: int, prefetch_factor: int,
                  multiprocessing_context: Optional[Any] = None) -> None:
         self._sampler = _TaskSampler()
         workers = num_workers > 0
+        on_cpu = device.type == "cpu"
+        self._tail = DeviceTail(pipeline, device, allocate=empty_shared if on_cpu else None)
+        pin_memory = device.type == "cuda"
         self._loader: Optional[DataLoader] = DataLoader(
-            BatchDataset(source, pipeline), batch_sampler=self._sampler, num_workers=num_workers,
+            BatchDataset(source, pipeline, self._tail if on_cpu else None),
+            batch_sampler=self._sampler, num_workers=num_workers,
             collate_fn=_only, pin_memory=pin_memory, persistent_workers=workers,
             prefetch_factor=prefetch_factor if workers else None,
             multiprocessing_context=multiprocessing_context if workers else None)
 
-    def batches(self, tasks: list[BatchTask]) -> Iterator[HostBatch]:
+    def batches(self, tasks: list[BatchTask], seed: int, epoch: int) -> Iterator[Batch]:
         if self._loader is None:
             raise RuntimeError("this loader was closed")
         self._sampler.tasks = tasks
-        return iter(self._loader)
+        if self._tail.device.type == "cpu":
+            return iter(self._loader)
+        return apply_tail(iter(self._loader), self._tail, seed, epoch)
 
     def close(self) -> None:
         loader, self._loader = self._loader, None

@@ -1,0 +1,83 @@
+"""Peak memory of this process and all its descendants (DataLoader workers included).
+
+A background thread samples /proc every ``interval`` seconds and keeps the largest sum of RSS
+(and of PSS, which counts shared pages once, when the kernel offers smaps_rollup). Linux only;
+elsewhere the figures stay 0.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*/children"):
+            try:
+                todo.extend(int(c) for c in task.read_text().split())
+            except OSError:
+                pass
+    return out
+
+
+def _rss(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * _PAGE
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _pss(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def tree_memory(pid: int) -> tuple[int, int]:
+    """(sum of RSS, sum of PSS) in bytes over ``pid`` and its descendants, now."""
+    pids = descendants(pid)
+    return sum(_rss(p) for p in pids), sum(_pss(p) for p in pids)
+
+
+class TreeMemory:
+    """Context manager that records the peak (RSS, PSS) of this process tree while active."""
+
+    def __init__(self, enabled: bool = True, interval: float = 0.2) -> None:
+        self.enabled = enabled and Path("/proc/self/statm").exists()
+        self.interval = interval
+        self.peak_rss = self.peak_pss = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="fastload-memory")
+
+    def sample(self) -> None:
+        rss, pss = tree_memory(os.getpid())
+        self.peak_rss, self.peak_pss = max(self.peak_rss, rss), max(self.peak_pss, pss)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def __enter__(self) -> "TreeMemory":
+        if self.enabled:
+            self.sample()
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.enabled:
+            self._stop.set()
+            self._thread.join()
+            self.sample()

@@ -1,0 +1,155 @@
+"""``fastload bench``: run fastload's backends and the baseline on the same data and settings."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+from ..errors import BackendUnavailable
+from ..spec import Pipeline
+from .stall import RunStats, diagnose, measure, replay
+
+SCHEMA = "fastload.bench/1"
+RUNNERS = ("torch", "dali", "baseline")
+
+
+@dataclass
+class BenchConfig:
+    source: str
+    pipeline: Pipeline
+    runs: tuple[str, ...] = ("torch", "baseline")
+    batch_size: int = 64
+    workers: int = 2
+    step_ms: float = 0.0
+    epochs: int = 1
+    steps: Optional[int] = None
+    device: Optional[str] = None
+    seed: int = 0
+    warmup: Optional[int] = None
+    replay_batches: int = 8
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["pipeline"] = self.pipeline.to_dict()
+        out["runs"] = list(self.runs)
+        return out
+
+
+@dataclass
+class BenchReport:
+    config: BenchConfig
+    runs: list[RunStats]
+    replay_images_per_s: Optional[float]
+    diagnosis: list[str]
+    machine: dict[str, Any]
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ratios(self) -> dict[str, float]:
+        """images/s of each fastload run over the baseline's, from this same invocation."""
+        base = next((r for r in self.runs if r.name == "baseline"), None)
+        if base is None:
+            return {}
+        return {f"{r.name}/baseline": r.images_per_s / base.images_per_s
+                for r in self.runs if r.name != "baseline"}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": SCHEMA, "config": self.config.to_dict(), "machine": self.machine,
+                "runs": [r.to_dict() for r in self.runs], "ratios": self.ratios,
+                "replay_images_per_s": self.replay_images_per_s, "diagnosis": self.diagnosis,
+                "skipped": self.skipped}
+
+
+def machine_info(device: Any = None) -> dict[str, Any]:
+    import torch
+
+    from ..imaging import PIL_FLAVOUR
+    from PIL import Image
+
+    info = {"platform": platform.platform(), "python": platform.python_version(),
+            "cpus": len(os.sched_getaffinity(0)), "torch": torch.__version__,
+            "pil": f"{PIL_FLAVOUR} {Image.__version__}", "device": str(device or "cpu"),
+            "commit": _commit()}
+    if device is not None and getattr(device, "type", "") == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def _commit() -> Optional[str]:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=5, cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _epochs(loader: Any, epochs: int) -> Iterator[Any]:
+    for _ in range(epochs):
+        yield from loader
+
+
+def _to_device(loader: Any, device: Any, epochs: int) -> Iterator[Any]:
+    """The baseline loop's own copy: ``images.to(device, non_blocking=True)``."""
+    for images, labels in _epochs(loader, epochs):
+        yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+
+
+def _keep(batches: Iterator[Any], kept: list[Any], count: int) -> Iterator[Any]:
+    for batch in batches:
+        if len(kept) < count:
+            kept.append(batch)
+        yield batch
+
+
+def run_bench(config: BenchConfig) -> BenchReport:
+    """Measure each requested run in turn (fresh loader each, worker start-up included)."""
+    import torch
+
+    import fastload as fl
+    from ..sources import open_source
+    from .baseline import baseline_loader
+
+    source = open_source(config.source)
+    device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    warmup = config.warmup if config.warmup is not None else 2 * config.workers + 2
+    runs, notes, skipped, kept = [], [], {}, []
+    for name in config.runs:
+        if name == "baseline":
+            loader = baseline_loader(source, config.pipeline, batch_size=config.batch_size,
+                                     num_workers=config.workers, pin_memory=device.type == "cuda",
+                                     seed=config.seed)
+            batches = _to_device(loader, device, config.epochs)
+            closer = None
+        else:
+            try:
+                loader = fl.loader(source, config.pipeline, config.batch_size, backend=name,
+                                   num_workers=config.workers, device=device, seed=config.seed)
+            except BackendUnavailable as exc:
+                skipped[name] = str(exc)
+                warnings.warn(f"bench: skipping {name}: {exc}", stacklevel=2)
+                continue
+            batches = _keep(_epochs(loader, config.epochs), kept if not kept else [],
+                            config.replay_batches)
+            closer = loader.close
+        try:
+            stats = measure(batches, step_ms=config.step_ms, max_steps=config.steps,
+                            warmup=warmup, name=name)
+        finally:
+            if closer is not None:
+                closer()
+            del loader, batches
+        runs.append(stats)
+        notes.append(diagnose(stats, config.step_ms, config.workers))
+    ceiling = None
+    if kept:
+        steps = min(200, max(r.iterations for r in runs))
+        ceiling = replay(kept, steps, config.step_ms)
+        for r in runs:
+            r.replay_images_per_s = ceiling
+    return BenchReport(config, runs, ceiling, notes, machine_info(device), skipped)

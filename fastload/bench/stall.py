@@ -1,0 +1,177 @@
+"""Stall: how long a training loop waits on its data, iteration by iteration.
+
+``measure`` drives any iterable of batches (a fastload loader, a DataLoader, a generator) the
+way a training loop does: take a batch (the *wait*, until it is usable on its device), then
+spend ``step_ms`` on a simulated step. Percentiles are taken after the warm-up iterations.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable, Optional
+
+import numpy as np
+
+from .memory import TreeMemory
+
+STALL_MS = 1.0  # a step "stalled" when its wait exceeds this
+
+
+@dataclass
+class Spikes:
+    count: int = 0
+    period: Optional[int] = None   # steps between spikes, when they recur regularly
+    mean_ms: float = 0.0
+    threshold_ms: float = 0.0
+
+
+@dataclass
+class RunStats:
+    name: str
+    iterations: int
+    images: int
+    seconds: float
+    images_per_s: float
+    time_to_first_batch_s: float
+    wait_ms: dict[str, float]              # p50, p90, p99, max, mean (steady state)
+    stalled_fraction: float                # steady-state steps whose wait > 1 ms
+    warmup_iterations: int
+    warmup_mean_wait_ms: float
+    steady_mean_wait_ms: float
+    spikes: Spikes
+    peak_rss_bytes: int = 0
+    peak_pss_bytes: int = 0
+    replay_images_per_s: Optional[float] = None
+    waits_ms: list[float] = field(default_factory=list, repr=False)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self, with_waits: bool = True) -> dict[str, Any]:
+        out = asdict(self)
+        if not with_waits:
+            out.pop("waits_ms")
+        return out
+
+
+def _count(batch: Any) -> int:
+    first = batch[0] if isinstance(batch, (tuple, list)) else batch
+    return int(first.shape[0]) if hasattr(first, "shape") else len(first)
+
+
+def _ready(batch: Any) -> None:
+    """Block until the batch's tensors are usable on their device (CUDA copies included)."""
+    first = batch[0] if isinstance(batch, (tuple, list)) else batch
+    if getattr(getattr(first, "device", None), "type", None) == "cuda":
+        import torch
+
+        torch.cuda.current_stream(first.device).synchronize()
+
+
+def _step(step_ms: float) -> None:
+    if step_ms > 0:
+        time.sleep(step_ms / 1000.0)
+
+
+def measure(batches: Iterable[Any], *, step_ms: float = 0.0, max_steps: Optional[int] = None,
+            warmup: int = 5, name: str = "loader", memory: bool = True) -> RunStats:
+    """Run a training-like loop over ``batches`` and return its stall statistics.
+
+    ``step_ms`` simulates the work of one step (the loop sleeps, like a process waiting on its
+    GPU). ``max_steps`` stops early. The first ``warmup`` iterations count for time-to-first-
+    batch and the warm-up figures but not for the steady-state percentiles.
+    """
+    waits: list[float] = []
+    images = 0
+    with TreeMemory(enabled=memory) as mem:
+        start = time.perf_counter()
+        iterator = iter(batches)
+        while max_steps is None or len(waits) < max_steps:
+            t0 = time.perf_counter()
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                break
+            _ready(batch)
+            waits.append((time.perf_counter() - t0) * 1000.0)
+            images += _count(batch)
+            _step(step_ms)
+        seconds = time.perf_counter() - start
+    if not waits:
+        raise ValueError(f"{name}: the iterable yielded no batches")
+    return summarize(name, waits, images, seconds, warmup, mem.peak_rss, mem.peak_pss)
+
+
+def summarize(name: str, waits: list[float], images: int, seconds: float, warmup: int,
+              peak_rss: int = 0, peak_pss: int = 0) -> RunStats:
+    """Statistics of a wait series (ms per iteration)."""
+    warm = min(warmup, max(0, len(waits) - 1))
+    steady = np.asarray(waits[warm:], dtype=np.float64)
+    pct = {f"p{q}": float(np.percentile(steady, q)) for q in (50, 90, 99)}
+    wait_ms = {**pct, "max": float(steady.max()), "mean": float(steady.mean())}
+    return RunStats(
+        name=name, iterations=len(waits), images=images, seconds=seconds,
+        images_per_s=images / seconds if seconds > 0 else math.inf,
+        time_to_first_batch_s=waits[0] / 1000.0, wait_ms=wait_ms,
+        stalled_fraction=float((steady > STALL_MS).mean()), warmup_iterations=warm,
+        warmup_mean_wait_ms=float(np.mean(waits[:warm])) if warm else 0.0,
+        steady_mean_wait_ms=float(steady.mean()), spikes=find_spikes(steady),
+        peak_rss_bytes=peak_rss, peak_pss_bytes=peak_pss, waits_ms=list(waits))
+
+
+def find_spikes(waits: np.ndarray) -> Spikes:
+    """Waits well above the typical one, and their period when they recur regularly."""
+    if len(waits) < 4:
+        return Spikes()
+    threshold = max(2.0, 4.0 * float(np.median(waits)))
+    where = np.flatnonzero(waits > threshold)
+    spikes = Spikes(count=len(where), threshold_ms=threshold,
+                    mean_ms=float(waits[where].mean()) if len(where) else 0.0)
+    if len(where) >= 3:
+        gaps = Counter(np.diff(where).tolist())
+        gap, hits = gaps.most_common(1)[0]
+        if gap > 1 and hits >= 0.6 * (len(where) - 1):
+            spikes.period = int(gap)
+    return spikes
+
+
+def diagnose(stats: RunStats, step_ms: float, workers: Optional[int]) -> str:
+    """One plain-language paragraph on what the numbers mean."""
+    if stats.stalled_fraction == 0 and stats.wait_ms["p99"] <= STALL_MS:
+        return (f"{stats.name}: no stalls: the loop never waited more than "
+                f"{stats.wait_ms['max']:.1f} ms after warm-up; data loading keeps up.")
+    parts = []
+    sp = stats.spikes
+    if sp.period:
+        parts.append(f"a {sp.mean_ms:.0f} ms wait every {_nth(sp.period)} step")
+        if workers and sp.period == workers:
+            cycle = stats.seconds * 1000.0 / max(1, stats.iterations)
+            need = math.ceil(workers * cycle / step_ms) if step_ms > 0 else None
+            advice = f"; about {need} workers would" if need and need > workers else ""
+            parts.append(f"{workers} workers cannot keep up with a {step_ms:g} ms step{advice}")
+    if stats.stalled_fraction > 0:
+        parts.append(f"{stats.stalled_fraction:.0%} of steps waited more than {STALL_MS:g} ms "
+                     f"(mean wait {stats.steady_mean_wait_ms:.1f} ms)")
+    if stats.steady_mean_wait_ms > 0.5 * max(step_ms, 1e-9) and not sp.period:
+        parts.append("the loader is slower than the step: the loop is data-bound")
+    return f"{stats.name}: " + "; ".join(parts) + "."
+
+
+def _nth(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def replay(batches: list[Any], steps: int, step_ms: float) -> float:
+    """The replay ceiling: images/s of the same loop over batches already in memory."""
+    if not batches:
+        return math.inf
+    images = 0
+    start = time.perf_counter()
+    for k in range(steps):
+        batch = batches[k % len(batches)]
+        _ready(batch)
+        images += _count(batch)
+        _step(step_ms)
+    return images / (time.perf_counter() - start)
