@@ -37,6 +37,30 @@ def open_image(data: bytes, where: str) -> Image.Image:
                           "check the file, or replace it") from None
 
 
+_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def image_size(data: bytes, where: str) -> tuple[int, int]:
+    """(width, height) from the header: a marker scan for JPEG, IHDR for PNG, PIL otherwise."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24 and data[12:16] == b"IHDR":
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:2] == b"\xff\xd8":
+        pos, end = 2, len(data)
+        while pos + 4 <= end:
+            if data[pos] != 0xFF:
+                break
+            marker = data[pos + 1]
+            if marker == 0xFF:  # fill byte
+                pos += 1
+                continue
+            length = int.from_bytes(data[pos + 2:pos + 4], "big")
+            if marker in _SOF and pos + 9 <= end:
+                return (int.from_bytes(data[pos + 7:pos + 9], "big"),
+                        int.from_bytes(data[pos + 5:pos + 7], "big"))
+            pos += 2 + length
+    return open_image(data, where).size
+
+
 def decode_rgb(data: bytes, where: str) -> np.ndarray:
     """Full decode to an RGB uint8 (height, width, 3) array."""
     img = open_image(data, where)

@@ -180,7 +180,8 @@ def loader(source: Union[str, Path, Source], pipeline: Pipeline, batch_size: int
     src = open_source(source)
     plan = EpochPlan(len(src), batch_size, bool(shuffle), seed, last_batch)
     chosen = pick_backend(backend, device)
-    producer = make_producer(chosen, src, pipeline, device=device, num_workers=num_workers,
+    producer = make_producer(chosen, src, pipeline, device=device, batch_size=batch_size,
+                             num_workers=num_workers,
                              prefetch_factor=prefetch_factor,
                              multiprocessing_context=multiprocessing_context)
     return Loader(src, pipeline, plan, producer, device, dist_info, chosen)

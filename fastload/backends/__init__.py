@@ -27,7 +27,8 @@ def pick_backend(backend: str, device: Any) -> str:
 
 
 def make_producer(backend: str, source: Source, pipeline: Pipeline, *, device: Any,
-                  num_workers: int, prefetch_factor: int, multiprocessing_context: Any) -> Any:
+                  batch_size: int, num_workers: int, prefetch_factor: int,
+                  multiprocessing_context: Any) -> Any:
     if backend == "torch":
         from .torch_backend import TorchProducer
 
@@ -36,5 +37,5 @@ def make_producer(backend: str, source: Source, pipeline: Pipeline, *, device: A
                              multiprocessing_context=multiprocessing_context)
     from .dali_backend import DaliProducer
 
-    return DaliProducer(source, pipeline, device=device, num_workers=num_workers,
-                        prefetch_factor=prefetch_factor)
+    return DaliProducer(source, pipeline, device=device, batch_size=batch_size,
+                        num_workers=num_workers, prefetch_factor=prefetch_factor)

@@ -27,9 +27,13 @@ class DeviceTail:
     """Turns HostBatch into Batch on ``device`` following the pipeline's Normalize/RandomErasing."""
 
     def __init__(self, pipeline: Pipeline, device: torch.device,
-                 allocate: Optional[Callable[..., torch.Tensor]] = None) -> None:
+                 allocate: Optional[Callable[..., torch.Tensor]] = None,
+                 normalized_input: bool = False) -> None:
+        """``normalized_input``: batches arrive already normalized, channels first (DALI's
+        crop_mirror_normalize did it); only the dtype and erasing remain."""
         self.device = device
         self.allocate = allocate
+        self.normalized_input = normalized_input
         self.normalize = pipeline.normalize
         self.erasing = pipeline.erasing
         self.generator = torch.Generator(device=device)
@@ -42,15 +46,19 @@ class DeviceTail:
             self.bias = (-mean / std).to(device, dtype).view(1, 3, 1, 1)
 
     def __call__(self, host: HostBatch, seed: int, epoch: int) -> Batch:
-        images = host.images.to(self.device, non_blocking=True).permute(0, 3, 1, 2)
         dtype = torch.uint8 if self.normalize is None else self.dtype
-        if self.allocate is not None:
-            out = self.allocate(tuple(images.shape), dtype)
+        if self.normalized_input:
+            out = host.images.to(self.device, dtype, non_blocking=True)
         else:
-            out = torch.empty(images.shape, dtype=dtype, device=self.device)
-        out.copy_(images)
+            images = host.images.to(self.device, non_blocking=True).permute(0, 3, 1, 2)
+            if self.allocate is not None:
+                out = self.allocate(tuple(images.shape), dtype)
+            else:
+                out = torch.empty(images.shape, dtype=dtype, device=self.device)
+            out.copy_(images)
+            if self.normalize is not None:
+                out.mul_(self.scale).add_(self.bias)
         if self.normalize is not None:
-            out.mul_(self.scale).add_(self.bias)
             if self.erasing is not None and bool(host.erase[:, 2].any()):
                 self.generator.manual_seed(_batch_seed(seed, epoch, int(host.positions[0])))
                 if out.device.type == "cuda":

@@ -1,0 +1,105 @@
+"""fastload bench: the statistics on a fake loader with known sleeps, the report, the CLI."""
+
+import json
+import time
+
+import pytest
+
+import fastload as fl
+from fastload.bench import diagnose, measure
+from fastload.bench.runner import SCHEMA, BenchConfig, run_bench
+from fastload.cli import main
+
+
+class FakeBatch(tuple):
+    pass
+
+
+def slow_every(n, period, sleep_ms, batch=8):
+    """Yields n batches; every ``period``-th one takes ``sleep_ms`` to arrive (a starved worker)."""
+    for i in range(n):
+        if i % period == period - 1:
+            time.sleep(sleep_ms / 1000)
+        yield (list(range(batch)), None)
+
+
+def test_known_sleeps_give_the_right_percentiles_and_spike_period():
+    stats = measure(slow_every(60, 4, 40), warmup=4, name="fake", memory=False)
+    assert stats.iterations == 60 and stats.images == 480
+    w = stats.wait_ms
+    assert w["p50"] < 1.0
+    assert 38 <= w["p90"] <= 60 and 38 <= w["p99"] <= 60 and 38 <= w["max"] <= 80
+    assert stats.stalled_fraction == pytest.approx(14 / 56, abs=0.02)
+    assert stats.spikes.period == 4 and 38 <= stats.spikes.mean_ms <= 60
+    text = diagnose(stats, step_ms=10, workers=4)
+    assert "a 4" in text and "every 4th step" in text and "4 workers cannot keep up" in text
+    assert "about" in text and "workers would" in text
+
+
+def test_no_stall_and_step_time():
+    stats = measure(slow_every(12, 100, 0), step_ms=5, warmup=2, name="fast", memory=False)
+    assert stats.stalled_fraction == 0 and stats.spikes.count == 0
+    assert stats.seconds >= 12 * 0.005
+    assert "no stalls" in diagnose(stats, 5, 2)
+
+
+def test_warm_up_is_reported_separately():
+    def slow_start():
+        time.sleep(0.05)
+        yield ([0], None)
+        for _ in range(9):
+            yield ([0], None)
+    stats = measure(slow_start(), warmup=1, name="x", memory=False)
+    assert stats.time_to_first_batch_s >= 0.05 and stats.warmup_mean_wait_ms >= 50
+    assert stats.wait_ms["max"] < 5
+
+
+def test_empty_iterable_is_an_error():
+    with pytest.raises(ValueError, match="yielded no batches"):
+        measure(iter([]), name="empty", memory=False)
+
+
+RUN_KEYS = {"name", "iterations", "images", "seconds", "images_per_s", "time_to_first_batch_s",
+            "wait_ms", "stalled_fraction", "warmup_iterations", "warmup_mean_wait_ms",
+            "steady_mean_wait_ms", "spikes", "peak_rss_bytes", "peak_pss_bytes",
+            "replay_images_per_s", "waits_ms", "extra"}
+
+
+def test_report_schema_is_stable(photo_folder):
+    config = BenchConfig(str(photo_folder), fl.presets.imagenet_train(32), runs=("torch", "baseline"),
+                         batch_size=4, workers=1, steps=4)
+    report = run_bench(config).to_dict()
+    assert set(report) == {"schema", "config", "machine", "runs", "ratios", "replay_images_per_s",
+                           "diagnosis", "skipped"}
+    assert report["schema"] == SCHEMA
+    assert [r["name"] for r in report["runs"]] == ["torch", "baseline"]
+    for run in report["runs"]:
+        assert set(run) == RUN_KEYS and run["iterations"] == 4 and run["images"] == 16
+        assert set(run["wait_ms"]) == {"p50", "p90", "p99", "max", "mean"}
+        assert set(run["spikes"]) == {"count", "period", "mean_ms", "threshold_ms"}
+        assert run["peak_rss_bytes"] > 0
+    assert set(report["ratios"]) == {"torch/baseline"}
+    assert {"platform", "python", "cpus", "torch", "pil", "device", "commit"} <= set(report["machine"])
+    json.dumps(report)
+
+
+def test_cli_bench_end_to_end(tmp_path, capsys):
+    out = tmp_path / "report.json"
+    png = tmp_path / "plot.png"
+    rc = main(["bench", "--synthetic", "24", "--synthetic-dir", str(tmp_path / "syn"),
+               "--pipeline", "imagenet_train:64", "--backend", "torch", "--batch-size", "8",
+               "--workers", "1", "--epochs", "2", "--step-ms", "1", "--json", str(out),
+               "--plot", str(png)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "images/s" in text and "ratio torch/baseline" in text and "replay ceiling" in text
+    report = json.loads(out.read_text())
+    assert report["runs"][0]["iterations"] == 6 and report["config"]["step_ms"] == 1
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_bench_bad_arguments(tmp_path, capsys):
+    assert main(["bench"]) == 2
+    assert "give a SOURCE" in capsys.readouterr().err
+    assert main(["bench", str(tmp_path), "--pipeline", "nope"]) == 2
+    assert "not a preset" in capsys.readouterr().err
