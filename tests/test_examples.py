@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
@@ -24,3 +26,23 @@ def test_convert_and_train_gives_identical_batches_from_every_source():
     out = run_example("convert_and_train.py", "--steps", "2")
     assert out.count("OK") == 2
     assert out.count("first batch identical to the folder's: True") == 3
+
+
+def torchrun(*args, cwd, timeout=300):
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                          "--nproc_per_node=2", str(EXAMPLES / "train_ddp.py"), *args],
+                         capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+@pytest.mark.slow
+def test_train_ddp_with_torchrun_and_resume(tmp_path):
+    out = torchrun("--epochs", "2", cwd=tmp_path)
+    for rank in (0, 1):
+        for epoch in (0, 1):
+            assert f"rank {rank}/2: epoch {epoch}: 4 batches (all ranks: 8)" in out
+    out = torchrun("--epochs", "2", "--stop-after", "6", cwd=tmp_path)
+    assert "stopped at step 6" in out and (tmp_path / "ddp-checkpoint.pt").exists()
+    out = torchrun("--epochs", "2", "--resume", "ddp-checkpoint.pt", cwd=tmp_path)
+    assert "epoch 1: 2 batches (all ranks: 4)" in out  # the 2 batches left of epoch 1

@@ -256,3 +256,15 @@ def test_batch_pickles_and_unpacks(jpeg_folder):
     images, labels = batch
     again = pickle.loads(pickle.dumps(batch))
     assert torch.equal(again.images, images) and torch.equal(again.indices, batch.indices)
+
+
+def test_spawned_workers_give_the_same_batches(jpeg_folder):
+    pipeline = fl.Pipeline(fl.Decode(), fl.RandomResizedCrop(16), fl.Normalize(),
+                           fl.RandomErasing(p=1.0, value="random"))
+    runs = []
+    for context in ("spawn", None):
+        with fl.loader(jpeg_folder, pipeline, batch_size=8, num_workers=1, seed=2,
+                       multiprocessing_context=context) as ld:
+            runs.append(epoch_batches(ld))
+    for a, b in zip(*runs):
+        assert all(torch.equal(x, y) for x, y in zip(a, b))

@@ -36,7 +36,6 @@ class DeviceTail:
         self.normalized_input = normalized_input
         self.normalize = pipeline.normalize
         self.erasing = pipeline.erasing
-        self.generator = torch.Generator(device=device)
         if self.normalize is not None:
             dtype = _DTYPES[self.normalize.dtype]
             mean = torch.tensor(self.normalize.mean, dtype=torch.float64)
@@ -60,15 +59,18 @@ class DeviceTail:
                 out.mul_(self.scale).add_(self.bias)
         if self.normalize is not None:
             if self.erasing is not None and bool(host.erase[:, 2].any()):
-                self.generator.manual_seed(_batch_seed(seed, epoch, int(host.positions[0])))
+                # a fresh generator per batch: the noise depends on (seed, epoch, position) only,
+                # and the tail stays picklable for spawned workers (torch.Generator is not)
+                generator = torch.Generator(device=out.device)
+                generator.manual_seed(_batch_seed(seed, epoch, int(host.positions[0])))
                 if out.device.type == "cuda":
-                    self._erase_masked(out, host)
+                    self._erase_masked(out, host, generator)
                 else:
-                    self._erase_indexed(out, host)
+                    self._erase_indexed(out, host, generator)
         labels = host.labels.to(self.device, non_blocking=True)
         return Batch(out, labels, host.indices, host.padded)
 
-    def _erase_indexed(self, out: torch.Tensor, host: HostBatch) -> None:
+    def _erase_indexed(self, out: torch.Tensor, host: HostBatch, generator: torch.Generator) -> None:
         """CPU: write the value into exactly the erased pixels, through one batch-wide index."""
         chosen = torch.nonzero(host.erase[:, 2] > 0).view(-1)
         _, _, height, width = out.shape
@@ -76,18 +78,18 @@ class DeviceTail:
         which, r, c = torch.nonzero(inside, as_tuple=True)
         b = chosen[which]
         if self.erasing.value == "random":
-            out[b, :, r, c] = torch.randn((len(b), 3), generator=self.generator, dtype=out.dtype)
+            out[b, :, r, c] = torch.randn((len(b), 3), generator=generator, dtype=out.dtype)
         else:
             for channel, value in enumerate(self._values()):
                 out[b, channel, r, c] = value
 
-    def _erase_masked(self, out: torch.Tensor, host: HostBatch) -> None:
+    def _erase_masked(self, out: torch.Tensor, host: HostBatch, generator: torch.Generator) -> None:
         """CUDA: full-batch masks, no data-dependent sizes, so no sync with the copy stream."""
         _, _, height, width = out.shape
         mask = _inside(host.erase.to(self.device, non_blocking=True).long(), height, width,
                        out.device).unsqueeze(1)
         if self.erasing.value == "random":
-            noise = torch.randn(out.shape, generator=self.generator, device=out.device, dtype=out.dtype)
+            noise = torch.randn(out.shape, generator=generator, device=out.device, dtype=out.dtype)
             out.copy_(torch.where(mask, noise, out))
         else:
             for channel, value in enumerate(self._values()):
