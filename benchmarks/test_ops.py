@@ -30,7 +30,7 @@ def test_decode_full(benchmark, encoded):
 def test_random_resized_crop_224(benchmark, encoded):
     """Decode + RandomResizedCrop(224) + flip, as a torch-backend worker does it."""
     pipeline = fl.presets.imagenet_train(224)
-    out = np.empty((224, 224, 3), np.uint8)
+    out = torch.empty((3, 224, 224), dtype=torch.uint8)
 
     def run():
         for i, d in enumerate(encoded):
@@ -50,7 +50,7 @@ def test_resize_only_pil(benchmark, encoded):
 
 @pytest.mark.parametrize("erasing", [0.0, 0.25])
 def test_batch_normalize_erase(benchmark, encoded, erasing):
-    """Device tail on the CPU: uint8 NHWC -> normalized float NCHW (+ erasing), batch of 64."""
+    """Device tail on the CPU: uint8 NCHW -> normalized float NCHW (+ erasing), batch of 64."""
     pipeline = fl.presets.imagenet_train(224, erasing=erasing)
     idx = np.arange(len(encoded), dtype=np.int64)
 

@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 class HostBatch(NamedTuple):
     """What a backend's CPU stage hands to the device tail (all torch tensors, on the host)."""
 
-    images: Any     # uint8 (B, H, W, 3)
+    images: Any     # uint8 (B, 3, H, W), or already normalized (see DeviceTail.normalized_input)
     labels: Any     # int64 (B,)
     indices: Any    # int64 (B,) sample index in the source
     positions: Any  # int64 (B,) global position in the epoch order

@@ -1,9 +1,13 @@
-"""The per-sample CPU stage of the torch backend: decode with PIL and execute a SamplePlan.
+"""The per-sample CPU stage of the torch backend: decode, then execute a SamplePlan.
 
-Crop and resize run as one antialiased bilinear resample of the source box (PIL's
-``resize(box=...)``), which equals resize-then-crop without the intermediate image. A JPEG whose
-box is at least twice the output size is decoded at 1/2, 1/4 or 1/8 scale in the DCT domain
-(RandomResizedCrop only: eval pipelines stay exact).
+- Decode: JPEGs with simplejpeg when it is installed (libjpeg-turbo, bit-identical to PIL's
+  output and ~20% faster here), everything else (and JPEGs simplejpeg rejects) with PIL. A
+  RandomResizedCrop box at least twice the output size is decoded at 1/2, 1/4 or 1/8 scale in
+  the DCT domain (only powers of two: libjpeg-turbo's other scales are slower than full decode).
+- Resample: torch's uint8 antialiased bilinear kernel (~3x faster than Pillow's here, within
+  0.05 levels of it). A whole-pixel box is cut out and resized; a fractional box (Resize +
+  CenterCrop) is done as torchvision does it: resize the whole image, then crop. Parts of a crop
+  outside the image are zeros.
 """
 
 from __future__ import annotations
@@ -11,33 +15,44 @@ from __future__ import annotations
 import io
 import math
 import warnings
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from .errors import DecodeError
 from .geometry import SamplePlan
 
+try:
+    import simplejpeg
+except ImportError:  # pragma: no cover - optional speed-up
+    simplejpeg = None
+
 #: Which PIL is in use: pillow-simd's version strings end in ".postN" and carry SIMD resampling.
 PIL_FLAVOUR = "pillow-simd" if ".post" in Image.__version__ else "pillow"
+#: Which JPEG decoder the torch backend uses.
+JPEG_DECODER = "simplejpeg" if simplejpeg is not None else "pillow"
 
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError,
                   Image.DecompressionBombWarning)
+_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def _fail(where: str, exc: BaseException) -> DecodeError:
+    return DecodeError(f"{where}: cannot decode image ({type(exc).__name__}: {exc}); "
+                       "check the file, or replace it")
 
 
 def open_image(data: bytes, where: str) -> Image.Image:
-    """Open (header only) an encoded image; a clear DecodeError names ``where`` otherwise."""
+    """Open (header only) an encoded image with PIL; a clear DecodeError names ``where``."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             return Image.open(io.BytesIO(data))
     except _DECODE_ERRORS as exc:
-        raise DecodeError(f"{where}: cannot decode image ({type(exc).__name__}: {exc}); "
-                          "check the file, or replace it") from None
-
-
-_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+        raise _fail(where, exc) from None
 
 
 def image_size(data: bytes, where: str) -> tuple[int, int]:
@@ -61,41 +76,41 @@ def image_size(data: bytes, where: str) -> tuple[int, int]:
     return open_image(data, where).size
 
 
-def decode_rgb(data: bytes, where: str) -> np.ndarray:
-    """Full decode to an RGB uint8 (height, width, 3) array."""
+def decode_rgb(data: bytes, where: str, reduce: int = 1) -> np.ndarray:
+    """RGB uint8 (height, width, 3); ``reduce`` in (1, 2, 4, 8) asks a JPEG for a DCT-scaled
+    decode (the result is ceil(size / reduce))."""
+    if simplejpeg is not None and data[:2] == b"\xff\xd8":
+        try:
+            if reduce == 1:
+                return simplejpeg.decode_jpeg(data)
+            width, height = image_size(data, where)
+            return simplejpeg.decode_jpeg(data, min_height=math.ceil(height / reduce),
+                                          min_width=math.ceil(width / reduce))
+        except ValueError:
+            pass  # e.g. an unusual colour space: PIL decides, and names the file if it fails
     img = open_image(data, where)
     try:
+        if reduce > 1 and img.format == "JPEG":
+            img.draft("RGB", (img.size[0] // reduce, img.size[1] // reduce))
         return np.asarray(_to_rgb(img))
     except _DECODE_ERRORS as exc:
-        raise DecodeError(f"{where}: cannot decode image ({type(exc).__name__}: {exc})") from None
+        raise _fail(where, exc) from None
 
 
 def render(data: bytes, where: str, planner: Callable[[int, int], SamplePlan],
-           out: np.ndarray) -> SamplePlan:
-    """Decode ``data``, plan it from its header size, write the (H, W, 3) result into ``out``."""
-    img = open_image(data, where)
-    width, height = img.size
+           out: torch.Tensor) -> SamplePlan:
+    """Decode ``data``, plan it from its header size, write the uint8 (3, H, W) result into
+    ``out`` (channels first: what the resampling kernel produces and the tail consumes)."""
+    width, height = image_size(data, where)
     plan = planner(height, width)
-    try:
-        img = _decode_for(img, plan)
-        sy, sx = img.size[1] / height, img.size[0] / width
-        top, left, h, w = plan.box
-        _resample_into(_to_rgb(img), (top * sy, left * sx, h * sy, w * sx), plan.out_size, out)
-    except _DECODE_ERRORS as exc:
-        raise DecodeError(f"{where}: cannot decode image ({type(exc).__name__}: {exc}); "
-                          "check the file, or replace it") from None
-    if plan.flip:
-        out[:] = out[:, ::-1]
-    return plan
-
-
-def _decode_for(img: Image.Image, plan: SamplePlan) -> Image.Image:
-    """Ask the JPEG decoder for the smallest DCT scale that keeps the box >= the output size."""
-    if plan.reduced_decode and img.format == "JPEG" and plan.scale >= 2:
+    reduce = 1
+    if plan.reduced_decode and plan.scale >= 2:
         reduce = 2 ** min(3, int(math.log2(plan.scale)))
-        width, height = img.size
-        img.draft("RGB", (math.ceil(width / reduce), math.ceil(height / reduce)))
-    return img
+    pixels = decode_rgb(data, where, reduce)
+    sy, sx = pixels.shape[0] / height, pixels.shape[1] / width
+    top, left, h, w = plan.box
+    resample_into(pixels, (top * sy, left * sx, h * sy, w * sx), out, plan.flip)
+    return plan
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -107,28 +122,34 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def _resample_into(img: Image.Image, box: tuple[float, float, float, float],
-                   out_size: tuple[int, int], out: np.ndarray) -> None:
-    """Resample the source box to ``out_size``; parts of the box outside the image are zeros."""
+def _resize(pixels: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    """Antialiased bilinear (PIL's filter) of an (h, w, 3) uint8 array -> (3, *size) uint8."""
+    x = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)
+    if tuple(pixels.shape[:2]) == size:
+        return x
+    return F.interpolate(x.unsqueeze(0), size=size, mode="bilinear", antialias=True,
+                         align_corners=False)[0]
+
+
+def resample_into(pixels: np.ndarray, box: tuple[float, float, float, float],
+                  out: torch.Tensor, flip: bool = False) -> None:
+    """Resample the source ``box`` (top, left, height, width) of (h, w, 3) ``pixels`` into the
+    (3, H, W) ``out``, mirrored left-right when ``flip`` (flip commutes with the resampling)."""
+    out_h, out_w = out.shape[1:]
+    height, width = pixels.shape[:2]
     top, left, h, w = box
-    out_h, out_w = out_size
-    width, height = img.size
-    if top >= 0 and left >= 0 and top + h <= height + 1e-6 and left + w <= width + 1e-6:
-        out[:] = _resample(img, (left, top, min(left + w, width), min(top + h, height)), (out_w, out_h))
-        return
-    # CenterCrop larger than the image: resample the visible part into its place, zeros around.
-    out[:] = 0
-    y0, x0 = max(top, 0.0), max(left, 0.0)
-    y1, x1 = min(top + h, float(height)), min(left + w, float(width))
-    oy0, ox0 = round((y0 - top) * out_h / h), round((x0 - left) * out_w / w)
-    oy1, ox1 = round((y1 - top) * out_h / h), round((x1 - left) * out_w / w)
-    if oy1 > oy0 and ox1 > ox0:
-        out[oy0:oy1, ox0:ox1] = _resample(img, (x0, y0, x1, y1), (ox1 - ox0, oy1 - oy0))
-
-
-def _resample(img: Image.Image, box: tuple[float, float, float, float],
-              size: tuple[int, int]) -> np.ndarray:
-    x0, y0, x1, y1 = box
-    if (x1 - x0, y1 - y0) == size and float(x0).is_integer() and float(y0).is_integer():
-        return np.asarray(img.crop((int(x0), int(y0), int(x1), int(y1))))
-    return np.asarray(img.resize(size, Image.BILINEAR, box=box))
+    whole = all(abs(v - round(v)) < 1e-6 for v in box)
+    if whole and top >= 0 and left >= 0 and top + h <= height and left + w <= width:
+        t, l = int(round(top)), int(round(left))
+        result = _resize(pixels[t:t + int(round(h)), l:l + int(round(w))], (out_h, out_w))
+    else:
+        # resize the whole image so the box becomes out_size, then crop (zeros outside it)
+        sy, sx = h / out_h, w / out_w
+        full = _resize(pixels, (max(1, round(height / sy)), max(1, round(width / sx))))
+        t, l = round(top / sy), round(left / sx)
+        result = torch.zeros((3, out_h, out_w), dtype=torch.uint8)
+        y0, x0 = max(t, 0), max(l, 0)
+        y1, x1 = min(t + out_h, full.shape[1]), min(l + out_w, full.shape[2])
+        if y1 > y0 and x1 > x0:
+            result[:, y0 - t:y1 - t, x0 - l:x1 - l] = full[:, y0:y1, x0:x1]
+    out.copy_(result.flip(-1) if flip else result)

@@ -8,7 +8,7 @@ from fastload.batch import HostBatch
 
 
 def host_batch(erase):
-    images = torch.full((3, 6, 8, 3), 51, dtype=torch.uint8)
+    images = torch.full((3, 3, 6, 8), 51, dtype=torch.uint8)
     count = len(images)
     return HostBatch(images, torch.arange(count), torch.arange(count), torch.arange(count),
                      torch.zeros(count, dtype=torch.bool), torch.tensor(erase, dtype=torch.int32))
@@ -45,7 +45,7 @@ def test_random_value_noise_is_seeded_by_epoch_and_position():
 def test_uint8_pipeline_passes_pixels_through_channels_first():
     tail = DeviceTail(fl.Pipeline(fl.Decode(), fl.CenterCrop((6, 8))), torch.device("cpu"))
     host = host_batch([[0, 0, 0, 0]] * 3)
-    host.images[0, 1, 2] = torch.tensor([1, 2, 3], dtype=torch.uint8)
+    host.images[0, :, 1, 2] = torch.tensor([1, 2, 3], dtype=torch.uint8)
     out = tail(host, seed=0, epoch=0).images
     assert out.dtype == torch.uint8 and out.shape == (3, 3, 6, 8)
     assert out[0, :, 1, 2].tolist() == [1, 2, 3]

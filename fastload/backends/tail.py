@@ -1,7 +1,7 @@
 """The device tail, shared by both backends: host uint8 batch -> normalized batch on the device.
 
-Copy (on CUDA: on a side stream, overlapping the previous step), uint8 NHWC -> float NCHW in one
-strided ``copy_``, normalize in place, then random erasing over the whole batch at once: the
+Copy (on CUDA: on a side stream, overlapping the previous step), uint8 -> float NCHW in one
+``copy_``, normalize in place, then random erasing over the whole batch at once: the
 rectangles were drawn per sample from (seed, epoch, position) and are written through one
 index of all erased pixels; only ``value="random"`` noise comes from here, from an explicit
 ``torch.Generator`` seeded by (seed, epoch, the batch's first position).
@@ -49,7 +49,7 @@ class DeviceTail:
         if self.normalized_input:
             out = host.images.to(self.device, dtype, non_blocking=True)
         else:
-            images = host.images.to(self.device, non_blocking=True).permute(0, 3, 1, 2)
+            images = host.images.to(self.device, non_blocking=True)
             if self.allocate is not None:
                 out = self.allocate(tuple(images.shape), dtype)
             else:

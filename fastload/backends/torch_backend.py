@@ -1,8 +1,8 @@
 """The torch backend: a normal Dataset + persistent-worker DataLoader.
 
 Workers receive one ``BatchTask`` per batch (sample indices and their global positions), read
-and decode each sample with PIL, crop/resize/flip it into a uint8 (B, H, W, 3) tensor allocated
-in shared memory, and draw each sample's random parameters from (seed, epoch, position) alone.
+and decode each sample, crop/resize/flip it into a uint8 (B, 3, H, W) tensor allocated in
+shared memory, and draw each sample's random parameters from (seed, epoch, position) alone.
 So results are identical whatever ``num_workers`` is, and the main process receives one shared
 buffer per batch (no collate copy). The device tail then runs in the workers for a CPU target
 (normalizing into shared memory, in parallel) or in the main process on a CUDA side stream.
@@ -56,11 +56,10 @@ class BatchDataset(Dataset):
 
 
 def render_batch(source: Source, pipeline: Pipeline, task: BatchTask, random: bool) -> HostBatch:
-    """Read, decode and transform every sample of ``task`` into one uint8 NHWC tensor."""
+    """Read, decode and transform every sample of ``task`` into one uint8 NCHW tensor."""
     count = len(task.indices)
     height, width = pipeline.output_size
-    images = empty_shared((count, height, width, 3), torch.uint8)
-    pixels = images.numpy()
+    images = empty_shared((count, 3, height, width), torch.uint8)
     labels = np.empty(count, dtype=np.int64)
     erase = np.zeros((count, 4), dtype=np.int32)
     for k in range(count):
@@ -68,7 +67,7 @@ def render_batch(source: Source, pipeline: Pipeline, task: BatchTask, random: bo
         data, labels[k] = source.read(index)
         rng = sample_rng(task.seed, task.epoch, position) if random else None
         plan = render(data, source.locate(index),
-                      lambda h, w: plan_sample(pipeline, h, w, rng), pixels[k])
+                      lambda h, w: plan_sample(pipeline, h, w, rng), images[k])
         erase[k] = plan.erase
     return HostBatch(images, torch.from_numpy(labels), torch.from_numpy(task.indices),
                      torch.from_numpy(task.positions), torch.from_numpy(task.padded),
