@@ -4,13 +4,13 @@ Workers receive one ``BatchTask`` per batch (sample indices and their global pos
 and decode each sample, crop/resize/flip it into a uint8 (B, 3, H, W) tensor allocated in
 shared memory, and draw each sample's random parameters from (seed, epoch, position) alone.
 So results are identical whatever ``num_workers`` is, and the main process receives one shared
-buffer per batch (no collate copy). The device tail then runs in the workers for a CPU target
-(normalizing into shared memory, in parallel) or in the main process on a CUDA side stream.
+buffer per batch (no collate copy), uint8 all the way to the device tail, which runs in the
+main process (on a CUDA side stream when the target is a GPU).
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterator, NamedTuple, Optional, Union
+from typing import Any, Iterator, NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -34,14 +34,12 @@ class BatchTask(NamedTuple):
 
 
 class BatchDataset(Dataset):
-    """Map-style dataset whose ``__getitems__`` renders one whole BatchTask (and applies the
-    tail when one is given: a CPU target)."""
+    """Map-style dataset whose ``__getitems__`` renders one whole BatchTask."""
 
-    def __init__(self, source: Source, pipeline: Pipeline, tail: Optional[DeviceTail]) -> None:
+    def __init__(self, source: Source, pipeline: Pipeline) -> None:
         self.source = source
         self.pipeline = pipeline
         self.random = is_random(pipeline)
-        self.tail = tail
 
     def __len__(self) -> int:
         return len(self.source)
@@ -49,10 +47,9 @@ class BatchDataset(Dataset):
     def __getitem__(self, index: int) -> Any:
         raise TypeError("BatchDataset renders whole batches; use __getitems__([task])")
 
-    def __getitems__(self, tasks: list[BatchTask]) -> Union[HostBatch, Batch]:
+    def __getitems__(self, tasks: list[BatchTask]) -> HostBatch:
         (task,) = tasks
-        host = render_batch(self.source, self.pipeline, task, self.random)
-        return host if self.tail is None else self.tail(host, task.seed, task.epoch)
+        return render_batch(self.source, self.pipeline, task, self.random)
 
 
 def render_batch(source: Source, pipeline: Pipeline, task: BatchTask, random: bool) -> HostBatch:
@@ -108,12 +105,10 @@ class TorchProducer:
                  multiprocessing_context: Optional[Any] = None) -> None:
         self._sampler = _TaskSampler()
         workers = num_workers > 0
-        on_cpu = device.type == "cpu"
-        self._tail = DeviceTail(pipeline, device, allocate=empty_shared if on_cpu else None)
+        self._tail = DeviceTail(pipeline, device)
         pin_memory = device.type == "cuda"
         self._loader: Optional[DataLoader] = DataLoader(
-            BatchDataset(source, pipeline, self._tail if on_cpu else None),
-            batch_sampler=self._sampler, num_workers=num_workers,
+            BatchDataset(source, pipeline), batch_sampler=self._sampler, num_workers=num_workers,
             collate_fn=_only, pin_memory=pin_memory, persistent_workers=workers,
             prefetch_factor=prefetch_factor if workers else None,
             multiprocessing_context=multiprocessing_context if workers else None)
@@ -122,8 +117,6 @@ class TorchProducer:
         if self._loader is None:
             raise RuntimeError("this loader was closed")
         self._sampler.tasks = tasks
-        if self._tail.device.type == "cpu":
-            return iter(self._loader)
         return apply_tail(iter(self._loader), self._tail, seed, epoch)
 
     def close(self) -> None:
