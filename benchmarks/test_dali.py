@@ -60,3 +60,12 @@ def test_fastload_dali_backend_epoch(benchmark, photo_dir):
         epoch_fastload(loader)
         n = benchmark.pedantic(epoch_fastload, args=(loader,), rounds=3, iterations=1)
     benchmark.extra_info.update(images=n, threads=THREADS, gpu=GPU)
+
+
+def test_fastload_dali_native_epoch(benchmark, photo_dir):
+    """The explicit opt-in to DALI's own readers (DALI's order and random crops)."""
+    pipeline = fl.presets.imagenet_train(224, erasing=0)
+    with fl.loader(photo_dir, pipeline, BATCH, backend="dali-native", num_workers=THREADS) as loader:
+        epoch_fastload(loader)
+        n = benchmark.pedantic(epoch_fastload, args=(loader,), rounds=3, iterations=1)
+    benchmark.extra_info.update(images=n, threads=THREADS, gpu=GPU)

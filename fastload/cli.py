@@ -95,7 +95,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         source = str(make_image_folder(root, args.synthetic, classes=10, workers=_cpus()))
     if source is None:
         raise SpecError("bench: give a SOURCE (folder, TFRecord or LMDB) or --synthetic N")
-    runs = {"torch": ("torch",), "dali": ("dali",), "all": ("torch", "dali")}[args.backend]
+    runs = {"torch": ("torch",), "dali": ("dali",), "dali-native": ("dali-native",),
+            "all": ("torch", "dali", "dali-native")}[args.backend]
     if args.baseline:
         runs = runs + ("baseline",)
     config = BenchConfig(source=source, pipeline=_pipeline(args.pipeline), runs=runs,
@@ -150,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--synthetic-dir", help="where --synthetic writes (default ./.fastload-synthetic-N)")
     bench.add_argument("--pipeline", default="imagenet_train",
                        help="preset[:size] (imagenet_train, imagenet_eval) or a pipeline JSON file")
-    bench.add_argument("--backend", choices=("torch", "dali", "all"), default="all",
+    bench.add_argument("--backend", choices=("torch", "dali", "dali-native", "all"), default="all",
                        help="fastload backends to run (all: those installed)")
     bench.add_argument("--no-baseline", dest="baseline", action="store_false",
                        help="skip the plain DataLoader baseline")

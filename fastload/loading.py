@@ -15,7 +15,7 @@ from .sources import Source, open_source
 from .spec import Pipeline
 
 STATE_VERSION = 1
-BACKENDS = ("auto", "torch", "dali")
+BACKENDS = ("auto", "torch", "dali", "dali-native")
 
 
 @dataclass(frozen=True)
@@ -115,6 +115,9 @@ class Loader:
         for key in ("seed", "epoch", "position"):
             if not isinstance(state[key], int) or state[key] < 0:
                 raise SpecError(f"load_state_dict: {key}={state[key]!r} must be an int >= 0")
+        if state["position"] and not getattr(self._producer, "resumable", True):
+            raise SpecError(f"load_state_dict: backend={self.backend!r} cannot resume mid-epoch "
+                            "(DALI's readers keep their own position); use backend='dali'")
         self.plan = EpochPlan(self.plan.samples, self.plan.batch_size, self.plan.shuffle,
                               state["seed"], self.plan.last_batch)
         self._epoch, self._position = state["epoch"], state["position"]
@@ -137,16 +140,19 @@ class Loader:
 
 def loader(source: Union[str, Path, Source], pipeline: Pipeline, batch_size: int, *,
            backend: str = "auto", shuffle: bool = True, seed: int = 0,
-           num_workers: Optional[int] = None, device: Any = None, last_batch: str = "pad",
+           num_workers: Optional[int] = None, device: Any = None,
+           last_batch: Optional[str] = None,
            dist: DistArg = None, prefetch_factor: int = 2,
            multiprocessing_context: Any = None) -> Loader:
     """A loader over ``source`` (a path or a Source) running ``pipeline`` in batches.
 
     - ``backend``: ``"torch"``, ``"dali"``, or ``"auto"`` (DALI when importable and a GPU is
-      present, else torch).
+      present, else torch); ``"dali-native"`` opts in to DALI's own readers, order and random
+      crops (faster on few cores; no mid-epoch resume; see ``fastload.backends.dali_native``).
     - ``num_workers``: decode processes (default: the CPUs this process may use).
     - ``device``: where batches land (default ``"cuda"`` when available, else ``"cpu"``).
-    - ``last_batch``: ``"pad"`` | ``"drop"`` | ``"partial"`` (see ``fastload.sharding``).
+    - ``last_batch``: ``"pad"`` (default) | ``"drop"`` | ``"partial"`` (see
+      ``fastload.sharding``); ``dali-native`` follows DALI's rule, which is ``"partial"``.
     - ``dist``: ``(rank, world_size)``; None reads torch.distributed at each epoch start when
       it is initialized (so it may be initialized before or after the loader is made).
     """
@@ -161,10 +167,15 @@ def loader(source: Union[str, Path, Source], pipeline: Pipeline, batch_size: int
             raise SpecError(f"loader: {name}={value!r} must be an int >= 1")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise SpecError(f"loader: seed={seed!r} must be an int >= 0")
-    if last_batch not in sharding.POLICIES:
-        raise SpecError(f"loader: last_batch={last_batch!r} must be one of {sharding.POLICIES}")
     if backend not in BACKENDS:
         raise SpecError(f"loader: backend={backend!r} must be one of {BACKENDS}")
+    if last_batch is None:
+        last_batch = "partial" if backend == "dali-native" else "pad"
+    if last_batch not in sharding.POLICIES:
+        raise SpecError(f"loader: last_batch={last_batch!r} must be one of {sharding.POLICIES}")
+    if backend == "dali-native" and last_batch != "partial":
+        raise SpecError(f"loader: backend='dali-native' pads shards DALI's way "
+                        f"(last_batch='partial'), not last_batch={last_batch!r}; use backend='dali'")
     if num_workers is None:
         num_workers = len(os.sched_getaffinity(0))
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
@@ -181,7 +192,7 @@ def loader(source: Union[str, Path, Source], pipeline: Pipeline, batch_size: int
     plan = EpochPlan(len(src), batch_size, bool(shuffle), seed, last_batch)
     chosen = pick_backend(backend, device)
     producer = make_producer(chosen, src, pipeline, device=device, batch_size=batch_size,
-                             num_workers=num_workers,
-                             prefetch_factor=prefetch_factor,
-                             multiprocessing_context=multiprocessing_context)
+                             num_workers=num_workers, prefetch_factor=prefetch_factor,
+                             multiprocessing_context=multiprocessing_context,
+                             shuffle=bool(shuffle), seed=seed, dist=resolve(dist_info))
     return Loader(src, pipeline, plan, producer, device, dist_info, chosen)

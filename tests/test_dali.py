@@ -158,3 +158,37 @@ def test_gpu_torch_backend_tail_on_cuda_matches_cpu(photo_folder):
     for (xc, yc, ic, _), (xg, yg, ig, _) in zip(cpu, on_gpu):
         assert torch.equal(ic, ig) and torch.equal(yc, yg)
         assert torch.allclose(xc, xg, atol=1e-5)
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_dali_native_opt_in_equal_batches_and_full_cover(jpeg_folder, world):
+    seen = []
+    for rank in range(world):
+        with fl.loader(jpeg_folder, fl.presets.imagenet_train(16), 4, backend="dali-native",
+                       num_workers=1, dist=(rank, world)) as ld:
+            got = list(ld)
+            assert len(got) == len(ld) == -(-(-(-37 // world)) // 4)
+            src = ld.source
+        for b in got:
+            assert b.images.shape[1:] == (3, 16, 16)
+            assert all(int(l) == int(src.labels[i]) for l, i in zip(b.labels, b.indices))
+        seen += [i for b in got for i in b.indices[~b.padded].tolist()]
+    assert sorted(seen) == list(range(37))
+
+
+@pytest.mark.parametrize("kind", ["tfrecord", "lmdb"])
+def test_dali_native_reads_shards(jpeg_folder, tmp_path, kind):
+    convert(jpeg_folder, tmp_path / kind, format=kind, shards=2)
+    with fl.loader(tmp_path / kind, fl.presets.imagenet_eval(16), 8, backend="dali-native",
+                   num_workers=1, shuffle=False) as ld:
+        batches = list(ld)
+    labels = torch.cat([b.labels for b in batches]).tolist()
+    assert len(labels) == 37 and sorted(labels) == sorted(i % 3 for i in range(37))
+
+
+def test_dali_native_refuses_what_it_cannot_keep(jpeg_folder):
+    with pytest.raises(fl.SpecError, match="last_batch='partial'"):
+        fl.loader(jpeg_folder, fl.presets.imagenet_eval(16), 4, backend="dali-native", last_batch="pad")
+    with fl.loader(jpeg_folder, fl.presets.imagenet_eval(16), 4, backend="dali-native", num_workers=1) as ld:
+        with pytest.raises(fl.SpecError, match="cannot resume mid-epoch"):
+            ld.load_state_dict({**ld.state_dict(), "position": 8})

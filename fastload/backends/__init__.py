@@ -18,23 +18,31 @@ def dali_available() -> bool:
 
 
 def pick_backend(backend: str, device: Any) -> str:
-    """``auto``: DALI when it is importable and the batches go to a GPU; else torch."""
+    """``auto``: DALI when it is importable and the batches go to a GPU; else torch.
+    ``dali-native`` (DALI's own readers and order) is never picked automatically."""
     if backend == "auto":
         return "dali" if device.type == "cuda" and dali_available() else "torch"
-    if backend == "dali" and not dali_available():
-        raise BackendUnavailable(f"backend='dali' needs NVIDIA DALI; install it with: {DALI_INSTALL}")
+    if backend in ("dali", "dali-native") and not dali_available():
+        raise BackendUnavailable(f"backend={backend!r} needs NVIDIA DALI; install it with: "
+                                 f"{DALI_INSTALL}")
     return backend
 
 
 def make_producer(backend: str, source: Source, pipeline: Pipeline, *, device: Any,
                   batch_size: int, num_workers: int, prefetch_factor: int,
-                  multiprocessing_context: Any) -> Any:
+                  multiprocessing_context: Any, shuffle: bool, seed: int, dist: Any) -> Any:
     if backend == "torch":
         from .torch_backend import TorchProducer
 
         return TorchProducer(source, pipeline, device=device, num_workers=num_workers,
                              prefetch_factor=prefetch_factor,
                              multiprocessing_context=multiprocessing_context)
+    if backend == "dali-native":
+        from .dali_native import DaliNativeProducer
+
+        return DaliNativeProducer(source, pipeline, device=device, batch_size=batch_size,
+                                  num_workers=num_workers, prefetch_factor=prefetch_factor,
+                                  shuffle=shuffle, seed=seed, rank=dist.rank, world=dist.world_size)
     from .dali_backend import DaliProducer
 
     return DaliProducer(source, pipeline, device=device, batch_size=batch_size,

@@ -18,13 +18,13 @@ def table(report: BenchReport) -> str:
         f"step {cfg.step_ms:g} ms, device {m['device']}, {m['pil']}, torch {m['torch']}, "
         f"{m['cpus']} CPUs, commit {m.get('commit') or '?'}",
         "",
-        f"  {'run':<10}{'images/s':>10}{'1st batch':>11}{'wait p50':>10}{'p90':>8}{'p99':>8}"
+        f"  {'run':<12}{'images/s':>10}{'1st batch':>11}{'wait p50':>10}{'p90':>8}{'p99':>8}"
         f"{'max':>8}{'stalled':>9}{'warm-up':>9}{'peak RSS':>10}{'peak PSS':>10}",
     ]
     for r in report.runs:
         w = r.wait_ms
         lines.append(
-            f"  {r.name:<10}{r.images_per_s:>10.0f}{r.time_to_first_batch_s:>10.2f}s"
+            f"  {r.name:<12}{r.images_per_s:>10.0f}{r.time_to_first_batch_s:>10.2f}s"
             f"{w['p50']:>8.1f}ms{w['p90']:>6.1f}ms{w['p99']:>6.1f}ms{w['max']:>6.1f}ms"
             f"{r.stalled_fraction:>9.0%}{r.warmup_mean_wait_ms:>7.1f}ms"
             f"{_mib(r.peak_rss_bytes):>10}{_mib(r.peak_pss_bytes):>10}")
