@@ -15,7 +15,6 @@ from ..spec import Pipeline
 from .stall import RunStats, diagnose, measure, replay
 
 SCHEMA = "fastload.bench/1"
-RUNNERS = ("torch", "dali", "dali-native", "baseline")
 
 
 @dataclass
