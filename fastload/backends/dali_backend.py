@@ -145,6 +145,21 @@ def _graph(feeder: Feeder, pipeline: Pipeline, gpu: bool) -> Any:
                                     **scale)
 
 
+def dali_to_torch(images: Any, shape: tuple[int, ...], dtype: torch.dtype,
+                  tail: DeviceTail) -> torch.Tensor:
+    """Copy a DALI batch into a torch tensor: on the GPU on the current stream, on the CPU into
+    one of the tail's recycled buffers (fresh memory would cost more in page faults)."""
+    from nvidia.dali.plugin.pytorch import feed_ndarray
+
+    if tail.recycler is not None:
+        out = tail.recycler.take(shape, dtype)
+        feed_ndarray(images.as_tensor(), out)
+    else:
+        out = torch.empty(shape, dtype=dtype, device=tail.device)
+        feed_ndarray(images.as_tensor(), out, cuda_stream=torch.cuda.current_stream(out.device))
+    return out
+
+
 class DaliProducer:
     """Runs batch tasks through a DALI pipeline, in order, into final Batches."""
 
@@ -196,14 +211,7 @@ class DaliProducer:
             self.feeder.meta.clear()
 
     def _to_torch(self, images: Any) -> torch.Tensor:
-        from nvidia.dali.plugin.pytorch import feed_ndarray
-
-        tensor = images.as_tensor()
-        out = torch.empty((len(images), *self._shape), dtype=self._dtype,
-                          device=self._tail.device if self.gpu else "cpu")
-        stream = torch.cuda.current_stream(out.device) if self.gpu else None
-        feed_ndarray(tensor, out, cuda_stream=stream)
-        return out
+        return dali_to_torch(images, (len(images), *self._shape), self._dtype, self._tail)
 
     def _decode_error(self, exc: RuntimeError) -> DecodeError:
         meta = self.feeder.meta[0] if self.feeder.meta else None

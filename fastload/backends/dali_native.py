@@ -30,6 +30,7 @@ from ..ops import CenterCrop, RandomResizedCrop, Resize
 from ..sources import FolderSource, LMDBSource, TFRecordSource
 from ..sources.base import Source
 from ..spec import Pipeline
+from .dali_backend import dali_to_torch
 from .tail import DeviceTail, apply_tail
 
 
@@ -119,17 +120,13 @@ class DaliNativeProducer:
         return apply_tail(self._run(tasks, seed, epoch), self._tail, seed, epoch)
 
     def _run(self, tasks: list[Any], seed: int, epoch: int) -> Iterator[HostBatch]:
-        from nvidia.dali.plugin.pytorch import feed_ndarray
-
         done = 0
         for task in tasks:
             outputs = self._pipe.run()
             images, labels = outputs[0], outputs[1]
             count = len(task.indices)
-            out = torch.empty((len(images), 3, *self.pipeline.output_size), dtype=self._dtype,
-                              device=self._tail.device if self.gpu else "cpu")
-            feed_ndarray(images.as_tensor(), out, cuda_stream=torch.cuda.current_stream(out.device)
-                         if self.gpu else None)
+            out = dali_to_torch(images, (len(images), 3, *self.pipeline.output_size), self._dtype,
+                                self._tail)
             label = torch.as_tensor(np.array(labels.as_tensor()).reshape(-1)[:count].astype(np.int64))
             if self._index is not None:
                 names = [bytes(np.array(outputs[2][k])).decode("utf-8", "surrogateescape")
@@ -145,8 +142,8 @@ class DaliNativeProducer:
                 for k, position in enumerate(task.positions.tolist()):
                     erase[k] = erase_box(sample_rng(seed, epoch, position), h, w, e.p, e.scale, e.ratio)
             done += count
-            yield HostBatch(out[:count], label, indices, task.positions, padded,
-                            torch.from_numpy(erase))
+            yield HostBatch(out if count == len(out) else out[:count].clone(), label, indices,
+                            task.positions, padded, torch.from_numpy(erase))
 
     def close(self) -> None:
         self._pipe = None
