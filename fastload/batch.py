@@ -14,6 +14,7 @@ class HostBatch(NamedTuple):
     positions: Any  # int64 (B,) global position in the epoch order
     padded: Any     # bool (B,) True for samples repeated to even out the ranks
     erase: Any      # int32 (B, 4) top, left, height, width of the erasing box (0 = none)
+    skipped: tuple = ()  # (location, reason) of samples replaced under on_error="skip"
 
 
 class Batch(tuple):
@@ -25,15 +26,18 @@ class Batch(tuple):
 
     indices: Any
     padded: Any
+    skipped: tuple
 
-    def __new__(cls, images: Any, labels: Any, indices: Any, padded: Any) -> "Batch":
+    def __new__(cls, images: Any, labels: Any, indices: Any, padded: Any,
+                skipped: tuple = ()) -> "Batch":
         self = super().__new__(cls, (images, labels))
         self.indices = indices
         self.padded = padded
+        self.skipped = skipped
         return self
 
     def __getnewargs__(self) -> tuple[Any, ...]:
-        return (self[0], self[1], self.indices, self.padded)
+        return (self[0], self[1], self.indices, self.padded, self.skipped)
 
     @property
     def images(self) -> Any:

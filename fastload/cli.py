@@ -101,7 +101,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         runs = runs + ("baseline",)
     config = BenchConfig(source=source, pipeline=_pipeline(args.pipeline), runs=runs,
                          batch_size=args.batch_size, workers=args.workers, step_ms=args.step_ms,
-                         epochs=args.epochs, steps=args.steps, device=args.device, seed=args.seed)
+                         epochs=args.epochs, steps=args.steps, device=args.device, seed=args.seed,
+                         on_error=args.on_error)
     report = run_bench(config)
     print(table(report))
     if args.json:
@@ -162,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--steps", type=int, help="stop each run after this many iterations")
     bench.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--on-error", choices=("raise", "skip"), default="raise",
+                       help="bad samples: stop with an error, or skip them and count them")
     bench.add_argument("--json", help="write the full report as JSON here")
     bench.add_argument("--plot", help="write a PNG plot here (needs matplotlib)")
     bench.set_defaults(run=_cmd_bench)

@@ -76,6 +76,15 @@ def image_size(data: bytes, where: str) -> tuple[int, int]:
     return open_image(data, where).size
 
 
+def check_pixels(width: int, height: int, where: str) -> None:
+    """Refuse decompression bombs as PIL does (``PIL.Image.MAX_IMAGE_PIXELS``)."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and width * height > limit:
+        raise DecodeError(f"{where}: {width}x{height} = {width * height} pixels exceeds the "
+                          f"decompression-bomb limit of {limit} (PIL.Image.MAX_IMAGE_PIXELS); "
+                          "raise that limit if the image is genuine")
+
+
 def decode_rgb(data: bytes, where: str, reduce: int = 1) -> np.ndarray:
     """RGB uint8 (height, width, 3); ``reduce`` in (1, 2, 4, 8) asks a JPEG for a DCT-scaled
     decode (the result is ceil(size / reduce))."""
@@ -102,6 +111,7 @@ def render(data: bytes, where: str, planner: Callable[[int, int], SamplePlan],
     """Decode ``data``, plan it from its header size, write the uint8 (3, H, W) result into
     ``out`` (channels first: what the resampling kernel produces and the tail consumes)."""
     width, height = image_size(data, where)
+    check_pixels(width, height, where)
     plan = planner(height, width)
     reduce = 1
     if plan.reduced_decode and plan.scale >= 2:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional, Union
@@ -55,6 +56,8 @@ class Loader:
         self._dist = dist
         self._epoch = 0
         self._position = 0  # global positions of this epoch already yielded (on every rank)
+        self.skipped_count = 0  # samples replaced under on_error="skip", this process
+        self.skipped_files: dict[str, str] = {}  # location -> first error, warned once each
 
     # --- the DataLoader surface ---------------------------------------------------------------
     def __len__(self) -> int:
@@ -79,9 +82,19 @@ class Loader:
                                    "(set_epoch/load_state_dict inside the loop?); start a new loop")
             start += dist.world_size * len(batch[1])
             self._position = start
+            if batch.skipped:
+                self._count_skipped(batch.skipped)
             yield batch
         if (self._epoch, self._position) == (epoch, start):
             self._epoch, self._position = epoch + 1, 0
+
+    def _count_skipped(self, skipped: tuple) -> None:
+        for where, reason in skipped:
+            self.skipped_count += 1
+            if where not in self.skipped_files:
+                self.skipped_files[where] = reason
+                warnings.warn(f"fastload: skipped a bad sample ({reason}); a readable one takes "
+                              "its place (on_error='skip')", RuntimeWarning, stacklevel=3)
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch (its shuffle and augmentation draws); same-epoch calls keep position."""
@@ -143,7 +156,7 @@ def loader(source: Union[str, Path, Source], pipeline: Pipeline, batch_size: int
            num_workers: Optional[int] = None, device: Any = None,
            last_batch: Optional[str] = None,
            dist: DistArg = None, prefetch_factor: int = 2,
-           multiprocessing_context: Any = None) -> Loader:
+           multiprocessing_context: Any = None, on_error: str = "raise") -> Loader:
     """A loader over ``source`` (a path or a Source) running ``pipeline`` in batches.
 
     - ``backend``: ``"torch"``, ``"dali"``, or ``"auto"`` (DALI when importable and a GPU is
@@ -155,6 +168,9 @@ def loader(source: Union[str, Path, Source], pipeline: Pipeline, batch_size: int
       ``fastload.sharding``); ``dali-native`` follows DALI's rule, which is ``"partial"``.
     - ``dist``: ``(rank, world_size)``; None reads torch.distributed at each epoch start when
       it is initialized (so it may be initialized before or after the loader is made).
+    - ``on_error``: ``"raise"`` (an error naming the file/record/key and sample index) or
+      ``"skip"`` (the next readable sample takes the bad one's place, deterministically; counted
+      in ``loader.skipped_count`` / ``loader.skipped_files``, one warning per file).
     """
     import torch
 
@@ -167,6 +183,8 @@ def loader(source: Union[str, Path, Source], pipeline: Pipeline, batch_size: int
             raise SpecError(f"loader: {name}={value!r} must be an int >= 1")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise SpecError(f"loader: seed={seed!r} must be an int >= 0")
+    if on_error not in ("raise", "skip"):
+        raise SpecError(f"loader: on_error={on_error!r} must be 'raise' or 'skip'")
     if backend not in BACKENDS:
         raise SpecError(f"loader: backend={backend!r} must be one of {BACKENDS}")
     if last_batch is None:
@@ -194,5 +212,6 @@ def loader(source: Union[str, Path, Source], pipeline: Pipeline, batch_size: int
     producer = make_producer(chosen, src, pipeline, device=device, batch_size=batch_size,
                              num_workers=num_workers, prefetch_factor=prefetch_factor,
                              multiprocessing_context=multiprocessing_context,
-                             shuffle=bool(shuffle), seed=seed, dist=resolve(dist_info))
+                             shuffle=bool(shuffle), seed=seed, dist=resolve(dist_info),
+                             on_error=on_error)
     return Loader(src, pipeline, plan, producer, device, dist_info, chosen)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
-from ..errors import BackendUnavailable
+from ..errors import BackendUnavailable, SpecError
 from ..sources.base import Source
 from ..spec import Pipeline
 
@@ -30,20 +30,25 @@ def pick_backend(backend: str, device: Any) -> str:
 
 def make_producer(backend: str, source: Source, pipeline: Pipeline, *, device: Any,
                   batch_size: int, num_workers: int, prefetch_factor: int,
-                  multiprocessing_context: Any, shuffle: bool, seed: int, dist: Any) -> Any:
+                  multiprocessing_context: Any, shuffle: bool, seed: int, dist: Any,
+                  on_error: str) -> Any:
     if backend == "torch":
         from .torch_backend import TorchProducer
 
         return TorchProducer(source, pipeline, device=device, num_workers=num_workers,
                              prefetch_factor=prefetch_factor,
-                             multiprocessing_context=multiprocessing_context)
+                             multiprocessing_context=multiprocessing_context, on_error=on_error)
     if backend == "dali-native":
         from .dali_native import DaliNativeProducer
 
+        if on_error != "raise":
+            raise SpecError("backend='dali-native' reads with DALI's readers and cannot skip bad "
+                            "samples; use backend='dali' or 'torch' with on_error='skip'")
         return DaliNativeProducer(source, pipeline, device=device, batch_size=batch_size,
                                   num_workers=num_workers, prefetch_factor=prefetch_factor,
                                   shuffle=shuffle, seed=seed, rank=dist.rank, world=dist.world_size)
     from .dali_backend import DaliProducer
 
     return DaliProducer(source, pipeline, device=device, batch_size=batch_size,
-                        num_workers=num_workers, prefetch_factor=prefetch_factor)
+                        num_workers=num_workers, prefetch_factor=prefetch_factor,
+                        on_error=on_error)

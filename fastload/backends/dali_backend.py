@@ -29,13 +29,14 @@ import torch
 
 from ..batch import Batch, HostBatch
 from ..draws import sample_rng
-from ..errors import DecodeError
+from ..errors import DecodeError, SourceError
 from ..geometry import SamplePlan, is_random, plan_sample
-from ..imaging import image_size
+from ..imaging import check_pixels, image_size
 from ..ops import CenterCrop, RandomResizedCrop, Resize
 from ..sources.base import Source
 from ..spec import Pipeline
 from .tail import DeviceTail, apply_tail
+from .torch_backend import SKIP_TRIES
 
 
 def may_exceed_image(pipeline: Pipeline) -> bool:
@@ -72,11 +73,22 @@ def dali_window(plan: SamplePlan, height: int, width: int, pad: bool,
             [top - py0, left - px0], [top + h - py0, left + w - px0])
 
 
+def check_encoded(data: bytes, where: str) -> tuple[int, int]:
+    """What the feeder can check before DALI decodes: a readable header, a sane pixel count,
+    and (JPEG) an end-of-image marker, whose absence means a truncated file. -> (w, h)."""
+    width, height = image_size(data, where)
+    check_pixels(width, height, where)
+    if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-64:]:
+        raise DecodeError(f"{where}: truncated JPEG (no end-of-image marker); check the file, "
+                          "or replace it")
+    return width, height
+
+
 class Feeder:
     """``fn.external_source`` callback (batch mode): one batch task per call, in order."""
 
-    def __init__(self, source: Source, pipeline: Pipeline) -> None:
-        self.source, self.pipeline = source, pipeline
+    def __init__(self, source: Source, pipeline: Pipeline, on_error: str = "raise") -> None:
+        self.source, self.pipeline, self.on_error = source, pipeline, on_error
         self.random = is_random(pipeline)
         self.pad = may_exceed_image(pipeline)
         # RandomResizedCrop boxes are whole pixels: decode exactly the box and resize all of it
@@ -100,9 +112,19 @@ class Feeder:
         task = self.pending.popleft()
         columns: dict[str, list[np.ndarray]] = {name: [] for name in self.outputs}
         labels, erase = np.empty(len(task.indices), np.int64), np.zeros((len(task.indices), 4), np.int32)
-        for k, (index, position) in enumerate(zip(task.indices.tolist(), task.positions.tolist())):
-            data, labels[k] = self.source.read(index)
-            width, height = image_size(data, self.source.locate(index))
+        indices, skipped = task.indices.copy(), []
+        for k, position in enumerate(task.positions.tolist()):
+            for attempt in range(SKIP_TRIES if self.on_error == "skip" else 1):
+                index = (int(task.indices[k]) + attempt) % len(self.source)
+                try:
+                    data, labels[k] = self.source.read(index)
+                    width, height = check_encoded(data, self.source.locate(index))
+                    break
+                except (DecodeError, SourceError) as exc:
+                    if self.on_error != "skip" or attempt == SKIP_TRIES - 1:
+                        raise
+                    skipped.append((self.source.locate(index), str(exc)))
+            indices[k] = index
             rng = sample_rng(self.seed, self.epoch, position) if self.random else None
             plan = plan_sample(self.pipeline, height, width, rng)
             erase[k] = plan.erase
@@ -115,9 +137,9 @@ class Feeder:
             for name, column in columns.items():
                 column.append(np.asarray(values[name], np.float32 if name.startswith("roi") else
                                          np.uint8 if name == "jpegs" else np.int32))
-        self.meta.append(HostBatch(None, torch.from_numpy(labels), torch.from_numpy(task.indices),
+        self.meta.append(HostBatch(None, torch.from_numpy(labels), torch.from_numpy(indices),
                                    torch.from_numpy(task.positions), torch.from_numpy(task.padded),
-                                   torch.from_numpy(erase)))
+                                   torch.from_numpy(erase), tuple(skipped)))
         return tuple(columns.values())
 
 
@@ -129,7 +151,8 @@ def _graph(feeder: Feeder, pipeline: Pipeline, gpu: bool) -> Any:
         source=feeder, num_outputs=len(feeder.outputs), batch=True)))
     images = fn.decoders.image_slice(inputs["jpegs"], inputs["anchor"], inputs["shape"],
                                      device="mixed" if gpu else "cpu", output_type=types.RGB,
-                                     normalized_anchor=False, normalized_shape=False)
+                                     normalized_anchor=False, normalized_shape=False,
+                                     adjust_orientation=False)  # as PIL: EXIF is not applied
     if feeder.pad:
         images = fn.slice(images, inputs["pad_anchor"], inputs["pad_shape"],
                           normalized_anchor=False, normalized_shape=False,
@@ -164,11 +187,12 @@ class DaliProducer:
     """Runs batch tasks through a DALI pipeline, in order, into final Batches."""
 
     def __init__(self, source: Source, pipeline: Pipeline, *, device: torch.device,
-                 batch_size: int, num_workers: int, prefetch_factor: int) -> None:
+                 batch_size: int, num_workers: int, prefetch_factor: int,
+                 on_error: str = "raise") -> None:
         from nvidia.dali import pipeline_def
 
         self.gpu = device.type == "cuda"
-        self.feeder = Feeder(source, pipeline)
+        self.feeder = Feeder(source, pipeline, on_error)
         self._tail = DeviceTail(pipeline, device, normalized_input=True)
         self._shape = (3, *pipeline.output_size)
         norm = pipeline.normalize

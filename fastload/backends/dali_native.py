@@ -68,10 +68,11 @@ def _graph(source: Source, pipeline: Pipeline, gpu: bool, shuffle: bool, seed: i
         images = fn.decoders.image_random_crop(jpegs, device=device, output_type=types.RGB,
                                                random_area=list(first.scale),
                                                random_aspect_ratio=list(first.ratio),
-                                               num_attempts=10)
+                                               num_attempts=10, adjust_orientation=False)
         images = fn.resize(images, size=list(first.size), antialias=True)
     else:
-        images = fn.decoders.image(jpegs, device=device, output_type=types.RGB)
+        images = fn.decoders.image(jpegs, device=device, output_type=types.RGB,
+                                   adjust_orientation=False)
         if isinstance(first, Resize):
             resize = {"size": list(first.size)} if isinstance(first.size, tuple) else \
                 {"resize_shorter": first.size}

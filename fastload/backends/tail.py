@@ -102,7 +102,7 @@ class DeviceTail:
                 else:
                     self._erase_indexed(out, host, generator)
         labels = host.labels.to(self.device, non_blocking=True)
-        return Batch(out, labels, host.indices, host.padded)
+        return Batch(out, labels, host.indices, host.padded, host.skipped)
 
     def _erase_indexed(self, out: torch.Tensor, host: HostBatch, generator: torch.Generator) -> None:
         """CPU: write the value into exactly the erased pixels, through one batch-wide index."""

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..batch import Batch, HostBatch
 from ..draws import sample_rng
+from ..errors import DecodeError, SourceError
 from ..geometry import is_random, plan_sample
 from ..imaging import render
 from ..sources.base import Source
@@ -36,10 +37,11 @@ class BatchTask(NamedTuple):
 class BatchDataset(Dataset):
     """Map-style dataset whose ``__getitems__`` renders one whole BatchTask."""
 
-    def __init__(self, source: Source, pipeline: Pipeline) -> None:
+    def __init__(self, source: Source, pipeline: Pipeline, on_error: str = "raise") -> None:
         self.source = source
         self.pipeline = pipeline
         self.random = is_random(pipeline)
+        self.on_error = on_error
 
     def __len__(self) -> int:
         return len(self.source)
@@ -49,26 +51,46 @@ class BatchDataset(Dataset):
 
     def __getitems__(self, tasks: list[BatchTask]) -> HostBatch:
         (task,) = tasks
-        return render_batch(self.source, self.pipeline, task, self.random)
+        return render_batch(self.source, self.pipeline, task, self.random, self.on_error)
 
 
-def render_batch(source: Source, pipeline: Pipeline, task: BatchTask, random: bool) -> HostBatch:
-    """Read, decode and transform every sample of ``task`` into one uint8 NCHW tensor."""
+SKIP_TRIES = 16  # on_error="skip": how many following samples to try in place of a bad one
+
+
+def render_batch(source: Source, pipeline: Pipeline, task: BatchTask, random: bool,
+                 on_error: str = "raise") -> HostBatch:
+    """Read, decode and transform every sample of ``task`` into one uint8 NCHW tensor.
+
+    ``on_error="skip"``: a sample that cannot be read or decoded is replaced by the next one
+    (index + 1, + 2, ... in the source) that can, with the same random draws (they belong to the
+    position), and reported in ``HostBatch.skipped``.
+    """
     count = len(task.indices)
     height, width = pipeline.output_size
     images = empty_shared((count, 3, height, width), torch.uint8)
     labels = np.empty(count, dtype=np.int64)
     erase = np.zeros((count, 4), dtype=np.int32)
+    indices = task.indices.copy()
+    skipped = []
     for k in range(count):
-        index, position = int(task.indices[k]), int(task.positions[k])
-        data, labels[k] = source.read(index)
-        rng = sample_rng(task.seed, task.epoch, position) if random else None
-        plan = render(data, source.locate(index),
-                      lambda h, w: plan_sample(pipeline, h, w, rng), images[k])
+        position = int(task.positions[k])
+        for attempt in range(SKIP_TRIES if on_error == "skip" else 1):
+            index = (int(task.indices[k]) + attempt) % len(source)
+            rng = sample_rng(task.seed, task.epoch, position) if random else None
+            try:
+                data, labels[k] = source.read(index)
+                plan = render(data, source.locate(index),
+                              lambda h, w: plan_sample(pipeline, h, w, rng), images[k])
+                break
+            except (DecodeError, SourceError) as exc:
+                if on_error != "skip" or attempt == SKIP_TRIES - 1:
+                    raise
+                skipped.append((source.locate(index), str(exc)))
+        indices[k] = index
         erase[k] = plan.erase
-    return HostBatch(images, torch.from_numpy(labels), torch.from_numpy(task.indices),
+    return HostBatch(images, torch.from_numpy(labels), torch.from_numpy(indices),
                      torch.from_numpy(task.positions), torch.from_numpy(task.padded),
-                     torch.from_numpy(erase))
+                     torch.from_numpy(erase), tuple(skipped))
 
 
 def empty_shared(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
@@ -102,13 +124,14 @@ class TorchProducer:
 
     def __init__(self, source: Source, pipeline: Pipeline, *, device: torch.device,
                  num_workers: int, prefetch_factor: int,
-                 multiprocessing_context: Optional[Any] = None) -> None:
+                 multiprocessing_context: Optional[Any] = None, on_error: str = "raise") -> None:
         self._sampler = _TaskSampler()
         workers = num_workers > 0
         self._tail = DeviceTail(pipeline, device)
         pin_memory = device.type == "cuda"
         self._loader: Optional[DataLoader] = DataLoader(
-            BatchDataset(source, pipeline), batch_sampler=self._sampler, num_workers=num_workers,
+            BatchDataset(source, pipeline, on_error), batch_sampler=self._sampler,
+            num_workers=num_workers,
             collate_fn=_only, pin_memory=pin_memory, persistent_workers=workers,
             prefetch_factor=prefetch_factor if workers else None,
             multiprocessing_context=multiprocessing_context if workers else None)

@@ -28,6 +28,9 @@ def table(report: BenchReport) -> str:
             f"{w['p50']:>8.1f}ms{w['p90']:>6.1f}ms{w['p99']:>6.1f}ms{w['max']:>6.1f}ms"
             f"{r.stalled_fraction:>9.0%}{r.warmup_mean_wait_ms:>7.1f}ms"
             f"{_mib(r.peak_rss_bytes):>10}{_mib(r.peak_pss_bytes):>10}")
+    for r in report.runs:
+        if r.extra.get("skipped"):
+            lines.append(f"  {r.name}: {r.extra['skipped']} bad samples skipped (on_error='skip')")
     lines.append("")
     for key, value in report.ratios.items():
         lines.append(f"  ratio {key}: {value:.2f}x (same data, settings and invocation)")

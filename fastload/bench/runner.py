@@ -31,6 +31,7 @@ class BenchConfig:
     seed: int = 0
     warmup: Optional[int] = None
     replay_batches: int = 8
+    on_error: str = "raise"
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -128,7 +129,8 @@ def run_bench(config: BenchConfig) -> BenchReport:
         else:
             try:
                 loader = fl.loader(source, config.pipeline, config.batch_size, backend=name,
-                                   num_workers=config.workers, device=device, seed=config.seed)
+                                   num_workers=config.workers, device=device, seed=config.seed,
+                                   on_error=config.on_error)
             except BackendUnavailable as exc:
                 skipped[name] = str(exc)
                 warnings.warn(f"bench: skipping {name}: {exc}", stacklevel=2)
@@ -139,6 +141,7 @@ def run_bench(config: BenchConfig) -> BenchReport:
         try:
             stats = measure(batches, step_ms=config.step_ms, max_steps=config.steps,
                             warmup=warmup, name=name)
+            stats.extra["skipped"] = getattr(loader, "skipped_count", 0)
         finally:
             if closer is not None:
                 closer()

@@ -1,0 +1,70 @@
+"""Fuzzing: random and mutated bytes only ever produce fastload's own error types."""
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fastload.errors import FastloadError, FormatError
+from fastload.formats import protowire, tfrecord
+from fastload.sources import TFRecordSource
+
+EXAMPLE = protowire.encode_example({"image/encoded": b"\xff\xd8" + bytes(range(40)),
+                                    "image/class/label": 7, "image/filename": b"a/b.jpg",
+                                    "floats": [1.5, -2.0]})
+DATUM = protowire.encode_datum(b"\x89PNG" + bytes(30), 3)
+FRAMED = tfrecord.frame(EXAMPLE)
+
+mutations = st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=8)
+
+
+def mutate(data: bytes, changes) -> bytes:
+    buf = bytearray(data)
+    for pos, value in changes:
+        buf[pos % len(buf)] = value
+    return bytes(buf)
+
+
+def only_format_errors(fn, data):
+    try:
+        fn(data)
+    except FormatError:
+        pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_random_bytes_as_messages(data):
+    only_format_errors(protowire.decode_example, data)
+    only_format_errors(protowire.decode_datum, data)
+    only_format_errors(lambda b: tfrecord.unframe(b, "fuzz"), data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(mutations, st.integers(0, len(EXAMPLE)))
+def test_mutated_and_truncated_messages(changes, cut):
+    only_format_errors(protowire.decode_example, mutate(EXAMPLE, changes)[:cut])
+    only_format_errors(protowire.decode_datum, mutate(DATUM, changes)[:cut])
+    only_format_errors(lambda b: tfrecord.unframe(b, "fuzz"), mutate(FRAMED, changes))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(mutations)
+def test_mutated_shard_files(tmp_path, changes):
+    path = tmp_path / "fuzz.tfrecord"
+    path.write_bytes(mutate(FRAMED * 3, changes))
+    try:
+        tfrecord.scan(path)
+        source = TFRecordSource(path, build_missing_index=True)
+        for i in range(len(source)):
+            source.read(i)
+    except FastloadError:  # FormatError for damaged bytes, SourceError for an empty result
+        pass
+    finally:
+        for p in tmp_path.iterdir():
+            p.unlink()
+
+
+def test_the_fuzzers_see_valid_input_too():
+    assert protowire.decode_example(EXAMPLE)["image/class/label"] == [7]
+    with pytest.raises(FormatError):
+        tfrecord.unframe(mutate(FRAMED, [(20, 0)]), "x")

@@ -1,0 +1,205 @@
+"""Bad inputs and faults: the loader keeps working or stops with a clear error; nothing hangs,
+nothing is silently changed, nothing is lost."""
+
+import hashlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import fastload as fl
+from fastload.backends import dali_available
+from fastload.bench.memory import descendants
+from fastload.convert import convert
+from fastload.verify import verify
+
+BACKENDS = ["torch", pytest.param("dali", marks=pytest.mark.skipif(
+    not dali_available(), reason="DALI not installed: pip install 'fastload[dali]'"))]
+
+
+def jpeg_bytes(mode="RGB", size=(40, 30), colour=(200, 100, 50), **save):
+    out = io.BytesIO()
+    Image.new(mode, size, colour if mode == "RGB" else None).save(out, "JPEG", **save)
+    return out.getvalue()
+
+
+def png_bytes(img):
+    out = io.BytesIO()
+    img.save(out, "PNG")
+    return out.getvalue()
+
+
+GOOD = jpeg_bytes()
+BAD = {
+    "truncated.jpg": GOOD[: len(GOOD) // 2],
+    "empty.jpg": b"",
+    "text.jpg": b"this is not an image, although its name says so",
+}
+ODD_BUT_VALID = {
+    "cmyk.jpg": jpeg_bytes("CMYK", colour=None),
+    "grey.jpg": jpeg_bytes("L", colour=None),
+    "deep.png": png_bytes(Image.fromarray(np.full((30, 40), 40000, np.uint16))),
+    "alpha.png": png_bytes(Image.new("RGBA", (40, 30), (10, 20, 30, 0))),
+}
+
+
+def exif_rotated():
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    img = Image.new("RGB", (40, 30), (0, 0, 0))
+    img.paste((255, 255, 255), (0, 0, 20, 30))  # left half white, as stored
+    out = io.BytesIO()
+    img.save(out, "JPEG", exif=exif.tobytes(), quality=95)
+    return out.getvalue()
+
+
+def folder_with(tmp_path, files, goods=6):
+    root = tmp_path / "data"
+    (root / "c").mkdir(parents=True)
+    for k in range(goods):
+        (root / "c" / f"good{k}.jpg").write_bytes(GOOD)
+    for name, data in files.items():
+        (root / "c" / name).write_bytes(data)
+    return root
+
+
+EVAL = fl.Pipeline(fl.Decode(), fl.Resize(24), fl.CenterCrop(16))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_bad_sample_raises_naming_file_and_index(tmp_path, backend, name):
+    root = folder_with(tmp_path, {name: BAD[name]})
+    index = sorted(p.name for p in (root / "c").iterdir()).index(name)
+    with fl.loader(root, EVAL, 4, backend=backend, num_workers=1, shuffle=False) as ld:
+        with pytest.raises(fl.FastloadError, match=rf"{name} \(sample {index}\)"):
+            list(ld)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_skip_replaces_deterministically_counts_and_warns_once_per_file(tmp_path, backend):
+    root = folder_with(tmp_path, BAD)
+    runs = []
+    for _ in range(2):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with fl.loader(root, EVAL, 3, backend=backend, num_workers=1, seed=1,
+                           on_error="skip") as ld:
+                batches = [b for _ in range(2) for b in ld]  # two epochs
+                names = [ld.source.path(i).name for b in batches for i in b.indices.tolist()]
+                assert all(n.startswith("good") for n in names)
+                assert len(ld.skipped_files) == 3 and ld.skipped_count >= 6  # each bad file, twice
+                assert all(any(k in where for k in BAD) for where in ld.skipped_files)
+        messages = [str(w.message) for w in caught if "skipped a bad sample" in str(w.message)]
+        assert len(messages) == 3
+        runs.append(torch.cat([b.images for b in batches]))
+    assert torch.equal(*runs)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_odd_but_valid_images_decode_to_rgb(tmp_path, backend):
+    root = folder_with(tmp_path, {**ODD_BUT_VALID, "exif.jpg": exif_rotated()}, goods=0)
+    with fl.loader(root, fl.Pipeline(fl.Decode(), fl.Resize((30, 40))), 5, backend=backend,
+                   num_workers=1, shuffle=False) as ld:
+        images = torch.cat([b.images for b in ld])
+        names = [ld.source.path(i).name for i in range(len(ld.source))]
+    assert images.shape == (5, 3, 30, 40)
+    exif = images[names.index("exif.jpg")].float()
+    # EXIF orientation is not applied (as torchvision's ImageFolder): the stored pixels come out
+    assert exif[:, :, :18].mean() > 200 and exif[:, :, 22:].mean() < 50
+    assert images[names.index("deep.png")].float().mean() == pytest.approx(40000 >> 8, abs=1)
+
+
+def test_decompression_bomb_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    root = folder_with(tmp_path, {"big.jpg": jpeg_bytes(size=(200, 100))}, goods=0)
+    with fl.loader(root, EVAL, 1, num_workers=0) as ld:
+        with pytest.raises(fl.DecodeError, match=r"big\.jpg \(sample 0\): 200x100 .*decompression-bomb"):
+            list(ld)
+
+
+def test_worker_killed_mid_epoch_is_a_clear_error_not_a_hang(photo_folder):
+    with fl.loader(photo_folder, fl.presets.imagenet_train(32), 2, num_workers=2) as ld:
+        it = iter(ld)
+        next(it)
+        workers = [p for p in descendants(os.getpid()) if p != os.getpid()]
+        assert workers
+        os.kill(workers[0], signal.SIGKILL)
+        start = time.monotonic()
+        with pytest.raises(RuntimeError, match="worker"):
+            for _ in it:
+                pass
+        assert time.monotonic() - start < 30
+
+
+def test_file_deleted_during_training_names_it(tmp_path):
+    root = folder_with(tmp_path, {})
+    with fl.loader(root, EVAL, 2, num_workers=2, shuffle=False) as ld:
+        (root / "c" / "good4.jpg").unlink()
+        with pytest.raises(fl.SourceError, match=r"good4\.jpg \(sample 4\): cannot read"):
+            list(ld)
+
+
+def test_symlinks_deep_trees_spaces_and_unicode(tmp_path):
+    real = tmp_path / "elsewhere" / "cats"
+    deep = real / "/".join(f"level {k}" for k in range(25))
+    deep.mkdir(parents=True)
+    (deep / "chat noir é.jpg").write_bytes(GOOD)
+    (real / "top.jpg").write_bytes(GOOD)
+    root = tmp_path / "data"
+    (root / "dogs ü").mkdir(parents=True)
+    (root / "dogs ü" / "a b.jpg").write_bytes(GOOD)
+    os.symlink(real, root / "cats", target_is_directory=True)
+    with fl.loader(root, EVAL, 3, num_workers=1, shuffle=False) as ld:
+        assert ld.source.classes == ["cats", "dogs ü"]
+        batch = next(iter(ld))
+    assert batch.labels.tolist() == [0, 0, 1] and batch.images.shape == (3, 3, 16, 16)
+
+
+def test_lmdb_is_read_only_and_formats_hold_no_pickle(jpeg_folder, tmp_path):
+    convert(jpeg_folder, tmp_path / "l", format="lmdb", shards=2)
+    envs = sorted((tmp_path / "l").glob("*.lmdb"))
+    before = {p: (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+              for env in envs for p in env.iterdir()}
+    with fl.loader(tmp_path / "l", EVAL, 8, num_workers=2) as ld:
+        list(ld)
+        json.dumps(ld.state_dict())  # plain data
+    after = {p: (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+             for env in envs for p in env.iterdir()}
+    assert after == before  # no lock file, nothing written
+    json.loads((tmp_path / "l" / "manifest.json").read_text())
+    for path in list((tmp_path / "l").rglob("*")):
+        if path.is_file():
+            assert b"\x80\x04\x95" not in path.read_bytes() and b"\x80\x05\x95" not in path.read_bytes()
+
+
+@pytest.mark.slow
+def test_convert_killed_at_random_points_resumes_and_never_shows_a_partial_shard(photo_folder, tmp_path):
+    src_hash = {p: p.read_bytes() for p in photo_folder.rglob("*") if p.is_file()}
+    dst = tmp_path / "out"
+    cmd = [sys.executable, "-m", "fastload", "convert", str(photo_folder), str(dst), "--shards", "6",
+           "--workers", "1", "--quality", "80"]
+    rng = np.random.default_rng(0)
+    for delay in rng.uniform(0.3, 2.0, size=4):
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        for shard in dst.glob("train-*.tfrecord") if dst.exists() else []:
+            from fastload.formats.tfrecord import index_path, read_index, scan
+
+            rows = scan(shard)  # a shard under its final name is whole...
+            assert (read_index(index_path(shard), shard) == rows).all()  # ...and indexed
+        assert not (dst / "manifest.json").exists() or verify(dst).ok
+    subprocess.run(cmd, check=True, capture_output=True)
+    assert verify(dst).ok and len(fl.open_source(dst)) == 24
+    assert {p: p.read_bytes() for p in photo_folder.rglob("*") if p.is_file()} == src_hash
