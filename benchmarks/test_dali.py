@@ -54,18 +54,11 @@ def test_dali_native_readers_epoch(benchmark, photo_dir):
     benchmark.extra_info.update(images=n, threads=THREADS, gpu=GPU)
 
 
-def test_fastload_dali_backend_epoch(benchmark, photo_dir):
+@pytest.mark.parametrize("backend", ["dali", "dali-native"])
+def test_fastload_dali_epoch(benchmark, photo_dir, backend):
+    """fastload's DALI backend (fastload's order and crops) and the dali-native opt-in (DALI's)."""
     pipeline = fl.presets.imagenet_train(224, erasing=0)
-    with fl.loader(photo_dir, pipeline, BATCH, backend="dali", num_workers=THREADS) as loader:
-        epoch_fastload(loader)
-        n = benchmark.pedantic(epoch_fastload, args=(loader,), rounds=3, iterations=1)
-    benchmark.extra_info.update(images=n, threads=THREADS, gpu=GPU)
-
-
-def test_fastload_dali_native_epoch(benchmark, photo_dir):
-    """The explicit opt-in to DALI's own readers (DALI's order and random crops)."""
-    pipeline = fl.presets.imagenet_train(224, erasing=0)
-    with fl.loader(photo_dir, pipeline, BATCH, backend="dali-native", num_workers=THREADS) as loader:
+    with fl.loader(photo_dir, pipeline, BATCH, backend=backend, num_workers=THREADS) as loader:
         epoch_fastload(loader)
         n = benchmark.pedantic(epoch_fastload, args=(loader,), rounds=3, iterations=1)
     benchmark.extra_info.update(images=n, threads=THREADS, gpu=GPU)

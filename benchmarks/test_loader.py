@@ -31,3 +31,31 @@ def test_baseline_dataloader_epoch(benchmark, photo_dir, pipeline):
     epoch(loader)
     n = benchmark.pedantic(epoch, args=(loader,), rounds=3, iterations=1)
     benchmark.extra_info.update(images=n, workers=WORKERS, batch=BATCH)
+
+
+class _DecodeOnly:
+    """The decode-only ceiling: the same files decoded (libjpeg-turbo via simplejpeg, as the
+    torch backend does), nothing else; workers return only a count."""
+
+    def __init__(self, source):
+        self.source = source
+
+    def __len__(self):
+        return len(self.source)
+
+    def __getitem__(self, index):
+        from fastload.imaging import decode_rgb
+
+        decode_rgb(self.source.read(index)[0], "bench")
+        return 1
+
+
+def test_decode_only_ceiling_epoch(benchmark, photo_dir):
+    import torch
+
+    loader = torch.utils.data.DataLoader(_DecodeOnly(fl.FolderSource(photo_dir)), batch_size=BATCH,
+                                         num_workers=WORKERS, persistent_workers=True)
+    count = lambda: sum(int(b.sum()) for b in loader)  # noqa: E731
+    count()
+    n = benchmark.pedantic(count, rounds=3, iterations=1)
+    benchmark.extra_info.update(images=n, workers=WORKERS, batch=BATCH)

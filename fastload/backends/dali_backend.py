@@ -143,6 +143,23 @@ class Feeder:
         return tuple(columns.values())
 
 
+def normalize_arguments(pipeline: Pipeline) -> dict[str, Any]:
+    """``crop_mirror_normalize`` arguments for the pipeline's Normalize (uint8 out without one)."""
+    import nvidia.dali.types as types
+
+    norm = pipeline.normalize
+    if norm is None:
+        return {"dtype": types.UINT8}
+    return {"mean": [m * 255 for m in norm.mean], "std": [s * 255 for s in norm.std],
+            "dtype": types.FLOAT16 if norm.dtype == "float16" else types.FLOAT}
+
+
+def output_dtype(pipeline: Pipeline) -> torch.dtype:
+    """What DALI hands over (bfloat16 is made by the tail from float32)."""
+    norm = pipeline.normalize
+    return torch.uint8 if norm is None else torch.float16 if norm.dtype == "float16" else torch.float32
+
+
 def _graph(feeder: Feeder, pipeline: Pipeline, gpu: bool) -> Any:
     import nvidia.dali.fn as fn
     import nvidia.dali.types as types
@@ -160,12 +177,8 @@ def _graph(feeder: Feeder, pipeline: Pipeline, gpu: bool) -> Any:
     roi = {"roi_start": inputs["roi_start"], "roi_end": inputs["roi_end"]} if feeder.exact else {}
     images = fn.resize(images, size=list(pipeline.output_size), antialias=True,
                        interp_type=types.INTERP_LINEAR, **roi)
-    norm = pipeline.normalize
-    scale = {"mean": [m * 255 for m in norm.mean], "std": [s * 255 for s in norm.std],
-             "dtype": types.FLOAT16 if norm.dtype == "float16" else types.FLOAT} if norm else \
-        {"dtype": types.UINT8}
     return fn.crop_mirror_normalize(images, mirror=inputs.get("flip", 0), output_layout="CHW",
-                                    **scale)
+                                    **normalize_arguments(pipeline))
 
 
 def dali_to_torch(images: Any, shape: tuple[int, ...], dtype: torch.dtype,
@@ -195,9 +208,7 @@ class DaliProducer:
         self.feeder = Feeder(source, pipeline, on_error)
         self._tail = DeviceTail(pipeline, device, normalized_input=True)
         self._shape = (3, *pipeline.output_size)
-        norm = pipeline.normalize
-        self._dtype = torch.uint8 if norm is None else \
-            torch.float16 if norm.dtype == "float16" else torch.float32
+        self._dtype = output_dtype(pipeline)
         self._pipe: Optional[Any] = pipeline_def(
             _graph, batch_size=batch_size, num_threads=max(1, num_workers),
             device_id=device.index if self.gpu else None,

@@ -30,7 +30,7 @@ from ..ops import CenterCrop, RandomResizedCrop, Resize
 from ..sources import FolderSource, LMDBSource, TFRecordSource
 from ..sources.base import Source
 from ..spec import Pipeline
-from .dali_backend import dali_to_torch
+from .dali_backend import dali_to_torch, normalize_arguments, output_dtype
 from .tail import DeviceTail, apply_tail
 
 
@@ -79,12 +79,9 @@ def _graph(source: Source, pipeline: Pipeline, gpu: bool, shuffle: bool, seed: i
             images = fn.resize(images, antialias=True, **resize)
         if isinstance(pipeline.geometry[-1], CenterCrop):
             crop = {"crop": list(pipeline.geometry[-1].size), "out_of_bounds_policy": "pad"}
-    norm = pipeline.normalize
-    scale = {"mean": [m * 255 for m in norm.mean], "std": [s * 255 for s in norm.std],
-             "dtype": types.FLOAT16 if norm.dtype == "float16" else types.FLOAT} if norm else \
-        {"dtype": types.UINT8}
     mirror = fn.random.coin_flip(probability=pipeline.flip.p) if pipeline.flip else 0
-    images = fn.crop_mirror_normalize(images, mirror=mirror, output_layout="CHW", **crop, **scale)
+    images = fn.crop_mirror_normalize(images, mirror=mirror, output_layout="CHW", **crop,
+                                      **normalize_arguments(pipeline))
     if isinstance(source, FolderSource):
         return images, labels, fn.get_property(jpegs, key="source_info")
     return images, labels
@@ -103,8 +100,7 @@ class DaliNativeProducer:
         self.gpu = device.type == "cuda"
         self.source, self.pipeline, self.world, self.rank = source, pipeline, world, rank
         self._tail = DeviceTail(pipeline, device, normalized_input=True)
-        self._dtype = torch.uint8 if pipeline.normalize is None else \
-            torch.float16 if pipeline.normalize.dtype == "float16" else torch.float32
+        self._dtype = output_dtype(pipeline)
         self._index = {str(source.path(i)): i for i in range(len(source))} \
             if isinstance(source, FolderSource) else None
         self._pipe: Optional[Any] = pipeline_def(
