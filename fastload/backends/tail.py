@@ -7,7 +7,10 @@ index of all erased pixels; only ``value="random"`` noise comes from here, from 
 ``torch.Generator`` seeded by (seed, epoch, the batch's first position).
 
 On a CPU target the output batches come from a small pool of recycled buffers (``Recycler``):
-writing 38 MB of fresh memory per batch of 64 costs more in page faults than normalizing it.
+writing 38 MB of fresh memory per batch of 64 costs more in page faults than normalizing it. The
+CPU arithmetic runs in numpy, single-threaded: torch's intra-op threads spin while the decode
+workers need every core (measured: twice the CPU for the same work on 2 cores), and the caller's
+thread settings are theirs to keep.
 """
 
 from __future__ import annotations
@@ -88,34 +91,50 @@ class DeviceTail:
                 out = self.recycler.take(tuple(images.shape), dtype)
             else:
                 out = torch.empty(images.shape, dtype=dtype, device=self.device)
-            out.copy_(images)
-            if self.normalize is not None:
-                out.mul_(self.scale).add_(self.bias)
+            if _numpy_ok(out):
+                self._normalize_numpy(images.numpy(), out.numpy())
+            else:
+                out.copy_(images)
+                if self.normalize is not None:
+                    out.mul_(self.scale).add_(self.bias)
         if self.normalize is not None:
             if self.erasing is not None and bool(host.erase[:, 2].any()):
                 # a fresh generator per batch: the noise depends on (seed, epoch, position) only,
                 # and the tail stays picklable for spawned workers (torch.Generator is not)
                 generator = torch.Generator(device=out.device)
                 generator.manual_seed(_batch_seed(seed, epoch, int(host.positions[0])))
-                if out.device.type == "cuda":
-                    self._erase_masked(out, host, generator)
-                else:
+                if _numpy_ok(out):
                     self._erase_indexed(out, host, generator)
+                else:
+                    self._erase_masked(out, host, generator)
         labels = host.labels.to(self.device, non_blocking=True)
         return Batch(out, labels, host.indices, host.padded, host.skipped)
 
+    def _normalize_numpy(self, images: np.ndarray, out: np.ndarray) -> None:
+        if self.normalize is None:
+            np.copyto(out, images)
+            return
+        if not hasattr(self, "_np_scale"):
+            self._np_scale = self.scale.cpu().numpy().astype(out.dtype)
+            self._np_bias = self.bias.cpu().numpy().astype(out.dtype)
+        np.multiply(images, self._np_scale, out=out)
+        np.add(out, self._np_bias, out=out)
+
     def _erase_indexed(self, out: torch.Tensor, host: HostBatch, generator: torch.Generator) -> None:
         """CPU: write the value into exactly the erased pixels, through one batch-wide index."""
-        chosen = torch.nonzero(host.erase[:, 2] > 0).view(-1)
-        _, _, height, width = out.shape
-        inside = _inside(host.erase[chosen].long(), height, width, out.device)
-        which, r, c = torch.nonzero(inside, as_tuple=True)
-        b = chosen[which]
+        erase = host.erase.numpy()
+        chosen = np.flatnonzero(erase[:, 2] > 0)
+        top, left, h, w = (erase[chosen, k].reshape(-1, 1, 1) for k in range(4))
+        rows = np.arange(out.shape[2]).reshape(1, -1, 1)
+        cols = np.arange(out.shape[3]).reshape(1, 1, -1)
+        which, r, c = np.nonzero((rows >= top) & (rows < top + h) & (cols >= left) & (cols < left + w))
+        b, pixels = chosen[which], out.numpy()
         if self.erasing.value == "random":
-            out[b, :, r, c] = torch.randn((len(b), 3), generator=generator, dtype=out.dtype)
+            noise = torch.randn((len(b), 3), generator=generator, dtype=out.dtype)
+            pixels[b, :, r, c] = noise.numpy()
         else:
             for channel, value in enumerate(self._values()):
-                out[b, channel, r, c] = value
+                pixels[b, channel, r, c] = value
 
     def _erase_masked(self, out: torch.Tensor, host: HostBatch, generator: torch.Generator) -> None:
         """CUDA: full-batch masks, no data-dependent sizes, so no sync with the copy stream."""
@@ -132,6 +151,11 @@ class DeviceTail:
     def _values(self) -> tuple[float, float, float]:
         value = self.erasing.value
         return (value,) * 3 if isinstance(value, float) else value
+
+
+def _numpy_ok(tensor: torch.Tensor) -> bool:
+    """CPU tensors numpy can hold (not bfloat16) take the single-threaded numpy path."""
+    return tensor.device.type == "cpu" and tensor.dtype != torch.bfloat16
 
 
 def _inside(boxes: torch.Tensor, height: int, width: int, device: torch.device) -> torch.Tensor:
