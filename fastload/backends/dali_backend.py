@@ -235,15 +235,17 @@ class DaliProducer:
                 meta = self.feeder.meta.popleft()
                 yield meta._replace(images=self._to_torch(images))
         finally:
-            if not finished:  # abandoned mid-epoch: drop what DALI prefetched
+            if not finished:  # abandoned mid-epoch, or failed: drop what DALI prefetched
                 self.feeder.pending.clear()
-                while True:
+                for _ in range(64):  # at most the prefetch depth; a failing batch ends it too
                     try:
                         pipe.run()
-                    except (StopIteration, RuntimeError):
+                    except Exception:  # StopIteration once drained, or the batch's own error
                         break
-            pipe.reset()
-            self.feeder.meta.clear()
+            try:
+                pipe.reset()
+            finally:
+                self.feeder.meta.clear()
 
     def _to_torch(self, images: Any) -> torch.Tensor:
         return dali_to_torch(images, (len(images), *self._shape), self._dtype, self._tail)
