@@ -70,6 +70,7 @@ def main():
                                 "loader": loader.state_dict()}, args.checkpoint)
                 print(f"rank {rank}: stopped at step {step}, checkpoint {args.checkpoint}")
                 loader.close()
+                dist.barrier()
                 dist.destroy_process_group()
                 return
         total = torch.tensor([seen], device=loader.device)
@@ -77,6 +78,7 @@ def main():
         print(f"rank {rank}/{world}: epoch {epoch}: {seen} batches (all ranks: {int(total)}), "
               f"loss {loss.item():.3f}")
     loader.close()
+    dist.barrier()  # no rank tears the process group down while a peer still uses it
     dist.destroy_process_group()
 
 

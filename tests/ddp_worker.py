@@ -69,5 +69,6 @@ def run(rank, world, cfg):
         if "state" in record:
             break
     loader.close()
-    dist.destroy_process_group()
     Path(cfg["out"], f"rank{rank}.json").write_text(json.dumps(record))
+    dist.barrier()  # no rank tears gloo down while a peer still talks to it
+    dist.destroy_process_group()

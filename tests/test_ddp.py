@@ -2,6 +2,7 @@
 rank, no hang at the end of an epoch, deterministic reshuffles, resume across world sizes."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from ddp_worker import free_port, run
 from fastload.sharding import permutation
 
 N, BATCH = 37, 4
+os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # the spawned ranks talk over loopback only
 
 
 def launch(world, tmp_path, timeout=180, **cfg):

@@ -29,9 +29,12 @@ def test_convert_and_train_gives_identical_batches_from_every_source():
 
 
 def torchrun(*args, cwd, timeout=300):
+    import os
+
+    env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo"}  # the ranks talk over loopback only
     out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                           "--nproc_per_node=2", str(EXAMPLES / "train_ddp.py"), *args],
-                         capture_output=True, text=True, timeout=timeout, cwd=cwd)
+                         capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout
 

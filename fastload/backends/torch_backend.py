@@ -10,6 +10,7 @@ main process (on a CUDA side stream when the target is a GPU).
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Iterator, NamedTuple, Optional
 
 import numpy as np
@@ -127,6 +128,10 @@ class TorchProducer:
                  multiprocessing_context: Optional[Any] = None, on_error: str = "raise") -> None:
         self._sampler = _TaskSampler()
         workers = num_workers > 0
+        if workers and multiprocessing_context is None and "nvidia.dali" in sys.modules:
+            # DALI's threads may hold locks at fork time (seen: forked workers that never
+            # answer); a fork server starts clean. Plain fork otherwise, as DataLoader does.
+            multiprocessing_context = "forkserver"
         self._tail = DeviceTail(pipeline, device)
         pin_memory = device.type == "cuda"
         self._loader: Optional[DataLoader] = DataLoader(
