@@ -101,7 +101,7 @@ def decode_rgb(data: bytes, where: str, reduce: int = 1) -> np.ndarray:
     try:
         if reduce > 1 and img.format == "JPEG":
             img.draft("RGB", (img.size[0] // reduce, img.size[1] // reduce))
-        return np.asarray(_to_rgb(img))
+        return np.array(_to_rgb(img))  # writable: torch warns about read-only arrays
     except _DECODE_ERRORS as exc:
         raise _fail(where, exc) from None
 
