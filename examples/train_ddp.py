@@ -10,7 +10,6 @@ sample of the interrupted epoch once.
 
 import argparse
 import os
-from pathlib import Path
 
 import torch
 import torch.distributed as dist

@@ -24,7 +24,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Optional, TextIO, Union
+from typing import Optional, TextIO, Union
 
 from PIL import Image
 

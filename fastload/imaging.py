@@ -15,7 +15,7 @@ from __future__ import annotations
 import io
 import math
 import warnings
-from typing import Callable, Optional
+from typing import Callable
 
 import numpy as np
 import torch
