@@ -20,13 +20,17 @@ def launch(world, tmp_path, timeout=180, **cfg):
     out.mkdir()
     cfg = {"port": free_port(), "out": str(out), "batch": BATCH, **cfg}
     ctx = mp.start_processes(run, args=(world, cfg), nprocs=world, join=False, start_method="spawn")
+    files = [out / f"rank{r}.json" for r in range(world)]
     try:
-        if not ctx.join(timeout):
-            while not ctx.join(timeout):
-                pass
-    except mp.ProcessRaisedException:
-        raise
-    return [json.loads((out / f"rank{r}.json").read_text()) for r in range(world)]
+        while not ctx.join(timeout):
+            pass
+    except mp.ProcessExitedException as exc:
+        # Every rank writes its results before the final barrier and teardown. An abort after
+        # all of them exist is gloo's teardown (seen rarely on 2 cores), not a data fault; an
+        # abort earlier leaves a file missing and fails here.
+        if exc.signal_name != "SIGABRT" or not all(f.exists() for f in files):
+            raise
+    return [json.loads(f.read_text()) for f in files]
 
 
 def real(epoch_record):
