@@ -140,7 +140,7 @@ def _fingerprint(source: FolderSource, sizes: list[int], options: ConvertOptions
     """What shard ``k`` is made from: the options, and each sample's path, size and label."""
     digest = hashlib.sha256(json.dumps([asdict(options), count, k, source.classes]).encode())
     for i in range(k, len(source), count):
-        digest.update(f"{source._paths[i]}\0{sizes[i]}\0{int(source.labels[i])}\n"
+        digest.update(f"{source.relative_path(i)}\0{sizes[i]}\0{int(source.labels[i])}\n"
                       .encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
 
@@ -235,7 +235,7 @@ class _Job:
             for i, data, label, fmt, height, width in self._payloads(indices):
                 example = protowire.encode_example({
                     "image/encoded": data, "image/class/label": label,
-                    "image/filename": str(self.source._paths[i]).encode("utf-8", "surrogateescape"),
+                    "image/filename": str(self.source.relative_path(i)).encode("utf-8", "surrogateescape"),
                     "image/format": fmt.encode(), "image/height": height, "image/width": width})
                 framed = tfrecord.frame(example)
                 f.write(framed)

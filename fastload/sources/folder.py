@@ -48,8 +48,12 @@ class FolderSource:
     def __len__(self) -> int:
         return len(self._paths)
 
+    def relative_path(self, index: int) -> str:
+        """``<class>/<file>`` of sample ``index``, relative to the root."""
+        return self._paths[index]
+
     def path(self, index: int) -> Path:
-        return self.root / self._paths[index]
+        return self.root / self.relative_path(index)
 
     def locate(self, index: int) -> str:
         return f"{self.path(index)} (sample {index})"

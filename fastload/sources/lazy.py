@@ -27,11 +27,5 @@ class PerProcess:
             handle = self._handles[key] = self._opener(key)
         return handle
 
-    def close(self) -> None:
-        if self._pid == os.getpid():
-            for handle in self._handles.values():
-                self._closer(handle)
-        self._handles = {}
-
     def __getstate__(self) -> dict[str, Any]:
         return {"_opener": self._opener, "_closer": self._closer, "_pid": -1, "_handles": {}}
