@@ -9,7 +9,8 @@ from PIL import Image
 
 import fastload as fl
 from fastload.backends.tail import DeviceTail
-from fastload.backends.torch_backend import BatchTask, render_batch
+from fastload.backends.torch_backend import render_batch
+from fastload.batch import BatchTask
 from fastload.draws import sample_rng
 from fastload.geometry import plan_sample
 from fastload.imaging import render

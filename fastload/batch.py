@@ -5,6 +5,16 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 
+class BatchTask(NamedTuple):
+    """One batch of work for a backend: which samples, at which global positions of the epoch."""
+
+    seed: int
+    epoch: int
+    indices: Any    # numpy int64 sample indices
+    positions: Any  # numpy int64 global positions (key the random draws)
+    padded: Any     # numpy bool
+
+
 class HostBatch(NamedTuple):
     """What a backend's CPU stage hands to the device tail (all torch tensors, on the host)."""
 

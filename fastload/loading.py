@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional, Union
 
 from . import sharding
-from .batch import Batch
+from .batch import Batch, BatchTask
 from .dist import DistArg, DistInfo, check_dist, resolve
 from .errors import SpecError
 from .sources import Source, open_source
@@ -68,8 +68,6 @@ class Loader:
         return -(-per_rank // self.plan.batch_size)
 
     def __iter__(self) -> Iterator[Batch]:
-        from .backends.torch_backend import BatchTask
-
         dist = resolve(self._dist)
         epoch, start = self._epoch, self._position
         shard = self.plan.shard(dist, epoch, start)

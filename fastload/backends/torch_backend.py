@@ -11,13 +11,13 @@ main process (on a CUDA side stream when the target is a GPU).
 from __future__ import annotations
 
 import sys
-from typing import Any, Iterator, NamedTuple, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..batch import Batch, HostBatch
+from ..batch import Batch, BatchTask, HostBatch
 from ..draws import sample_rng
 from ..errors import DecodeError, SourceError
 from ..geometry import is_random, plan_sample
@@ -25,14 +25,6 @@ from ..imaging import render
 from ..sources.base import Source
 from ..spec import Pipeline
 from .tail import DeviceTail, apply_tail
-
-
-class BatchTask(NamedTuple):
-    seed: int
-    epoch: int
-    indices: np.ndarray
-    positions: np.ndarray
-    padded: np.ndarray
 
 
 class BatchDataset(Dataset):
