@@ -67,7 +67,7 @@ def test_batch_normalize_erase(benchmark, encoded, erasing):
 
     host = render_batch(Mem(), pipeline, BatchTask(0, 0, idx, idx.copy(), np.zeros(len(idx), bool)), True)
     tail = DeviceTail(pipeline, torch.device("cpu"))
-    out = tail(host, 0, 0)
-    benchmark(lambda: tail(host, 0, 0))
+    out = tail(host)
+    benchmark(lambda: tail(host))
     benchmark.extra_info["images"] = len(encoded)
     assert out.images.shape == (len(encoded), 3, 224, 224)

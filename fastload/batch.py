@@ -16,7 +16,12 @@ class BatchTask(NamedTuple):
 
 
 class HostBatch(NamedTuple):
-    """What a backend's CPU stage hands to the device tail (all torch tensors, on the host)."""
+    """What a backend's CPU stage hands to the device tail, on the host.
+
+    ``images`` is a torch tensor (in a torch worker: in shared memory); the per-sample fields
+    are small numpy arrays, which a worker's pickle carries inline (a torch tensor would need a
+    shared-memory segment and a file-descriptor handshake each).
+    """
 
     images: Any     # uint8 (B, 3, H, W), or already normalized (see DeviceTail.normalized_input)
     labels: Any     # int64 (B,)
@@ -24,6 +29,8 @@ class HostBatch(NamedTuple):
     positions: Any  # int64 (B,) global position in the epoch order
     padded: Any     # bool (B,) True for samples repeated to even out the ranks
     erase: Any      # int32 (B, 4) top, left, height, width of the erasing box (0 = none)
+    seed: int       # the loader's seed and the batch's epoch (they key the erasing noise)
+    epoch: int
     skipped: tuple = ()  # (location, reason) of samples replaced under on_error="skip"
 
 

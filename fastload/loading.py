@@ -70,11 +70,9 @@ class Loader:
     def __iter__(self) -> Iterator[Batch]:
         dist = resolve(self._dist)
         epoch, start = self._epoch, self._position
-        shard = self.plan.shard(dist, epoch, start)
-        tasks = [BatchTask(self.plan.seed, epoch, shard.indices[shard.batch(k)],
-                           shard.positions[shard.batch(k)], shard.padded[shard.batch(k)])
-                 for k in range(len(shard))]
-        for batch in self._producer.batches(tasks, self.plan.seed, epoch):
+        tasks = self._tasks(dist, epoch, start)
+        following = lambda: self._tasks(dist, epoch + 1, 0)  # noqa: E731 - what comes next
+        for batch in self._producer.batches(tasks, self.plan.seed, epoch, following):
             if (self._epoch, self._position) != (epoch, start):
                 raise RuntimeError("the loader's epoch or position changed during iteration "
                                    "(set_epoch/load_state_dict inside the loop?); start a new loop")
@@ -85,6 +83,12 @@ class Loader:
             yield batch
         if (self._epoch, self._position) == (epoch, start):
             self._epoch, self._position = epoch + 1, 0
+
+    def _tasks(self, dist: DistInfo, epoch: int, start: int) -> list[BatchTask]:
+        shard = self.plan.shard(dist, epoch, start)
+        return [BatchTask(self.plan.seed, epoch, shard.indices[shard.batch(k)],
+                          shard.positions[shard.batch(k)], shard.padded[shard.batch(k)])
+                for k in range(len(shard))]
 
     def _count_skipped(self, skipped: tuple) -> None:
         for where, reason in skipped:

@@ -8,6 +8,7 @@ import pytest
 import fastload as fl
 from fastload.bench import diagnose, measure
 from fastload.bench.runner import SCHEMA, BenchConfig, run_bench
+from fastload.bench.stall import summarize
 from fastload.cli import main
 
 
@@ -59,7 +60,8 @@ def test_empty_iterable_is_an_error():
         measure(iter([]), name="empty", memory=False)
 
 
-RUN_KEYS = {"name", "iterations", "images", "seconds", "images_per_s", "time_to_first_batch_s",
+RUN_KEYS = {"name", "iterations", "images", "seconds", "images_per_s", "steady_images_per_s",
+            "time_to_first_batch_s",
             "wait_ms", "stalled_fraction", "warmup_iterations", "warmup_mean_wait_ms",
             "steady_mean_wait_ms", "spikes", "peak_rss_bytes", "peak_pss_bytes",
             "replay_images_per_s", "waits_ms", "extra"}
@@ -103,3 +105,11 @@ def test_cli_bench_bad_arguments(tmp_path, capsys):
     assert "give a SOURCE" in capsys.readouterr().err
     assert main(["bench", str(tmp_path), "--pipeline", "nope"]) == 2
     assert "not a preset" in capsys.readouterr().err
+
+
+def test_steady_throughput_leaves_out_the_warm_up():
+    """images/s counts the whole run; steady images/s only what follows the warm-up batches."""
+    taken = [(1.0, 10), (1.1, 20), (1.2, 30), (1.3, 40)]
+    stats = summarize("x", [900.0, 1.0, 1.0, 1.0], 40, 1.3, warmup=1, taken=taken)
+    assert stats.images_per_s == pytest.approx(40 / 1.3)
+    assert stats.steady_images_per_s == pytest.approx(30 / 0.3)

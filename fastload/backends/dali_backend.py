@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import collections
 import math
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -137,9 +137,8 @@ class Feeder:
             for name, column in columns.items():
                 column.append(np.asarray(values[name], np.float32 if name.startswith("roi") else
                                          np.uint8 if name == "jpegs" else np.int32))
-        self.meta.append(HostBatch(None, torch.from_numpy(labels), torch.from_numpy(indices),
-                                   torch.from_numpy(task.positions), torch.from_numpy(task.padded),
-                                   torch.from_numpy(erase), tuple(skipped)))
+        self.meta.append(HostBatch(None, labels, indices, task.positions, task.padded, erase,
+                                   self.seed, self.epoch, tuple(skipped)))
         return tuple(columns.values())
 
 
@@ -215,11 +214,14 @@ class DaliProducer:
             prefetch_queue_depth=prefetch_factor)(self.feeder, pipeline, self.gpu)
         self._pipe.build()
 
-    def batches(self, tasks: list[Any], seed: int, epoch: int) -> Iterator[Batch]:
+    def batches(self, tasks: list[Any], seed: int, epoch: int,
+                following: Optional[Callable[[], list[Any]]] = None) -> Iterator[Batch]:
+        """The batches of ``tasks``; ``following`` (the next epoch's tasks) is not used: DALI
+        runs one epoch at a time."""
         if self._pipe is None:
             raise RuntimeError("this loader was closed")
         self.feeder.start(tasks, seed, epoch)
-        return apply_tail(self._run(self._pipe), self._tail, seed, epoch)
+        return apply_tail(self._run(self._pipe), self._tail)
 
     def _run(self, pipe: Any) -> Iterator[HostBatch]:
         finished = False

@@ -18,7 +18,7 @@ Normalize runs in DALI's ``crop_mirror_normalize``; erasing in the shared device
 from __future__ import annotations
 
 import os
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -111,10 +111,13 @@ class DaliNativeProducer:
         n = len(source)
         self._shard_size = (n * (rank + 1)) // world - (n * rank) // world  # DALI's shard rule
 
-    def batches(self, tasks: list[Any], seed: int, epoch: int) -> Iterator[Batch]:
+    def batches(self, tasks: list[Any], seed: int, epoch: int,
+                following: Optional[Callable[[], list[Any]]] = None) -> Iterator[Batch]:
+        """The batches of ``tasks``; ``following`` (the next epoch's tasks) is not used: DALI
+        runs one epoch at a time."""
         if self._pipe is None:
             raise RuntimeError("this loader was closed")
-        return apply_tail(self._run(tasks, seed, epoch), self._tail, seed, epoch)
+        return apply_tail(self._run(tasks, seed, epoch), self._tail)
 
     def _run(self, tasks: list[Any], seed: int, epoch: int) -> Iterator[HostBatch]:
         done = 0
@@ -124,14 +127,15 @@ class DaliNativeProducer:
             count = len(task.indices)
             out = dali_to_torch(images, (len(images), 3, *self.pipeline.output_size), self._dtype,
                                 self._tail)
-            label = torch.as_tensor(np.array(labels.as_tensor()).reshape(-1)[:count].astype(np.int64))
+            label = np.array(labels.as_tensor()).reshape(-1)[:count].astype(np.int64)
             if self._index is not None:
                 names = [bytes(np.array(outputs[2][k])).decode("utf-8", "surrogateescape")
                          for k in range(count)]
-                indices = torch.tensor([self._index.get(os.path.normpath(p), -1) for p in names])
+                indices = np.array([self._index.get(os.path.normpath(p), -1) for p in names],
+                                   dtype=np.int64)
             else:
-                indices = torch.full((count,), -1, dtype=torch.int64)
-            slot = torch.arange(done, done + count)
+                indices = np.full(count, -1, dtype=np.int64)
+            slot = np.arange(done, done + count)
             padded = slot >= self._shard_size  # DALI repeats a sample to even out the shards
             erase = np.zeros((count, 4), np.int32)
             if self.pipeline.erasing is not None:
@@ -140,7 +144,7 @@ class DaliNativeProducer:
                     erase[k] = erase_box(sample_rng(seed, epoch, position), h, w, e.p, e.scale, e.ratio)
             done += count
             yield HostBatch(out if count == len(out) else out[:count].clone(), label, indices,
-                            task.positions, padded, torch.from_numpy(erase))
+                            task.positions, padded, erase, seed, epoch)
 
     def close(self) -> None:
         self._pipe = None

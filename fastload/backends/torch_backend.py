@@ -11,7 +11,9 @@ main process (on a CUDA side stream when the target is a GPU).
 from __future__ import annotations
 
 import sys
-from typing import Any, Iterator, Optional
+import threading
+from collections import deque
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -81,9 +83,8 @@ def render_batch(source: Source, pipeline: Pipeline, task: BatchTask, random: bo
                 skipped.append((source.locate(index), str(exc)))
         indices[k] = index
         erase[k] = plan.erase
-    return HostBatch(images, torch.from_numpy(labels), torch.from_numpy(indices),
-                     torch.from_numpy(task.positions), torch.from_numpy(task.padded),
-                     torch.from_numpy(erase), tuple(skipped))
+    return HostBatch(images, labels, indices, task.positions, task.padded, erase, task.seed,
+                     task.epoch, tuple(skipped))
 
 
 def empty_shared(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
@@ -95,17 +96,45 @@ def empty_shared(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     return torch.empty(0, dtype=dtype).set_(storage, 0, shape)
 
 
-class _TaskSampler:
-    """The DataLoader's batch_sampler: yields ``[task]`` for each task of the current epoch."""
+class _TaskQueue:
+    """The DataLoader's batch_sampler: hands out queued tasks one ``[task]`` at a time.
+
+    Tasks may be added while the DataLoader runs (the next epoch's, so the workers never idle
+    at an epoch boundary); once the queue has run dry, that iteration is over and ``extend``
+    says so (returns False).
+    """
 
     def __init__(self) -> None:
-        self.tasks: list[BatchTask] = []
+        self._queue: deque[BatchTask] = deque()
+        self._lock = threading.Lock()
+        self._finished = False
+
+    def reset(self, tasks: list[BatchTask]) -> None:
+        with self._lock:
+            self._queue, self._finished = deque(tasks), False
+
+    def extend(self, tasks: list[BatchTask]) -> bool:
+        with self._lock:
+            if self._finished:
+                return False
+            self._queue.extend(tasks)
+            return True
 
     def __iter__(self) -> Iterator[list[BatchTask]]:
-        return ([task] for task in self.tasks)
+        while True:
+            with self._lock:
+                if not self._queue:
+                    self._finished = True
+                    return
+                task = self._queue.popleft()
+            yield [task]
 
     def __len__(self) -> int:
-        return len(self.tasks)
+        return len(self._queue)
+
+
+def same_task(a: BatchTask, b: BatchTask) -> bool:
+    return (a.seed, a.epoch) == (b.seed, b.epoch) and np.array_equal(a.positions, b.positions)
 
 
 def _only(batch: HostBatch) -> HostBatch:
@@ -113,12 +142,22 @@ def _only(batch: HostBatch) -> HostBatch:
 
 
 class TorchProducer:
-    """Runs BatchTasks through a persistent-worker DataLoader, in order, into final Batches."""
+    """Runs BatchTasks through a persistent-worker DataLoader, in order, into final Batches.
+
+    One stream (DataLoader iterator + device tail) runs across epochs: when an epoch's tasks are
+    queued, the next epoch's (the Loader's ``following``) are queued behind them, so workers
+    and tail go straight on into the next epoch. The next ``batches`` call continues the
+    stream when it asks for exactly what is queued (the usual loop, or a ``break`` and a new
+    loop); anything else (``set_epoch`` to another epoch, ``load_state_dict``) drops the
+    speculative work and restarts the stream at the requested batch.
+    """
 
     def __init__(self, source: Source, pipeline: Pipeline, *, device: torch.device,
                  num_workers: int, prefetch_factor: int,
                  multiprocessing_context: Optional[Any] = None, on_error: str = "raise") -> None:
-        self._sampler = _TaskSampler()
+        self._sampler = _TaskQueue()
+        self._stream: Optional[Iterator[Batch]] = None
+        self._pending: deque[BatchTask] = deque()  # queued on the stream, not yet handed out
         workers = num_workers > 0
         if workers and multiprocessing_context is None and "nvidia.dali" in sys.modules:
             # DALI's threads may hold locks at fork time (seen: forked workers that never
@@ -133,13 +172,54 @@ class TorchProducer:
             prefetch_factor=prefetch_factor if workers else None,
             multiprocessing_context=multiprocessing_context if workers else None)
 
-    def batches(self, tasks: list[BatchTask], seed: int, epoch: int) -> Iterator[Batch]:
+    def batches(self, tasks: list[BatchTask], seed: int, epoch: int,
+                following: Optional[Callable[[], list[BatchTask]]] = None) -> Iterator[Batch]:
+        """The batches of ``tasks`` in order; ``following()`` gives the tasks that will most
+        likely be asked for next (the next epoch's), to be started early."""
         if self._loader is None:
             raise RuntimeError("this loader was closed")
-        self._sampler.tasks = tasks
-        return apply_tail(iter(self._loader), self._tail, seed, epoch)
+        if not tasks:
+            return iter(())
+        if not self._continues(tasks):
+            self._restart(tasks + (following() if following else []))
+        elif len(self._pending) == len(tasks) and following is not None:
+            ahead = following()
+            if self._sampler.extend(ahead):
+                self._pending.extend(ahead)
+        return self._take(len(tasks))
+
+    def _continues(self, tasks: list[BatchTask]) -> bool:
+        return (self._stream is not None and len(self._pending) >= len(tasks)
+                and all(same_task(a, b) for a, b in zip(self._pending, tasks)))
+
+    def _restart(self, tasks: list[BatchTask]) -> None:
+        self._drop_stream()
+        self._sampler.reset(tasks)
+        self._pending = deque(tasks)
+        assert self._loader is not None
+        self._stream = apply_tail(iter(self._loader), self._tail)
+
+    def _take(self, count: int) -> Iterator[Batch]:
+        for _ in range(count):
+            if self._stream is None:
+                raise RuntimeError("this loader was closed")
+            try:
+                batch = next(self._stream)
+            except BaseException:
+                self._drop_stream()  # a worker's error: the next iteration starts afresh
+                raise
+            self._pending.popleft()
+            yield batch
+
+    def _drop_stream(self) -> None:
+        stream, self._stream = self._stream, None
+        self._pending.clear()
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()  # stops and joins the tail thread
 
     def close(self) -> None:
+        self._drop_stream()
         loader, self._loader = self._loader, None
         iterator = getattr(loader, "_iterator", None)
         if iterator is not None and hasattr(iterator, "_shutdown_workers"):

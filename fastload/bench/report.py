@@ -17,14 +17,16 @@ def table(report: BenchReport) -> str:
         f"  pipeline {_pipeline_name(report)}, batch {cfg.batch_size}, {cfg.workers} workers, "
         f"step {cfg.step_ms:g} ms, device {m['device']}, {m['pil']}, torch {m['torch']}, "
         f"{m['cpus']} CPUs, commit {m.get('commit') or '?'}",
+        f"  torch backend: JPEG {m.get('jpeg', '?')}; resize {m.get('resample', '?')}",
         "",
-        f"  {'run':<12}{'images/s':>10}{'1st batch':>11}{'wait p50':>10}{'p90':>8}{'p99':>8}"
+        f"  {'run':<12}{'images/s':>10}{'steady':>8}{'1st batch':>11}{'wait p50':>10}{'p90':>8}{'p99':>8}"
         f"{'max':>8}{'stalled':>9}{'warm-up':>9}{'peak RSS':>10}{'peak PSS':>10}",
     ]
     for r in report.runs:
         w = r.wait_ms
         lines.append(
-            f"  {r.name:<12}{r.images_per_s:>10.0f}{r.time_to_first_batch_s:>10.2f}s"
+            f"  {r.name:<12}{r.images_per_s:>10.0f}{r.steady_images_per_s:>8.0f}"
+            f"{r.time_to_first_batch_s:>10.2f}s"
             f"{w['p50']:>8.1f}ms{w['p90']:>6.1f}ms{w['p99']:>6.1f}ms{w['max']:>6.1f}ms"
             f"{r.stalled_fraction:>9.0%}{r.warmup_mean_wait_ms:>7.1f}ms"
             f"{_mib(r.peak_rss_bytes):>10}{_mib(r.peak_pss_bytes):>10}")
@@ -33,7 +35,8 @@ def table(report: BenchReport) -> str:
             lines.append(f"  {r.name}: {r.extra['skipped']} bad samples skipped (on_error='skip')")
     lines.append("")
     for key, value in report.ratios.items():
-        lines.append(f"  ratio {key}: {value:.2f}x (same data, settings and invocation)")
+        lines.append(f"  ratio {key}: {value:.2f}x (steady images/s; same data, settings and "
+                     "invocation)")
     if report.replay_images_per_s is not None:
         lines.append(f"  replay ceiling (same loop over cached batches): "
                      f"{report.replay_images_per_s:.0f} images/s")
@@ -42,7 +45,7 @@ def table(report: BenchReport) -> str:
     lines.append("")
     lines += [f"  {d}" for d in report.diagnosis]
     lines.append("  (wait = time blocked taking the next batch until it is usable on the device; "
-                 "percentiles after the warm-up iterations)")
+                 "steady and percentiles: after the warm-up iterations)")
     return "\n".join(lines)
 
 

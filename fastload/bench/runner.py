@@ -14,7 +14,7 @@ from ..errors import BackendUnavailable
 from ..spec import Pipeline
 from .stall import RunStats, diagnose, measure, replay
 
-SCHEMA = "fastload.bench/1"
+SCHEMA = "fastload.bench/2"
 
 
 @dataclass
@@ -51,11 +51,12 @@ class BenchReport:
 
     @property
     def ratios(self) -> dict[str, float]:
-        """images/s of each fastload run over the baseline's, from this same invocation."""
+        """Steady-state images/s (after warm-up) of each fastload run over the baseline's, from
+        this same invocation."""
         base = next((r for r in self.runs if r.name == "baseline"), None)
         if base is None:
             return {}
-        return {f"{r.name}/baseline": r.images_per_s / base.images_per_s
+        return {f"{r.name}/baseline": r.steady_images_per_s / base.steady_images_per_s
                 for r in self.runs if r.name != "baseline"}
 
     def to_dict(self) -> dict[str, Any]:
@@ -68,12 +69,13 @@ class BenchReport:
 def machine_info(device: Any = None) -> dict[str, Any]:
     import torch
 
-    from ..imaging import PIL_FLAVOUR
+    from ..imaging import JPEG_DECODER, PIL_FLAVOUR, RESAMPLER
     from PIL import Image
 
     info = {"platform": platform.platform(), "python": platform.python_version(),
             "cpus": len(os.sched_getaffinity(0)), "torch": torch.__version__,
-            "pil": f"{PIL_FLAVOUR} {Image.__version__}", "device": str(device or "cpu"),
+            "pil": f"{PIL_FLAVOUR} {Image.__version__}", "jpeg": JPEG_DECODER,
+            "resample": RESAMPLER, "device": str(device or "cpu"),
             "commit": _commit()}
     if device is not None and getattr(device, "type", "") == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)

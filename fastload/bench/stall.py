@@ -34,7 +34,8 @@ class RunStats:
     iterations: int
     images: int
     seconds: float
-    images_per_s: float
+    images_per_s: float                    # the whole run, start-up and warm-up included
+    steady_images_per_s: float             # after the warm-up iterations (what a long run gets)
     time_to_first_batch_s: float
     wait_ms: dict[str, float]              # p50, p90, p99, max, mean (steady state)
     stalled_fraction: float                # steady-state steps whose wait > 1 ms
@@ -83,6 +84,7 @@ def measure(batches: Iterable[Any], *, step_ms: float = 0.0, max_steps: Optional
     batch and the warm-up figures but not for the steady-state percentiles.
     """
     waits: list[float] = []
+    taken: list[tuple[float, int]] = []  # (time, images so far) after each batch
     images = 0
     with TreeMemory(enabled=memory) as mem:
         start = time.perf_counter()
@@ -94,25 +96,35 @@ def measure(batches: Iterable[Any], *, step_ms: float = 0.0, max_steps: Optional
             except StopIteration:
                 break
             _ready(batch)
-            waits.append((time.perf_counter() - t0) * 1000.0)
+            now = time.perf_counter()
+            waits.append((now - t0) * 1000.0)
             images += _count(batch)
+            taken.append((now - start, images))
             _step(step_ms)
         seconds = time.perf_counter() - start
     if not waits:
         raise ValueError(f"{name}: the iterable yielded no batches")
-    return summarize(name, waits, images, seconds, warmup, mem.peak_rss, mem.peak_pss)
+    return summarize(name, waits, images, seconds, warmup, mem.peak_rss, mem.peak_pss, taken)
 
 
 def summarize(name: str, waits: list[float], images: int, seconds: float, warmup: int,
-              peak_rss: int = 0, peak_pss: int = 0) -> RunStats:
-    """Statistics of a wait series (ms per iteration)."""
+              peak_rss: int = 0, peak_pss: int = 0,
+              taken: Optional[list[tuple[float, int]]] = None) -> RunStats:
+    """Statistics of a wait series (ms per iteration); ``taken``: (seconds since the start,
+    images so far) after each batch, for the steady-state throughput."""
     warm = min(warmup, max(0, len(waits) - 1))
+    steady_ips = images / seconds if seconds > 0 else math.inf
+    if taken and warm:
+        since, before = taken[warm - 1]
+        if seconds > since:
+            steady_ips = (images - before) / (seconds - since)
     steady = np.asarray(waits[warm:], dtype=np.float64)
     pct = {f"p{q}": float(np.percentile(steady, q)) for q in (50, 90, 99)}
     wait_ms = {**pct, "max": float(steady.max()), "mean": float(steady.mean())}
     return RunStats(
         name=name, iterations=len(waits), images=images, seconds=seconds,
         images_per_s=images / seconds if seconds > 0 else math.inf,
+        steady_images_per_s=steady_ips,
         time_to_first_batch_s=waits[0] / 1000.0, wait_ms=wait_ms,
         stalled_fraction=float((steady > STALL_MS).mean()), warmup_iterations=warm,
         warmup_mean_wait_ms=float(np.mean(waits[:warm])) if warm else 0.0,

@@ -1,0 +1,100 @@
+"""Cross-epoch prefetch on the torch backend: the workers go straight on into the next epoch,
+and whatever the loop does next (carry on, jump to another epoch, resume a checkpoint, break
+and re-enter) it gets exactly the batches a fresh loader would give."""
+
+import pytest
+import torch
+
+import fastload as fl
+
+PIPELINE = fl.Pipeline(fl.Decode(), fl.RandomResizedCrop(16), fl.RandomFlip(), fl.Normalize(),
+                       fl.RandomErasing(p=0.5, value="random"))
+
+
+def snapshot(batches):
+    return [(b.images.clone(), b.indices.clone(), b.labels.clone()) for b in batches]
+
+
+def fresh_epoch(folder, epoch, seed=5):
+    with fl.loader(folder, PIPELINE, batch_size=4, num_workers=0, seed=seed) as ld:
+        ld.set_epoch(epoch)
+        return snapshot(ld)
+
+
+def same(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        for u, v in zip(x, y):
+            assert torch.equal(u, v)
+
+
+def producer(ld):
+    return ld._producer
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_next_epoch_is_queued_behind_this_one_and_continued(jpeg_folder, workers):
+    with fl.loader(jpeg_folder, PIPELINE, batch_size=4, num_workers=workers, seed=5) as ld:
+        first = snapshot(ld)
+        # epoch 0 is done; epoch 1's tasks are already on the stream (workers busy with them)
+        pending = list(producer(ld)._pending)
+        assert len(pending) == len(ld) and {t.epoch for t in pending} == {1}
+        stream = producer(ld)._stream
+        second = snapshot(ld)
+        assert producer(ld)._stream is stream  # continued, not restarted
+        third = snapshot(ld)
+    same(first, fresh_epoch(jpeg_folder, 0))
+    same(second, fresh_epoch(jpeg_folder, 1))
+    same(third, fresh_epoch(jpeg_folder, 2))
+
+
+def test_set_epoch_elsewhere_drops_the_speculation(jpeg_folder):
+    with fl.loader(jpeg_folder, PIPELINE, batch_size=4, num_workers=2, seed=5) as ld:
+        snapshot(ld)
+        ld.set_epoch(7)
+        jumped = snapshot(ld)
+        ld.set_epoch(0)
+        again = snapshot(ld)
+    same(jumped, fresh_epoch(jpeg_folder, 7))
+    same(again, fresh_epoch(jpeg_folder, 0))
+
+
+def test_break_and_reenter_continues_the_same_epoch(jpeg_folder):
+    with fl.loader(jpeg_folder, PIPELINE, batch_size=4, num_workers=2, seed=5) as ld:
+        head = []
+        for batch in ld:
+            head += snapshot([batch])
+            if len(head) == 3:
+                break
+        stream = producer(ld)._stream
+        rest = snapshot(ld)
+        assert producer(ld)._stream is stream
+    same(head + rest, fresh_epoch(jpeg_folder, 0))
+
+
+def test_resume_from_a_checkpoint_after_speculating(jpeg_folder):
+    with fl.loader(jpeg_folder, PIPELINE, batch_size=4, num_workers=0, seed=5) as ld:
+        it = iter(ld)
+        for _ in range(6):
+            next(it)
+        state = ld.state_dict()
+    with fl.loader(jpeg_folder, PIPELINE, batch_size=4, num_workers=2, seed=5) as ld:
+        snapshot(ld)  # epoch 0 in full: epoch 1 is now queued
+        ld.load_state_dict(state)
+        rest = snapshot(ld)
+    same(rest, fresh_epoch(jpeg_folder, 0)[6:])
+
+
+def test_a_worker_error_restarts_cleanly(tmp_path):
+    from conftest import write_index_folder
+
+    root = write_index_folder(tmp_path / "data", 24, 2)
+    bad = sorted(root.glob("class_01/*.jpg"))[3]
+    bad.write_bytes(b"\xff\xd8 not a jpeg")
+    with fl.loader(root, PIPELINE, batch_size=4, num_workers=2, seed=5, shuffle=False) as ld:
+        with pytest.raises(fl.DecodeError, match=bad.name):
+            snapshot(ld)
+        assert producer(ld)._stream is None
+        ld.set_epoch(0)
+        with pytest.raises(fl.DecodeError, match=bad.name):
+            snapshot(ld)  # the same failure again, not a hang or a stale batch
