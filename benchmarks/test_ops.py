@@ -23,7 +23,7 @@ def encoded(photo_dir):
 
 
 def test_decode_full(benchmark, encoded):
-    """JPEG decode alone (libjpeg-turbo through PIL): the per-image floor."""
+    """JPEG decode alone (libjpeg-turbo through PIL), whole images."""
     benchmark(lambda: [Image.open(io.BytesIO(d)).load() for d in encoded])
     benchmark.extra_info["images"] = len(encoded)
 
@@ -71,3 +71,61 @@ def test_batch_normalize_erase(benchmark, encoded, erasing):
     benchmark(lambda: tail(host))
     benchmark.extra_info["images"] = len(encoded)
     assert out.images.shape == (len(encoded), 3, 224, 224)
+
+
+@pytest.fixture(scope="module")
+def crop_boxes(encoded):
+    """Each image's RandomResizedCrop(224) box (top, left, height, width), from its header."""
+    from fastload.imaging import image_size
+
+    pipeline = fl.presets.imagenet_train(224)
+    boxes = []
+    for i, d in enumerate(encoded):
+        width, height = image_size(d, "bench")
+        boxes.append(tuple(int(v) for v in plan_sample(pipeline, height, width, sample_rng(0, 0, i)).box))
+    return boxes
+
+
+@pytest.mark.parametrize("how", ["whole-simplejpeg", "region-fastload"])
+def test_decode_crop_region(benchmark, encoded, crop_boxes, how):
+    """Decode what a RandomResizedCrop(224) needs: the whole JPEG, or only its box."""
+    import simplejpeg
+
+    from fastload import imaging
+
+    if how == "region-fastload" and imaging._jpeg is None:
+        pytest.skip("fastload._jpeg not built")
+    if how == "whole-simplejpeg":
+        run = lambda: [simplejpeg.decode_jpeg(d) for d in encoded]  # noqa: E731
+    else:
+        run = lambda: [imaging._jpeg.decode_region(d, 1, *box, 4)  # noqa: E731
+                       for d, box in zip(encoded, crop_boxes)]
+    benchmark(run)
+    benchmark.extra_info["images"] = len(encoded)
+
+
+@pytest.mark.parametrize("how", ["torch-interpolate", "fastload-kernel"])
+def test_resample_crop_224(benchmark, encoded, crop_boxes, how):
+    """Resize each decoded RandomResizedCrop box to 224x224 into a channels-first batch slot."""
+    import simplejpeg
+    import torch.nn.functional as F
+
+    from fastload import imaging
+
+    if how == "fastload-kernel" and imaging._resample is None:
+        pytest.skip("fastload._kernels not built")
+    crops = [np.ascontiguousarray(simplejpeg.decode_jpeg(d, colorspace="RGBX")[t:t + h, l:l + w])
+             for d, (t, l, h, w) in zip(encoded, crop_boxes)]
+    out = torch.empty((3, 224, 224), dtype=torch.uint8)
+
+    def with_torch():
+        for c in crops:
+            x = torch.from_numpy(c[..., :3]).permute(2, 0, 1)[None]
+            out.copy_(F.interpolate(x, size=(224, 224), mode="bilinear", antialias=True)[0])
+
+    def with_kernel():
+        for c in crops:
+            imaging._resample(c, c.shape[0], c.shape[1], 4, 224, 224, 0, 0, out.numpy(), 224, 224, False)
+
+    benchmark(with_torch if how == "torch-interpolate" else with_kernel)
+    benchmark.extra_info["images"] = len(crops)
