@@ -139,17 +139,15 @@ def render(data: bytes, where: str, planner: Callable[[int, int], SamplePlan],
     reduce = 1
     if plan.reduced_decode and plan.scale >= 2:
         reduce = 2 ** min(3, int(math.log2(plan.scale)))
-    # libjpeg's size at 1/reduce scale: ceil(size / reduce)
-    sy, sx = -(-height // reduce) / height, -(-width // reduce) / width
-    top, left, h, w = plan.box
-    box = (top * sy, left * sx, h * sy, w * sx)
     region = decode_box(data, plan.box, (height, width), reduce)
     if region is None:
-        pixels = decode_rgb(data, where, reduce)
-    else:
+        pixels, (y0, x0) = decode_rgb(data, where, reduce), (0, 0)
+        sy, sx = pixels.shape[0] / height, pixels.shape[1] / width
+    else:  # libjpeg's size at 1/reduce scale: ceil(size / reduce)
         pixels, (y0, x0) = region
-        box = (box[0] - y0, box[1] - x0, box[2], box[3])
-    resample_into(pixels, box, out, plan.flip)
+        sy, sx = -(-height // reduce) / height, -(-width // reduce) / width
+    top, left, h, w = plan.box
+    resample_into(pixels, (top * sy - y0, left * sx - x0, h * sy, w * sx), out, plan.flip)
     return plan
 
 
