@@ -13,6 +13,7 @@ class BatchTask(NamedTuple):
     indices: Any    # numpy int64 sample indices
     positions: Any  # numpy int64 global positions (key the random draws)
     padded: Any     # numpy bool
+    slot: int = -1  # torch backend: the batch buffer of the producer's pool to render into
 
 
 class HostBatch(NamedTuple):
@@ -32,6 +33,7 @@ class HostBatch(NamedTuple):
     seed: int       # the loader's seed and the batch's epoch (they key the erasing noise)
     epoch: int
     skipped: tuple = ()  # (location, reason) of samples replaced under on_error="skip"
+    slot: int = -1  # images were written into this buffer of the producer's pool (images None)
 
 
 class Batch(tuple):

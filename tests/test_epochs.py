@@ -98,3 +98,18 @@ def test_a_worker_error_restarts_cleanly(tmp_path):
         ld.set_epoch(0)
         with pytest.raises(fl.DecodeError, match=bad.name):
             snapshot(ld)  # the same failure again, not a hang or a stale batch
+
+
+def test_pool_buffers_are_reused_and_never_shared_in_flight(jpeg_folder):
+    """19 batches an epoch through 6 pooled batch buffers: every image is its own sample's."""
+    from conftest import decode_index, file_index
+
+    uint8 = fl.Pipeline(fl.Decode(), fl.RandomResizedCrop(16, scale=(0.5, 1.0)))
+    with fl.loader(jpeg_folder, uint8, batch_size=2, num_workers=2, seed=1) as ld:
+        assert producer(ld)._sampler.slots == 6
+        for _ in range(2):
+            for batch in ld:
+                for img, index in zip(batch.images, batch.indices):
+                    assert decode_index(img.numpy()) == file_index(ld.source.path(int(index)))
+        # the next epoch's first batches are in flight, in pool buffers
+        assert 0 < len(producer(ld)._sampler._free) < 6

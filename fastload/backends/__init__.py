@@ -35,7 +35,8 @@ def make_producer(backend: str, source: Source, pipeline: Pipeline, *, device: A
     if backend == "torch":
         from .torch_backend import TorchProducer
 
-        return TorchProducer(source, pipeline, device=device, num_workers=num_workers,
+        return TorchProducer(source, pipeline, device=device, batch_size=batch_size,
+                             num_workers=num_workers,
                              prefetch_factor=prefetch_factor,
                              multiprocessing_context=multiprocessing_context, on_error=on_error)
     if backend == "dali-native":

@@ -32,11 +32,13 @@ from .tail import DeviceTail, apply_tail
 class BatchDataset(Dataset):
     """Map-style dataset whose ``__getitems__`` renders one whole BatchTask."""
 
-    def __init__(self, source: Source, pipeline: Pipeline, on_error: str = "raise") -> None:
+    def __init__(self, source: Source, pipeline: Pipeline, on_error: str = "raise",
+                 pool: Optional[torch.Tensor] = None) -> None:
         self.source = source
         self.pipeline = pipeline
         self.random = is_random(pipeline)
         self.on_error = on_error
+        self.pool = pool  # (slots, B, 3, H, W) uint8 in shared memory, or None
 
     def __len__(self) -> int:
         return len(self.source)
@@ -46,23 +48,28 @@ class BatchDataset(Dataset):
 
     def __getitems__(self, tasks: list[BatchTask]) -> HostBatch:
         (task,) = tasks
-        return render_batch(self.source, self.pipeline, task, self.random, self.on_error)
+        if task.slot < 0 or self.pool is None:
+            return render_batch(self.source, self.pipeline, task, self.random, self.on_error)
+        out = self.pool[task.slot][:len(task.indices)]
+        host = render_batch(self.source, self.pipeline, task, self.random, self.on_error, out)
+        return host._replace(images=None, slot=task.slot)  # the pixels are in the pool already
 
 
 SKIP_TRIES = 16  # on_error="skip": how many following samples to try in place of a bad one
 
 
 def render_batch(source: Source, pipeline: Pipeline, task: BatchTask, random: bool,
-                 on_error: str = "raise") -> HostBatch:
+                 on_error: str = "raise", out: Optional[torch.Tensor] = None) -> HostBatch:
     """Read, decode and transform every sample of ``task`` into one uint8 NCHW tensor.
 
     ``on_error="skip"``: a sample that cannot be read or decoded is replaced by the next one
     (index + 1, + 2, ... in the source) that can, with the same random draws (they belong to the
-    position), and reported in ``HostBatch.skipped``.
+    position), and reported in ``HostBatch.skipped``. ``out``: where to write the images
+    (default: a new tensor, in shared memory in a worker).
     """
     count = len(task.indices)
     height, width = pipeline.output_size
-    images = empty_shared((count, 3, height, width), torch.uint8)
+    images = empty_shared((count, 3, height, width), torch.uint8) if out is None else out
     labels = np.empty(count, dtype=np.int64)
     erase = np.zeros((count, 4), dtype=np.int32)
     indices = task.indices.copy()
@@ -104,14 +111,23 @@ class _TaskQueue:
     says so (returns False).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, slots: int = 0) -> None:
         self._queue: deque[BatchTask] = deque()
         self._lock = threading.Lock()
         self._finished = False
+        self.slots = slots
+        self._free = list(range(slots))  # pool buffers no batch in flight uses
 
     def reset(self, tasks: list[BatchTask]) -> None:
+        """A new iteration (the DataLoader has drained the old one: every slot is free)."""
         with self._lock:
             self._queue, self._finished = deque(tasks), False
+            self._free = list(range(self.slots))
+
+    def release(self, slot: int) -> None:
+        if slot >= 0:
+            with self._lock:
+                self._free.append(slot)
 
     def extend(self, tasks: list[BatchTask]) -> bool:
         with self._lock:
@@ -127,6 +143,8 @@ class _TaskQueue:
                     self._finished = True
                     return
                 task = self._queue.popleft()
+                if self._free:  # else a fresh buffer, as without a pool
+                    task = task._replace(slot=self._free.pop())
             yield [task]
 
     def __len__(self) -> int:
@@ -153,9 +171,16 @@ class TorchProducer:
     """
 
     def __init__(self, source: Source, pipeline: Pipeline, *, device: torch.device,
-                 num_workers: int, prefetch_factor: int,
+                 batch_size: int, num_workers: int, prefetch_factor: int,
                  multiprocessing_context: Optional[Any] = None, on_error: str = "raise") -> None:
-        self._sampler = _TaskQueue()
+        # CPU target: workers render into a fixed pool of shared batch buffers that the tail
+        # hands back once it has read them (a fresh 10-40 MB segment per batch costs page
+        # faults in the worker and again in this process); enough for every batch in flight
+        slots = prefetch_factor * max(1, num_workers) + 2 if device.type == "cpu" else 0
+        height, width = pipeline.output_size
+        self._pool = (torch.empty((slots, batch_size, 3, height, width), dtype=torch.uint8)
+                      .share_memory_() if slots else None)
+        self._sampler = _TaskQueue(slots)
         self._stream: Optional[Iterator[Batch]] = None
         self._pending: deque[BatchTask] = deque()  # queued on the stream, not yet handed out
         workers = num_workers > 0
@@ -166,7 +191,7 @@ class TorchProducer:
         self._tail = DeviceTail(pipeline, device)
         pin_memory = device.type == "cuda"
         self._loader: Optional[DataLoader] = DataLoader(
-            BatchDataset(source, pipeline, on_error), batch_sampler=self._sampler,
+            BatchDataset(source, pipeline, on_error, self._pool), batch_sampler=self._sampler,
             num_workers=num_workers,
             collate_fn=_only, pin_memory=pin_memory, persistent_workers=workers,
             prefetch_factor=prefetch_factor if workers else None,
@@ -197,7 +222,19 @@ class TorchProducer:
         self._sampler.reset(tasks)
         self._pending = deque(tasks)
         assert self._loader is not None
-        self._stream = apply_tail(iter(self._loader), self._tail)
+        self._stream = apply_tail(self._from_pool(iter(self._loader)), self._tail)
+
+    def _from_pool(self, hosts: Iterator[HostBatch]) -> Iterator[HostBatch]:
+        """Host batches with their pool buffer in place; a buffer goes back to the pool when
+        the tail asks for the next batch (it has finished reading this one by then)."""
+        held = -1
+        for host in hosts:
+            self._sampler.release(held)
+            held = host.slot
+            if held >= 0:
+                assert self._pool is not None
+                host = host._replace(images=self._pool[held][:len(host.labels)])
+            yield host
 
     def _take(self, count: int) -> Iterator[Batch]:
         for _ in range(count):
