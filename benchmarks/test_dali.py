@@ -50,7 +50,7 @@ def epoch_fastload(loader):
 def test_dali_native_readers_epoch(benchmark, photo_dir):
     it = native_loader(photo_dir)
     epoch_native(it)
-    n = benchmark.pedantic(epoch_native, args=(it,), rounds=3, iterations=1)
+    n = benchmark.pedantic(epoch_native, args=(it,), rounds=5, iterations=1)
     benchmark.extra_info.update(images=n, threads=THREADS, gpu=GPU)
 
 
@@ -60,5 +60,5 @@ def test_fastload_dali_epoch(benchmark, photo_dir, backend):
     pipeline = fl.presets.imagenet_train(224, erasing=0)
     with fl.loader(photo_dir, pipeline, BATCH, backend=backend, num_workers=THREADS) as loader:
         epoch_fastload(loader)
-        n = benchmark.pedantic(epoch_fastload, args=(loader,), rounds=3, iterations=1)
+        n = benchmark.pedantic(epoch_fastload, args=(loader,), rounds=5, iterations=1)
     benchmark.extra_info.update(images=n, threads=THREADS, gpu=GPU)

@@ -21,7 +21,7 @@ def pipeline(request):
 def test_fastload_torch_epoch(benchmark, photo_dir, pipeline):
     with fl.loader(photo_dir, pipeline, BATCH, num_workers=WORKERS, backend="torch") as loader:
         epoch(loader)  # workers started, files cached
-        n = benchmark.pedantic(epoch, args=(loader,), rounds=3, iterations=1)
+        n = benchmark.pedantic(epoch, args=(loader,), rounds=5, iterations=1)
     benchmark.extra_info.update(images=n, workers=WORKERS, batch=BATCH)
 
 
@@ -29,7 +29,7 @@ def test_baseline_dataloader_epoch(benchmark, photo_dir, pipeline):
     loader = baseline_loader(fl.FolderSource(photo_dir), pipeline, batch_size=BATCH,
                              num_workers=WORKERS, pin_memory=False)
     epoch(loader)
-    n = benchmark.pedantic(epoch, args=(loader,), rounds=3, iterations=1)
+    n = benchmark.pedantic(epoch, args=(loader,), rounds=5, iterations=1)
     benchmark.extra_info.update(images=n, workers=WORKERS, batch=BATCH)
 
 
@@ -57,5 +57,5 @@ def test_decode_only_ceiling_epoch(benchmark, photo_dir):
                                          num_workers=WORKERS, persistent_workers=True)
     count = lambda: sum(int(b.sum()) for b in loader)  # noqa: E731
     count()
-    n = benchmark.pedantic(count, rounds=3, iterations=1)
+    n = benchmark.pedantic(count, rounds=5, iterations=1)
     benchmark.extra_info.update(images=n, workers=WORKERS, batch=BATCH)
