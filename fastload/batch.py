@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from collections import deque
+from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 
 class BatchTask(NamedTuple):
@@ -14,6 +15,80 @@ class BatchTask(NamedTuple):
     positions: Any  # numpy int64 global positions (key the random draws)
     padded: Any     # numpy bool
     slot: int = -1  # torch backend: the batch buffer of the producer's pool to render into
+
+
+class EpochTasks(Sequence[BatchTask]):
+    """One rank's BatchTasks for (part of) an epoch, made on demand: an ImageNet epoch is 20k
+    batches, and a training loop's ``next()`` must not pay for them all at an epoch start.
+
+    ``shard()`` gives the epoch's ``sharding.Shard`` (computed on first use, once).
+    """
+
+    def __init__(self, seed: int, epoch: int, count: int, shard: Callable[[], Any]) -> None:
+        self.seed, self.epoch, self._count = seed, epoch, count
+        self._make_shard: Optional[Callable[[], Any]] = shard
+        self._shard: Any = None
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, k: Any) -> Any:
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(self._count))]
+        if k < 0:
+            k += self._count
+        if not 0 <= k < self._count:
+            raise IndexError(f"task {k} of {self._count}")
+        if self._make_shard is not None:
+            self._shard, self._make_shard = self._make_shard(), None
+        shard = self._shard
+        part = shard.batch(k)
+        return BatchTask(self.seed, self.epoch, shard.indices[part], shard.positions[part],
+                         shard.padded[part])
+
+
+class TaskRun:
+    """Task sequences queued back to back, taken from the front; O(1) per task however long
+    the sequences (an ``EpochTasks`` is not expanded)."""
+
+    def __init__(self, *parts: Sequence[BatchTask]) -> None:
+        self._parts: deque[list[Any]] = deque()  # [sequence, index of its next task]
+        self._count = 0
+        for part in parts:
+            self.extend(part)
+
+    def extend(self, tasks: Sequence[BatchTask]) -> None:
+        if len(tasks):
+            self._parts.append([tasks, 0])
+            self._count += len(tasks)
+
+    def popleft(self) -> BatchTask:
+        if not self._count:
+            raise IndexError("no task queued")
+        part = self._parts[0]
+        task = part[0][part[1]]
+        part[1] += 1
+        if part[1] == len(part[0]):
+            self._parts.popleft()
+        self._count -= 1
+        return task
+
+    def __getitem__(self, k: int) -> BatchTask:
+        """The k-th queued task (0 = the next one)."""
+        if not 0 <= k < self._count:
+            raise IndexError(f"task {k} of {self._count} queued")
+        for tasks, first in self._parts:
+            if k < len(tasks) - first:
+                return tasks[first + k]
+            k -= len(tasks) - first
+        raise AssertionError("unreachable")
+
+    def __len__(self) -> int:
+        return self._count
+
+    def clear(self) -> None:
+        self._parts.clear()
+        self._count = 0
 
 
 class HostBatch(NamedTuple):

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional, Union
 
 from . import sharding
-from .batch import Batch, BatchTask
+from .batch import Batch, EpochTasks
 from .dist import DistArg, DistInfo, check_dist, resolve
 from .errors import SpecError
 from .sources import Source, open_source
@@ -58,6 +58,7 @@ class Loader:
         self._position = 0  # global positions of this epoch already yielded (on every rank)
         self.skipped_count = 0  # samples replaced under on_error="skip", this process
         self.skipped_files: dict[str, str] = {}  # location -> first error, warned once each
+        self._task_memo: dict[tuple[int, ...], EpochTasks] = {}
 
     # --- the DataLoader surface ---------------------------------------------------------------
     def __len__(self) -> int:
@@ -84,11 +85,21 @@ class Loader:
         if (self._epoch, self._position) == (epoch, start):
             self._epoch, self._position = epoch + 1, 0
 
-    def _tasks(self, dist: DistInfo, epoch: int, start: int) -> list[BatchTask]:
-        shard = self.plan.shard(dist, epoch, start)
-        return [BatchTask(self.plan.seed, epoch, shard.indices[shard.batch(k)],
-                          shard.positions[shard.batch(k)], shard.padded[shard.batch(k)])
-                for k in range(len(shard))]
+    def _tasks(self, dist: DistInfo, epoch: int, start: int) -> EpochTasks:
+        """This rank's tasks from ``start`` on, made on demand; the same object when asked
+        again (the next epoch's are asked for at the start of this one, and again when it
+        comes)."""
+        plan = self.plan
+        key = (epoch, start, dist.rank, dist.world_size, plan.seed)
+        if key not in self._task_memo:
+            per_rank = sharding.samples_per_rank(plan.samples - start, dist.world_size,
+                                                 plan.batch_size, plan.last_batch)
+            count = -(-per_rank // plan.batch_size)
+            while len(self._task_memo) >= 4:  # this epoch's and the next are what repeat
+                del self._task_memo[next(iter(self._task_memo))]
+            self._task_memo[key] = EpochTasks(plan.seed, epoch, count,
+                                              lambda: plan.shard(dist, epoch, start))
+        return self._task_memo[key]
 
     def _count_skipped(self, skipped: tuple) -> None:
         for where, reason in skipped:

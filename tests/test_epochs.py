@@ -100,16 +100,36 @@ def test_a_worker_error_restarts_cleanly(tmp_path):
             snapshot(ld)  # the same failure again, not a hang or a stale batch
 
 
-def test_pool_buffers_are_reused_and_never_shared_in_flight(jpeg_folder):
-    """19 batches an epoch through 6 pooled batch buffers: every image is its own sample's."""
+def storage(tensor):
+    return tensor.untyped_storage().data_ptr()
+
+
+def test_pool_buffers_are_reused_and_never_overwritten_while_held(jpeg_folder):
+    """19 batches an epoch through 7 pooled buffers: a batch the loop lets go of returns its
+    buffer; one it keeps (the batch, or only a numpy alias of its images) is never written over."""
     from conftest import decode_index, file_index
+
+    def check(images, indices):
+        for img, index in zip(images, indices):
+            assert decode_index(img) == file_index(ld.source.path(int(index)))
 
     uint8 = fl.Pipeline(fl.Decode(), fl.RandomResizedCrop(16, scale=(0.5, 1.0)))
     with fl.loader(jpeg_folder, uint8, batch_size=2, num_workers=2, seed=1) as ld:
-        assert producer(ld)._sampler.slots == 6
-        for _ in range(2):
-            for batch in ld:
-                for img, index in zip(batch.images, batch.indices):
-                    assert decode_index(img.numpy()) == file_index(ld.source.path(int(index)))
-        # the next epoch's first batches are in flight, in pool buffers
-        assert 0 < len(producer(ld)._sampler._free) < 6
+        pool = {storage(buffer) for buffer in producer(ld)._pool}
+        assert len(pool) == 7
+        seen = set()
+        for batch in ld:
+            seen.add(storage(batch.images))
+            check(batch.images.numpy(), batch.indices)
+        assert seen <= pool and len(seen) >= 4
+        held = list(ld)
+        assert len({storage(b.images) for b in held}) == len(held) == 19
+        for batch in held:
+            check(batch.images.numpy(), batch.indices)
+        del held, batch
+        aliases = [(b.images.numpy(), b.indices) for b in ld]
+        for images, indices in aliases:
+            check(images, indices)
+        assert len({a.ctypes.data for a, _ in aliases}) == 19
+
+

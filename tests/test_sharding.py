@@ -95,3 +95,50 @@ def test_resume_past_the_end_is_empty():
 def test_bad_arguments(kwargs, message):
     with pytest.raises(SpecError, match=message):
         shard(10, **{"batch_size": 2, **kwargs})
+
+
+@pytest.mark.parametrize("last_batch", ["pad", "drop", "partial"])
+@pytest.mark.parametrize("n,w,b,start", [(33, 2, 4, 0), (33, 3, 5, 7), (10, 4, 1, 9), (7, 2, 4, 8)])
+def test_epoch_tasks_are_the_shards_batches_made_on_demand(last_batch, n, w, b, start):
+    """The lazy task sequence a loader hands its backend: the shard's batches, counted without
+    computing the shard, which is computed once, on the first task asked for."""
+    from fastload.batch import EpochTasks
+    from fastload.sharding import samples_per_rank
+
+    expected = shard(n, batch_size=b, rank=w - 1, world=w, seed=3, epoch=2, start=start,
+                     last_batch=last_batch)
+    made = []
+
+    def make():
+        made.append(1)
+        return expected
+
+    count = -(-samples_per_rank(n - start, w, b, last_batch) // b)
+    tasks = EpochTasks(3, 2, count, make)
+    assert len(tasks) == len(expected) and not made
+    for k in range(-len(tasks), len(tasks)):
+        part = expected.batch(k % len(tasks))
+        task = tasks[k]
+        assert np.array_equal(task.indices, expected.indices[part])
+        assert np.array_equal(task.positions, expected.positions[part])
+        assert np.array_equal(task.padded, expected.padded[part])
+        assert (task.seed, task.epoch) == (3, 2)
+    assert made == [1] or len(tasks) == 0
+    assert [t.positions.tolist() for t in tasks[1:3]] == [t.positions.tolist() for t in list(tasks)[1:3]]
+    with pytest.raises(IndexError):
+        tasks[len(tasks)]
+
+
+def test_task_run_takes_queued_sequences_in_order():
+    from fastload.batch import TaskRun
+
+    run = TaskRun("abc", "", "de")
+    assert len(run) == 5 and [run[k] for k in range(5)] == list("abcde")
+    assert [run.popleft() for _ in range(2)] == ["a", "b"]
+    run.extend("fg")
+    assert len(run) == 5 and run[0] == "c" and run[4] == "g"
+    assert "".join(run.popleft() for _ in range(5)) == "cdefg"
+    with pytest.raises(IndexError):
+        run.popleft()
+    with pytest.raises(IndexError):
+        run[0]

@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator, Optional
 import numpy as np
 import torch
 
-from ..batch import Batch, HostBatch
+from ..batch import Batch, HostBatch, TaskRun
 from ..draws import sample_rng
 from ..errors import DecodeError, SourceError
 from ..geometry import SamplePlan, is_random, plan_sample
@@ -97,12 +97,12 @@ class Feeder:
         self.outputs = ["jpegs", "anchor", "shape"] + (["pad_anchor", "pad_shape"] if self.pad else []) \
             + (["roi_start", "roi_end"] if self.exact else []) \
             + (["flip"] if pipeline.flip is not None else [])
-        self.pending: collections.deque = collections.deque()
+        self.pending = TaskRun()
         self.meta: collections.deque = collections.deque()
         self.seed = self.epoch = 0
 
     def start(self, tasks: list[Any], seed: int, epoch: int) -> None:
-        self.pending = collections.deque(tasks)
+        self.pending = TaskRun(tasks)
         self.meta.clear()
         self.seed, self.epoch = seed, epoch
 

@@ -36,7 +36,7 @@ except ImportError:  # pragma: no cover - the C extension is optional (numpy doe
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-def _storage_uses(tensor: torch.Tensor) -> Optional[int]:
+def storage_uses(tensor: torch.Tensor) -> Optional[int]:
     use_count = getattr(torch._C, "_storage_Use_Count", None)
     return None if use_count is None else use_count(tensor.untyped_storage()._cdata)
 
@@ -59,10 +59,10 @@ class Recycler:
     def take(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         for tensor, uses in self.pool:
             if (tensor.shape == shape and tensor.dtype == dtype and uses is not None
-                    and sys.getrefcount(tensor) <= _FREE_REFS and _storage_uses(tensor) == uses):
+                    and sys.getrefcount(tensor) <= _FREE_REFS and storage_uses(tensor) == uses):
                 return tensor
         tensor = torch.empty(shape, dtype=dtype)
-        self.pool.append((tensor, _storage_uses(tensor)))
+        self.pool.append((tensor, storage_uses(tensor)))
         if len(self.pool) > self.keep:
             self.pool.pop(0)
         return tensor
@@ -88,39 +88,50 @@ class DeviceTail:
             self.scale = (1.0 / (255.0 * std)).to(device, dtype).view(1, 3, 1, 1)
             self.bias = (-mean / std).to(device, dtype).view(1, 3, 1, 1)
 
+    @property
+    def out_dtype(self) -> torch.dtype:
+        return torch.uint8 if self.normalize is None else self.dtype
+
     def __call__(self, host: HostBatch) -> Batch:
-        dtype = torch.uint8 if self.normalize is None else self.dtype
-        erased = False
         if self.normalized_input:
-            out = host.images.to(self.device, dtype, non_blocking=True)
+            out = host.images.to(self.device, self.out_dtype, non_blocking=True)
+            self._erase(out, host)
         else:
             images = host.images.to(self.device, non_blocking=True)
             if self.recycler is not None:
-                out = self.recycler.take(tuple(images.shape), dtype)
+                out = self.recycler.take(tuple(images.shape), self.out_dtype)
             else:
-                out = torch.empty(images.shape, dtype=dtype, device=self.device)
-            if self._fused(images, out, host):
-                erased = self.erasing is None or self.erasing.value != "random"
-            elif _numpy_ok(out):
-                self._normalize_numpy(images.numpy(), out.numpy())
-            else:
-                out.copy_(images)
-                if self.normalize is not None:
-                    out.mul_(self.scale).add_(self.bias)
-        if self.normalize is not None and not erased:
-            if self.erasing is not None and bool(host.erase[:, 2].any()):
-                # a fresh generator per batch: the noise depends on (seed, epoch, position) only,
-                # and the tail stays picklable for spawned workers (torch.Generator is not)
-                generator = torch.Generator(device=out.device)
-                generator.manual_seed(_batch_seed(host.seed, host.epoch,
-                                                  int(host.positions[0])))
-                if _numpy_ok(out):
-                    self._erase_indexed(out, host, generator)
-                else:
-                    self._erase_masked(out, host, generator)
+                out = torch.empty(images.shape, dtype=self.out_dtype, device=self.device)
+            self.finish(images, out, host)
         labels = torch.from_numpy(host.labels).to(self.device, non_blocking=True)
         return Batch(out, labels, torch.from_numpy(host.indices), torch.from_numpy(host.padded),
                      host.skipped)
+
+    def finish(self, images: torch.Tensor, out: torch.Tensor, host: HostBatch) -> None:
+        """Write the finished batch (dtype, normalize, erasing) of uint8 ``images`` into ``out``
+        (same device). The torch backend's CPU workers call this into their shared buffers."""
+        if self._fused(images, out, host):
+            if self.erasing is None or self.erasing.value != "random":
+                return
+        elif _numpy_ok(out):
+            self._normalize_numpy(images.numpy(), out.numpy())
+        else:
+            out.copy_(images)
+            if self.normalize is not None:
+                out.mul_(self.scale).add_(self.bias)
+        self._erase(out, host)
+
+    def _erase(self, out: torch.Tensor, host: HostBatch) -> None:
+        if self.normalize is None or self.erasing is None or not bool(host.erase[:, 2].any()):
+            return
+        # a fresh generator per batch: the noise depends on (seed, epoch, position) only,
+        # and the tail stays picklable for spawned workers (torch.Generator is not)
+        generator = torch.Generator(device=out.device)
+        generator.manual_seed(_batch_seed(host.seed, host.epoch, int(host.positions[0])))
+        if _numpy_ok(out):
+            self._erase_indexed(out, host, generator)
+        else:
+            self._erase_masked(out, host, generator)
 
     def _fused(self, images: torch.Tensor, out: torch.Tensor, host: HostBatch) -> bool:
         """CPU float32: normalize and constant erasing in one pass of fastload._kernels, when it

@@ -69,6 +69,11 @@ class TreeMemory:
         self.peak_rss, self.peak_pss = max(self.peak_rss, rss), max(self.peak_pss, pss)
 
     def _run(self) -> None:
+        if hasattr(os, "sched_setscheduler"):  # waking to sample must not preempt the loop
+            try:
+                os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))  # this thread
+            except OSError:
+                pass
         while not self._stop.wait(self.interval):
             self._samples += 1
             self.sample(pss=self._samples % self.pss_every == 0)
