@@ -55,11 +55,15 @@ class FolderSource:
     def path(self, index: int) -> Path:
         return self.root / self.relative_path(index)
 
+    def _file(self, index: int) -> str:
+        # a string join, not pathlib: two Path objects per sample cost ~2% of a worker's time
+        return os.path.join(self.root, self._paths[index])
+
     def locate(self, index: int) -> str:
-        return f"{self.path(index)} (sample {index})"
+        return f"{self._file(index)} (sample {index})"
 
     def read(self, index: int) -> tuple[bytes, int]:
-        path = self.path(index)
+        path = self._file(index)
         try:
             with open(path, "rb") as f:
                 data = f.read()
