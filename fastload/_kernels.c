@@ -190,6 +190,22 @@ static void horizontal_rows4(const uint8_t *const *src, uint8_t *const *dst, con
 }
 #endif
 
+/* The vertical pass over bytes [j, bytes) of one output row, plain C (what SIMD leaves). */
+static void vertical_rest(const uint8_t *const *rows, const int16_t *k, int n, int precision,
+                          Py_ssize_t j, Py_ssize_t bytes, int32_t *restrict acc,
+                          uint8_t *restrict dst) {
+    for (Py_ssize_t i = j; i < bytes; i++)
+        acc[i] = 1 << (precision - 1);
+    for (int t = 0; t < n; t++) {
+        const uint8_t *restrict r = rows[t];
+        int32_t w = k[t];
+        for (Py_ssize_t i = j; i < bytes; i++)
+            acc[i] += (int32_t)r[i] * w;
+    }
+    for (Py_ssize_t i = j; i < bytes; i++)
+        dst[i] = clip8(acc[i] >> precision);
+}
+
 /* Vertical pass of one output row over `bytes` bytes of rows[0..n). */
 static void vertical_row(const uint8_t *const *rows, const int16_t *k, int n, int precision,
                          Py_ssize_t bytes, int32_t *restrict acc, uint8_t *restrict dst) {
@@ -228,16 +244,7 @@ static void vertical_row(const uint8_t *const *rows, const int16_t *k, int n, in
         _mm_storeu_si128((__m128i *)(dst + j), packed);
     }
 #endif
-    for (Py_ssize_t i = j; i < bytes; i++)
-        acc[i] = 1 << (precision - 1);
-    for (int t = 0; t < n; t++) {
-        const uint8_t *restrict r = rows[t];
-        int32_t w = k[t];
-        for (Py_ssize_t i = j; i < bytes; i++)
-            acc[i] += (int32_t)r[i] * w;
-    }
-    for (Py_ssize_t i = j; i < bytes; i++)
-        dst[i] = clip8(acc[i] >> precision);
+    vertical_rest(rows, k, n, precision, j, bytes, acc, dst);
 }
 
 #ifdef HAVE_AVX2_PATH
@@ -272,13 +279,7 @@ __attribute__((target("avx2"))) static void vertical_row_avx2(
         __m256i packed = _mm256_packus_epi16(_mm256_packs_epi32(a0, a1), _mm256_packs_epi32(a2, a3));
         _mm256_storeu_si256((__m256i *)(dst + j), packed);
     }
-    for (Py_ssize_t i = j; i < bytes; i++)
-        acc[i] = 1 << (precision - 1);
-    for (int t = 0; t < n; t++)
-        for (Py_ssize_t i = j; i < bytes; i++)
-            acc[i] += (int32_t)rows[t][i] * k[t];
-    for (Py_ssize_t i = j; i < bytes; i++)
-        dst[i] = clip8(acc[i] >> precision);
+    vertical_rest(rows, k, n, precision, j, bytes, acc, dst);
 }
 
 static int use_avx2(void) {

@@ -2,6 +2,8 @@
 and whatever the loop does next (carry on, jump to another epoch, resume a checkpoint, break
 and re-enter) it gets exactly the batches a fresh loader would give."""
 
+import os
+
 import pytest
 import torch
 
@@ -133,3 +135,18 @@ def test_pool_buffers_are_reused_and_never_overwritten_while_held(jpeg_folder):
         assert len({a.ctypes.data for a, _ in aliases}) == 19
 
 
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getscheduler"), reason="Linux scheduling policies")
+def test_dataloader_helper_threads_do_not_preempt_the_loop(jpeg_folder):
+    """The index queues' feeder threads in this process run as SCHED_BATCH (same CPU share, no
+    wake-up preemption of the loop); the caller's own thread keeps its policy."""
+    before = os.sched_getscheduler(0)
+    with fl.loader(jpeg_folder, PIPELINE, batch_size=4, num_workers=2, seed=0) as ld:
+        next(iter(ld))
+        iterator = producer(ld)._loader._iterator
+        feeders = [q._thread for q in iterator._index_queues if q._thread is not None]
+        assert len(feeders) == 2
+        for thread in feeders:
+            assert os.sched_getscheduler(thread.native_id) == os.SCHED_BATCH
+        assert os.sched_getscheduler(0) == before
