@@ -146,7 +146,7 @@ def run_bench(config: BenchConfig) -> BenchReport:
             stats = measure(batches, step_ms=config.step_ms, max_steps=config.steps,
                             warmup=warmup, name=name)
             stats.extra["skipped"] = getattr(loader, "skipped_count", 0)
-            if closer is not None and not kept:  # after the measured loop: not timed
+            if closer is not None and not kept and config.step_ms > 0:  # after the timed loop
                 kept = _copies(loader, config.replay_batches)
         finally:
             if closer is not None:
@@ -154,7 +154,7 @@ def run_bench(config: BenchConfig) -> BenchReport:
             del loader, batches
         runs.append(stats)
         notes.append(diagnose(stats, config.step_ms, config.workers))
-    ceiling = None
+    ceiling = None  # without a step, replaying cached batches measures nothing
     if kept:
         steps = min(200, max(r.iterations for r in runs))
         ceiling = replay(kept, steps, config.step_ms)
