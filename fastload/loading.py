@@ -29,6 +29,12 @@ class EpochPlan:
     seed: int
     last_batch: str
 
+    def batches(self, world: int, start: int = 0) -> int:
+        """Batches each rank reads from global position ``start`` to the end of an epoch."""
+        per_rank = sharding.samples_per_rank(self.samples - start, world, self.batch_size,
+                                             self.last_batch)
+        return -(-per_rank // self.batch_size)
+
     def shard(self, dist: DistInfo, epoch: int, start: int) -> sharding.Shard:
         return sharding.shard(self.samples, batch_size=self.batch_size, rank=dist.rank,
                               world=dist.world_size, seed=self.seed, epoch=epoch,
@@ -63,10 +69,7 @@ class Loader:
     # --- the DataLoader surface ---------------------------------------------------------------
     def __len__(self) -> int:
         """Batches this rank yields in a full epoch; the same on every rank."""
-        world = resolve(self._dist).world_size
-        per_rank = sharding.samples_per_rank(self.plan.samples, world, self.plan.batch_size,
-                                             self.plan.last_batch)
-        return -(-per_rank // self.plan.batch_size)
+        return self.plan.batches(resolve(self._dist).world_size)
 
     def __iter__(self) -> Iterator[Batch]:
         dist = resolve(self._dist)
@@ -92,9 +95,7 @@ class Loader:
         plan = self.plan
         key = (epoch, start, dist.rank, dist.world_size, plan.seed)
         if key not in self._task_memo:
-            per_rank = sharding.samples_per_rank(plan.samples - start, dist.world_size,
-                                                 plan.batch_size, plan.last_batch)
-            count = -(-per_rank // plan.batch_size)
+            count = plan.batches(dist.world_size, start)
             while len(self._task_memo) >= 4:  # this epoch's and the next are what repeat
                 del self._task_memo[next(iter(self._task_memo))]
             self._task_memo[key] = EpochTasks(plan.seed, epoch, count,

@@ -103,6 +103,11 @@ class DeviceTail:
             else:
                 out = torch.empty(images.shape, dtype=self.out_dtype, device=self.device)
             self.finish(images, out, host)
+        return self.batch(out, host)
+
+    def batch(self, out: torch.Tensor, host: HostBatch) -> Batch:
+        """The caller's Batch: the finished images ``out`` (on the device) and the host batch's
+        labels (to the device), indices, padding and skipped samples."""
         labels = torch.from_numpy(host.labels).to(self.device, non_blocking=True)
         return Batch(out, labels, torch.from_numpy(host.indices), torch.from_numpy(host.padded),
                      host.skipped)

@@ -305,8 +305,7 @@ class TorchProducer:
             if host.slot >= 0:
                 self._sampler.arrived(host.slot)
                 images = self._pool[host.slot][:len(host.labels)]
-            yield Batch(images, torch.from_numpy(host.labels), torch.from_numpy(host.indices),
-                        torch.from_numpy(host.padded), host.skipped)
+            yield self._tail.batch(images, host)
 
     def _take(self, count: int) -> Iterator[Batch]:
         for _ in range(count):

@@ -53,11 +53,11 @@ class FolderSource:
         return self._paths[index]
 
     def path(self, index: int) -> Path:
-        return self.root / self.relative_path(index)
+        return Path(self._file(index))
 
     def _file(self, index: int) -> str:
         # a string join, not pathlib: two Path objects per sample cost ~2% of a worker's time
-        return os.path.join(self.root, self._paths[index])
+        return os.path.join(self.root, self.relative_path(index))
 
     def locate(self, index: int) -> str:
         return f"{self._file(index)} (sample {index})"
