@@ -113,3 +113,11 @@ def test_steady_throughput_leaves_out_the_warm_up():
     stats = summarize("x", [900.0, 1.0, 1.0, 1.0], 40, 1.3, warmup=1, taken=taken)
     assert stats.images_per_s == pytest.approx(40 / 1.3)
     assert stats.steady_images_per_s == pytest.approx(30 / 0.3)
+
+
+def test_steady_throughput_of_a_run_shorter_than_its_warm_up_is_the_whole_runs():
+    """With fewer batches after the warm-up than in it, one prefetched batch's interval is no
+    rate: steady images/s falls back to the whole run's."""
+    taken = [(1.0, 10), (1.1, 20), (1.2, 30), (1.2001, 40)]
+    stats = summarize("x", [900.0, 1.0, 1.0, 0.0], 40, 1.2001, warmup=6, taken=taken)
+    assert stats.steady_images_per_s == pytest.approx(40 / 1.2001)

@@ -114,7 +114,8 @@ def summarize(name: str, waits: list[float], images: int, seconds: float, warmup
     images so far) after each batch, for the steady-state throughput."""
     warm = min(warmup, max(0, len(waits) - 1))
     steady_ips = images / seconds if seconds > 0 else math.inf
-    if taken and warm:
+    # a rate from a batch or two after the warm-up is noise: the whole run's rate then
+    if taken and warm and len(waits) - warm >= warmup:
         since, before = taken[warm - 1]
         if seconds > since:
             steady_ips = (images - before) / (seconds - since)
