@@ -40,7 +40,7 @@ def main():
         first = {}
         for name, source in (("folder", data), ("tfrecord", out / "tfrecord"), ("lmdb", out / "lmdb")):
             with fl.loader(source, fl.presets.imagenet_train(64), batch_size=16, num_workers=2,
-                           seed=0) as loader:
+                           shuffle=True, seed=0) as loader:
                 for step, (images, labels) in enumerate(loader):
                     if step == 0:
                         first[name] = images

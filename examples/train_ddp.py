@@ -39,7 +39,8 @@ def main():
     dist.barrier()
 
     # made after init_process_group: fastload reads rank and world size at each epoch start
-    loader = fl.loader(data, fl.presets.imagenet_train(64), args.batch_size, num_workers=2, seed=0)
+    loader = fl.loader(data, fl.presets.imagenet_train(64), args.batch_size, shuffle=True,
+                       num_workers=2, seed=0)
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU(),
                                 torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
                                 torch.nn.Linear(8, 10)).to(loader.device)
@@ -77,8 +78,25 @@ def main():
         print(f"rank {rank}/{world}: epoch {epoch}: {seen} batches (all ranks: {int(total)}), "
               f"loss {loss.item():.3f}")
     loader.close()
+    evaluate(model, data, args.batch_size, rank)
     dist.barrier()  # no rank tears the process group down while a peer still uses it
     dist.destroy_process_group()
+
+
+def evaluate(model, data, batch_size, rank):
+    """Exact distributed accuracy: each rank reads its share (the ranks' batch counts are
+    evened out by repeats marked in batch.padded); ExactMean leaves the repeats out and sums
+    over the ranks, so every sample counts exactly once."""
+    accuracy = fl.ExactMean()
+    with fl.loader(data, fl.presets.imagenet_eval(64), batch_size, num_workers=2) as loader:
+        model.eval()
+        with torch.no_grad():
+            for batch in loader:
+                images, labels = batch
+                accuracy.update(model(images).argmax(1) == labels, batch)
+    top1 = accuracy.compute()  # the same on every rank
+    print(f"rank {rank}: eval top-1 {top1:.4f} over {len(loader.source)} samples, each once",
+          flush=True)
 
 
 if __name__ == "__main__":

@@ -69,8 +69,9 @@ def main():
                                              num_workers=args.workers, persistent_workers=args.workers > 0)
         train(before, args.steps, "torch.utils.data.DataLoader")
 
-        # the one-line swap:
-        after = fl.loader(data, fl.presets.imagenet_train(64), batch_size=16, num_workers=args.workers)
+        # the one-line swap (the DataLoader's keywords keep their meaning):
+        after = fl.loader(data, fl.presets.imagenet_train(64), batch_size=16, shuffle=True,
+                          num_workers=args.workers, persistent_workers=args.workers > 0)
         with after:
             train(after, args.steps, "fastload.loader")
 

@@ -8,20 +8,24 @@ from __future__ import annotations
 
 from . import presets
 from .dist import DistInfo
-from .errors import (BackendUnavailable, DecodeError, FastloadError, FormatError, SourceError,
-                     SpecError)
+from .errors import (BackendUnavailable, DecodeError, FastloadError, FormatError, LoaderTimeout,
+                     SourceError, SpecError)
+from .evaluation import ExactMean
 from .loading import Loader, loader
 from .ops import (IMAGENET_MEAN, IMAGENET_STD, CenterCrop, Decode, Normalize, RandomErasing,
                   RandomFlip, RandomResizedCrop, Resize)
-from .sources import FolderSource, Source, open_source
+from .sources import DatasetSource, FolderSource, Source, open_source
 from .spec import Pipeline
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+#: The name this project installs under (``pip install fastload-images``); ``fastload`` on the
+#: public index is an unrelated downloader that also imports as ``fastload``.
+DISTRIBUTION = "fastload-images"
 
 
 __all__ = [
-    "BackendUnavailable", "CenterCrop", "Decode", "DecodeError", "DistInfo", "FastloadError",
-    "FolderSource", "FormatError", "IMAGENET_MEAN", "IMAGENET_STD", "Loader", "Normalize", "Pipeline",
+    "BackendUnavailable", "CenterCrop", "DatasetSource", "Decode", "DecodeError", "DistInfo",
+    "ExactMean", "FastloadError", "FolderSource", "FormatError", "LoaderTimeout", "IMAGENET_MEAN", "IMAGENET_STD", "Loader", "Normalize", "Pipeline",
     "RandomErasing", "RandomFlip", "RandomResizedCrop", "Resize", "Source", "SourceError",
     "SpecError", "loader", "open_source", "presets",
 ]

@@ -17,9 +17,21 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     from .synthetic import make_image_folder
 
     root = make_image_folder(args.dst, args.samples, classes=args.classes, seed=args.seed,
-                             workers=_cpus())
+                             workers=_cpus(), progress=sys.stderr)
     print(f"wrote {args.samples} photographic-like JPEGs in {args.classes} classes under {root}")
     return 0
+
+
+def _version() -> str:
+    """The installed distribution's version (``fastload-images``), else the package's."""
+    from importlib import metadata
+
+    from . import DISTRIBUTION, __version__
+
+    try:
+        return f"{metadata.version(DISTRIBUTION)} ({DISTRIBUTION})"
+    except metadata.PackageNotFoundError:
+        return f"{__version__} (not installed)"
 
 
 def _size(text: str) -> int:
@@ -81,29 +93,38 @@ def _pipeline(text: str):
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from .bench.report import plot, table, write_json
+    from .backends import DALI_INSTALL, dali_available
+    from .bench.report import check_plotting, plot, table, write_json
     from .bench.runner import BenchConfig, run_bench
-    from .errors import SpecError
+    from .device import check_device
+    from .errors import BackendUnavailable, SpecError
 
     source = args.source
+    if source is None and not args.synthetic:
+        raise SpecError("bench: give a SOURCE (folder, TFRecord or LMDB) or --synthetic N")
+    # everything that can fail fails now, not after minutes of measuring
+    if args.backend in ("dali", "dali-native") and not dali_available():
+        raise BackendUnavailable(f"--backend {args.backend} needs NVIDIA DALI; install it with: "
+                                 f"{DALI_INSTALL}")
+    check_device(args.device)
+    if args.plot:
+        check_plotting()
+    pipeline = _pipeline(args.pipeline)
     if args.synthetic:
         from .synthetic import make_image_folder
 
         root = args.synthetic_dir or f".fastload-synthetic-{args.synthetic}"
-        print(f"generating {args.synthetic} photographic-like JPEGs in {root} (kept for re-runs)",
-              file=sys.stderr)
-        source = str(make_image_folder(root, args.synthetic, classes=10, workers=_cpus()))
-    if source is None:
-        raise SpecError("bench: give a SOURCE (folder, TFRecord or LMDB) or --synthetic N")
+        source = str(make_image_folder(root, args.synthetic, classes=10, workers=_cpus(),
+                                       progress=sys.stderr))
     runs = {"torch": ("torch",), "dali": ("dali",), "dali-native": ("dali-native",),
             "all": ("torch", "dali", "dali-native")}[args.backend]
     if args.baseline:
         runs = runs + ("baseline",)
-    config = BenchConfig(source=source, pipeline=_pipeline(args.pipeline), runs=runs,
+    config = BenchConfig(source=source, pipeline=pipeline, runs=runs,
                          batch_size=args.batch_size, workers=args.workers, step_ms=args.step_ms,
                          epochs=args.epochs, steps=args.steps, device=args.device, seed=args.seed,
                          on_error=args.on_error)
-    report = run_bench(config)
+    report = run_bench(config, progress=sys.stderr)
     print(table(report))
     if args.json:
         write_json(report, args.json)
@@ -115,6 +136,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fastload", description="Fast image loading for PyTorch training loops.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sample = sub.add_parser("sample", help="generate a sample ImageFolder of photographic-like JPEGs")
     sample.add_argument("dst", help="folder to write root/<class>/<image>.jpg into")

@@ -21,10 +21,9 @@ import multiprocessing
 import os
 import shutil
 import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional, TextIO, Union
+from typing import Any, Callable, Optional, TextIO, Union
 
 from PIL import Image
 
@@ -32,6 +31,7 @@ from .errors import DecodeError, SourceError, SpecError
 from .formats import protowire, tfrecord
 from .formats.manifest import FORMATS, MANIFEST, Manifest, ShardInfo
 from .imaging import open_image
+from .progress import Progress
 from .sources.folder import FolderSource
 
 PROGRESS = ".fastload-convert.json"
@@ -103,21 +103,17 @@ def convert(src: Union[str, Path], dst: Union[str, Path], *, format: str = "tfre
     jobs = [(k, count) for k in range(count) if k not in finished]
     key_width = max(8, len(str(len(source) - 1)))
     context = _Job(source, options, str(dst), key_width)
-    meter = _Meter(len(source), sum(finished[k].records for k in finished), progress)
     nproc = max(1, min(workers or len(os.sched_getaffinity(0)), len(jobs) or 1))
-    if nproc == 1 or len(jobs) <= 1:
-        for job in jobs:
-            finished[job[0]] = context(job)
-            _save_progress(dst, prints, finished)
-            meter.add(finished[job[0]].records)
-    else:
-        ctx = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
-        with ctx.Pool(nproc) as pool:
-            for k, info in pool.imap_unordered(_run_job, [(context, job) for job in jobs]):
-                finished[k] = info
+    already = sum(finished[k].records for k in finished)
+    with Progress(progress, len(source), "images", already) as meter:
+        if nproc == 1 or len(jobs) <= 1:
+            context.tick = meter.add
+            for job in jobs:
+                finished[job[0]] = context(job)
                 _save_progress(dst, prints, finished)
-                meter.add(info.records)
-    meter.done()
+        else:
+            _run_pool(context, jobs, nproc, meter, lambda k, info: (
+                finished.__setitem__(k, info), _save_progress(dst, prints, finished)))
     manifest = Manifest(format=options.format, samples=len(source), classes=source.classes,
                         shards=[finished[k] for k in range(count)], split=options.split,
                         key_width=key_width,
@@ -170,34 +166,38 @@ def _save_progress(dst: Path, prints: list[str], finished: dict[int, ShardInfo])
     os.replace(tmp, dst / PROGRESS)
 
 
-class _Meter:
-    """A one-line progress bar on a text stream (refreshed at most every 0.2 s)."""
+_RECORDS: Any = None  # in a pool worker: the shared count of records written
 
-    def __init__(self, total: int, done: int, stream: Optional[TextIO]) -> None:
-        self.total, self.count, self.stream = total, done, stream
-        self.start = self.last = time.monotonic()
-        self._show()
 
-    def add(self, n: int) -> None:
-        self.count += n
-        if time.monotonic() - self.last > 0.2 or self.count >= self.total:
-            self._show()
+def _pool_init(counter: Any) -> None:
+    global _RECORDS
+    _RECORDS = counter
 
-    def _show(self) -> None:
-        if self.stream is None:
-            return
-        self.last = time.monotonic()
-        width = 30
-        filled = width * self.count // max(1, self.total)
-        rate = self.count / max(1e-9, self.last - self.start)
-        self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {self.count}/{self.total} "
-                          f"images  {rate:.0f}/s")
-        self.stream.flush()
 
-    def done(self) -> None:
-        if self.stream is not None:
-            self._show()
-            self.stream.write("\n")
+def _tick_shared(n: int) -> None:
+    with _RECORDS.get_lock():
+        _RECORDS.value += n
+
+
+def _run_pool(context: "_Job", jobs: list[tuple[int, int]], nproc: int, meter: Progress,
+              done: Callable[[int, ShardInfo], Any]) -> None:
+    """Shards in ``nproc`` processes; the meter follows every record, not only whole shards."""
+    ctx = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+    counter = ctx.Value("q", 0)
+    base = meter.count
+    context.tick = _tick_shared
+    with ctx.Pool(nproc, initializer=_pool_init, initargs=(counter,)) as pool:
+        results = pool.imap_unordered(_run_job, [(context, job) for job in jobs])
+        remaining = len(jobs)
+        while remaining:
+            try:
+                k, info = results.next(timeout=0.2)
+            except multiprocessing.TimeoutError:
+                meter.update(base + counter.value)
+                continue
+            done(k, info)
+            remaining -= 1
+            meter.update(base + counter.value)
 
 
 def _run_job(arg: tuple["_Job", tuple[int, int]]) -> tuple[int, ShardInfo]:
@@ -210,6 +210,7 @@ class _Job:
 
     def __init__(self, source: FolderSource, options: ConvertOptions, dst: str, key_width: int) -> None:
         self.source, self.options, self.dst, self.key_width = source, options, dst, key_width
+        self.tick: Callable[[int], Any] = lambda n: None  # called once per record written
 
     def __call__(self, job: tuple[int, int]) -> ShardInfo:
         k, count = job
@@ -226,6 +227,7 @@ class _Job:
             data, fmt, height, width = prepare_image(data, where, self.options.max_size,
                                                      self.options.quality)
             yield i, data, label, fmt, height, width
+            self.tick(1)
 
     def _tfrecord(self, name: str, indices: range) -> ShardInfo:
         final = Path(self.dst) / name

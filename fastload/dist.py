@@ -20,8 +20,11 @@ class DistInfo:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise SpecError(f"dist: {name}={value!r} must be a non-negative int")
-        if self.world_size < 1 or self.rank >= self.world_size:
-            raise SpecError(f"dist: rank={self.rank} must be < world_size={self.world_size} >= 1")
+        if self.world_size < 1:
+            raise SpecError(f"dist: world_size={self.world_size} must be >= 1")
+        if self.rank >= self.world_size:
+            raise SpecError(f"dist: rank={self.rank} is out of range for world_size="
+                            f"{self.world_size} (ranks are 0..{self.world_size - 1})")
 
 
 DistArg = Union[None, DistInfo, tuple[int, int]]

@@ -23,3 +23,8 @@ class DecodeError(FastloadError):
 
 class BackendUnavailable(FastloadError, ImportError):
     """A backend's library is not installed; the message says how to install it."""
+
+
+class LoaderTimeout(FastloadError, TimeoutError):
+    """A batch was not ready within the loader's ``timeout``; the message names the worker,
+    the batch's sample indices and their files."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import warnings
 from typing import Callable, Optional
 
@@ -63,8 +64,12 @@ _DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError
 _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
+_BYTESIO = re.compile(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>")
+
+
 def _fail(where: str, exc: BaseException) -> DecodeError:
-    return DecodeError(f"{where}: cannot decode image ({type(exc).__name__}: {exc}); "
+    reason = _BYTESIO.sub("the data", str(exc))  # PIL names its in-memory file object
+    return DecodeError(f"{where}: cannot decode image ({type(exc).__name__}: {reason}); "
                        "check the file, or replace it")
 
 

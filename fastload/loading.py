@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator, Optional, Union
 
@@ -12,16 +11,20 @@ from . import sharding
 from .batch import Batch, EpochTasks
 from .dist import DistArg, DistInfo, check_dist, resolve
 from .errors import SpecError
+from .options import AUTO_LAST_BATCH, LoaderOptions
 from .sources import Source, open_source
 from .spec import Pipeline
 
 STATE_VERSION = 1
-BACKENDS = ("auto", "torch", "dali", "dali-native")
 
 
 @dataclass(frozen=True)
 class EpochPlan:
-    """What one rank reads in one epoch, as configured (the sharding contract's inputs)."""
+    """What one rank reads in one epoch, as configured (the sharding contract's inputs).
+
+    ``last_batch="auto"`` is resolved per world size: "partial" for one process (each sample
+    exactly once, as DataLoader), "pad" for several ranks (the same batch count everywhere).
+    """
 
     samples: int
     batch_size: int
@@ -29,30 +32,40 @@ class EpochPlan:
     seed: int
     last_batch: str
 
+    def policy(self, world: int) -> str:
+        if self.last_batch == AUTO_LAST_BATCH:
+            return "partial" if world == 1 else "pad"
+        return self.last_batch
+
     def batches(self, world: int, start: int = 0) -> int:
         """Batches each rank reads from global position ``start`` to the end of an epoch."""
         per_rank = sharding.samples_per_rank(self.samples - start, world, self.batch_size,
-                                             self.last_batch)
+                                             self.policy(world))
         return -(-per_rank // self.batch_size)
 
     def shard(self, dist: DistInfo, epoch: int, start: int) -> sharding.Shard:
         return sharding.shard(self.samples, batch_size=self.batch_size, rank=dist.rank,
                               world=dist.world_size, seed=self.seed, epoch=epoch,
-                              shuffle=self.shuffle, last_batch=self.last_batch, start=start)
+                              shuffle=self.shuffle, last_batch=self.policy(dist.world_size),
+                              start=start)
 
 
 class Loader:
     """Iterates batches of ``(images, labels)``; see ``fastload.loader`` for the arguments.
 
-    Epochs: iterating to the end advances to the next epoch (a new shuffle, as DataLoader does);
-    ``set_epoch(e)`` selects epoch ``e`` explicitly and is a no-op when ``e`` is the current
-    epoch, so a resumed loader keeps its position through the usual
-    ``for epoch in range(start, end): loader.set_epoch(epoch)`` loop. Breaking out of the loop
-    and iterating again continues where the last batch was taken.
+    Iteration follows DataLoader's habits: each new ``iter(loader)`` (each ``for`` loop, each
+    ``next(iter(loader))`` peek) starts the current epoch from its beginning, except the first
+    one after ``load_state_dict``, which starts at the restored position. Iterating to the end
+    advances to the next epoch (a new shuffle, as DataLoader does); ``set_epoch(e)`` selects
+    epoch ``e`` and is a no-op when ``e`` is the current epoch, so a resumed loader keeps its
+    position through the usual ``for epoch in range(start, end): loader.set_epoch(epoch)``.
+    ``state_dict()`` is the position of the latest iteration (also after a ``break``).
+    One iteration is live at a time: starting a new one ends the previous one.
     """
 
     def __init__(self, source: Source, pipeline: Pipeline, plan: EpochPlan, producer: Any,
-                 device: Any, dist: Optional[DistInfo], backend: str) -> None:
+                 device: Any, dist: Optional[DistInfo], backend: str,
+                 persistent_workers: bool = True) -> None:
         self.source = source
         self.pipeline = pipeline
         self.plan = plan
@@ -60,10 +73,13 @@ class Loader:
         self.device = device
         self._producer = producer
         self._dist = dist
+        self._persistent = persistent_workers
         self._epoch = 0
         self._position = 0  # global positions of this epoch already yielded (on every rank)
-        self.skipped_count = 0  # samples replaced under on_error="skip", this process
-        self.skipped_files: dict[str, str] = {}  # location -> first error, warned once each
+        self._restored = False  # the next iteration starts at _position (load_state_dict)
+        self._generation = 0  # which iteration is live
+        self._live: Optional[Iterator[Batch]] = None  # the live iteration's producer stream
+        self.skipped_files: dict[str, str] = {}  # bad sample location -> first error
         self._task_memo: dict[tuple[int, ...], EpochTasks] = {}
 
     # --- the DataLoader surface ---------------------------------------------------------------
@@ -72,21 +88,57 @@ class Loader:
         return self.plan.batches(resolve(self._dist).world_size)
 
     def __iter__(self) -> Iterator[Batch]:
+        self._end_live()
+        if not self._restored:
+            self._position = 0
+        self._restored = False
+        self._generation += 1
+        return self._iterate(self._generation)
+
+    def _iterate(self, generation: int) -> Iterator[Batch]:
         dist = resolve(self._dist)
         epoch, start = self._epoch, self._position
         tasks = self._tasks(dist, epoch, start)
         following = lambda: self._tasks(dist, epoch + 1, 0)  # noqa: E731 - what comes next
-        for batch in self._producer.batches(tasks, self.plan.seed, epoch, following):
-            if (self._epoch, self._position) != (epoch, start):
-                raise RuntimeError("the loader's epoch or position changed during iteration "
-                                   "(set_epoch/load_state_dict inside the loop?); start a new loop")
-            start += dist.world_size * len(batch[1])
-            self._position = start
-            if batch.skipped:
-                self._count_skipped(batch.skipped)
-            yield batch
-        if (self._epoch, self._position) == (epoch, start):
-            self._epoch, self._position = epoch + 1, 0
+        stream = self._producer.batches(tasks, self.plan.seed, epoch,
+                                        following if self._persistent else None)
+        self._live = stream
+        try:
+            while True:
+                self._check_live(generation, epoch, start)
+                try:
+                    batch = next(stream)
+                except StopIteration:
+                    break
+                start += dist.world_size * len(batch[1])
+                self._position = start
+                if batch.skipped:
+                    self._note_skipped(batch.skipped)
+                yield batch
+            if (self._epoch, self._position) == (epoch, start):
+                self._epoch, self._position = epoch + 1, 0
+        finally:
+            if self._generation == generation:
+                self._end_live()
+
+    def _check_live(self, generation: int, epoch: int, position: int) -> None:
+        if generation != self._generation:
+            raise RuntimeError("this iterator was ended by a newer iter(loader): a loader runs "
+                               "one iteration at a time (each new iter() starts the epoch "
+                               "again); keep using the newest iterator")
+        if (self._epoch, self._position) != (epoch, position):
+            raise RuntimeError("the loader's epoch or position changed during iteration "
+                               "(set_epoch/load_state_dict inside the loop?); start a new loop")
+
+    def _end_live(self) -> None:
+        """Stop the live iteration's producer stream (non-persistent workers: stop them)."""
+        live, self._live = self._live, None
+        if live is not None:
+            close = getattr(live, "close", None)
+            if close is not None:
+                close()
+        if not self._persistent:
+            self._producer.release()
 
     def _tasks(self, dist: DistInfo, epoch: int, start: int) -> EpochTasks:
         """This rank's tasks from ``start`` on, made on demand; the same object when asked
@@ -102,20 +154,25 @@ class Loader:
                                               lambda: plan.shard(dist, epoch, start))
         return self._task_memo[key]
 
-    def _count_skipped(self, skipped: tuple) -> None:
+    def _note_skipped(self, skipped: tuple) -> None:
         for where, reason in skipped:
-            self.skipped_count += 1
             if where not in self.skipped_files:
                 self.skipped_files[where] = reason
                 warnings.warn(f"fastload: skipped a bad sample ({reason}); a readable one takes "
                               "its place (on_error='skip')", RuntimeWarning, stacklevel=3)
+
+    @property
+    def skipped_count(self) -> int:
+        """Distinct bad samples skipped so far in this process (``on_error="skip"``): a bad
+        file met again (next epoch, a padded repeat) is not counted again."""
+        return len(self.skipped_files)
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch (its shuffle and augmentation draws); same-epoch calls keep position."""
         if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
             raise SpecError(f"set_epoch: epoch={epoch!r} must be a non-negative int")
         if epoch != self._epoch:
-            self._epoch, self._position = epoch, 0
+            self._epoch, self._position, self._restored = epoch, 0, False
 
     @property
     def epoch(self) -> int:
@@ -142,16 +199,17 @@ class Loader:
         for key in ("seed", "epoch", "position"):
             if not isinstance(state[key], int) or state[key] < 0:
                 raise SpecError(f"load_state_dict: {key}={state[key]!r} must be an int >= 0")
-        if state["position"] and not getattr(self._producer, "resumable", True):
+        if state["position"] and not self._producer.resumable:
             raise SpecError(f"load_state_dict: backend={self.backend!r} cannot resume mid-epoch "
                             "(DALI's readers keep their own position); use backend='dali'")
-        self.plan = EpochPlan(self.plan.samples, self.plan.batch_size, self.plan.shuffle,
-                              state["seed"], self.plan.last_batch)
+        self.plan = replace(self.plan, seed=state["seed"])
         self._epoch, self._position = state["epoch"], state["position"]
+        self._restored = True
 
     # --- lifetime ----------------------------------------------------------------------------
     def close(self) -> None:
         """Stop the workers. Idempotent."""
+        self._live = None
         self._producer.close()
 
     def __enter__(self) -> "Loader":
@@ -165,67 +223,66 @@ class Loader:
                 f"batch_size={self.plan.batch_size}, device={str(self.device)!r})")
 
 
-def loader(source: Union[str, Path, Source], pipeline: Pipeline, batch_size: int, *,
-           backend: str = "auto", shuffle: bool = True, seed: int = 0,
+def loader(source: Union[str, Path, Source, Any], pipeline: Pipeline, batch_size: int = 1, *,
+           backend: str = "auto", shuffle: bool = False, seed: Optional[int] = None,
            num_workers: Optional[int] = None, device: Any = None,
-           last_batch: Optional[str] = None,
-           dist: DistArg = None, prefetch_factor: int = 2,
-           multiprocessing_context: Any = None, on_error: str = "raise") -> Loader:
-    """A loader over ``source`` (a path or a Source) running ``pipeline`` in batches.
+           last_batch: Optional[str] = None, drop_last: bool = False,
+           dist: DistArg = None, prefetch_factor: Optional[int] = 2,
+           multiprocessing_context: Any = None, on_error: str = "raise",
+           timeout: Optional[float] = None, pin_memory: bool = True,
+           persistent_workers: bool = True, generator: Any = None,
+           **dataloader_kwargs: Any) -> Loader:
+    """A loader over ``source`` running ``pipeline`` in batches: the drop-in for
+    ``torch.utils.data.DataLoader(dataset, batch_size, shuffle, ...)``.
 
+    - ``source``: a path (ImageFolder, TFRecord, LMDB; detected or prefixed ``folder:``,
+      ``tfrecord:``, ``lmdb:``), a Source (``len``, ``read(i) -> (bytes, label)``,
+      ``describe()``, ``locate(i)``) or a map-style dataset whose items are
+      ``(encoded image bytes, int label)``.
+    - ``shuffle``: False by default, as DataLoader (pass ``shuffle=True`` to train).
     - ``backend``: ``"torch"``, ``"dali"``, or ``"auto"`` (DALI when importable and a GPU is
       present, else torch); ``"dali-native"`` opts in to DALI's own readers, order and random
       crops (faster on few cores; no mid-epoch resume; see ``fastload.backends.dali_native``).
     - ``num_workers``: decode processes (default: the CPUs this process may use).
     - ``device``: where batches land (default ``"cuda"`` when available, else ``"cpu"``).
-    - ``last_batch``: ``"pad"`` (default) | ``"drop"`` | ``"partial"`` (see
-      ``fastload.sharding``); ``dali-native`` follows DALI's rule, which is ``"partial"``.
+    - ``last_batch``: None (default: ``"partial"`` in one process, so each sample is seen once
+      as with DataLoader; ``"pad"`` across ranks, so every rank has the same batch count, the
+      repeats marked in ``batch.padded``) | ``"pad"`` | ``"drop"`` | ``"partial"`` (see
+      ``fastload.sharding``). ``drop_last=True`` is ``last_batch="drop"``.
     - ``dist``: ``(rank, world_size)``; None reads torch.distributed at each epoch start when
       it is initialized (so it may be initialized before or after the loader is made).
+    - ``timeout``: seconds a batch may take before a ``LoaderTimeout`` names the worker, the
+      samples and their files (default 600; 0 waits forever). Needs worker processes.
+    - ``pin_memory``: page-locked host batches for the copy to a GPU (default True; no effect
+      on a CPU target). ``persistent_workers``: True (default) keeps the workers between
+      epochs (and starts the next epoch's batches early); False stops them when an iteration
+      ends, as DataLoader does.
+    - ``seed`` (default 0), or DataLoader's ``generator=`` (its initial seed is used): shuffle
+      and augmentation draws come from (seed, epoch, sample position) alone.
     - ``on_error``: ``"raise"`` (an error naming the file/record/key and sample index) or
-      ``"skip"`` (the next readable sample takes the bad one's place, deterministically; counted
-      in ``loader.skipped_count`` / ``loader.skipped_files``, one warning per file).
-    """
-    import torch
+      ``"skip"`` (the next readable sample takes the bad one's place, deterministically; listed
+      in ``loader.skipped_files``, one warning per file).
 
+    The other DataLoader keywords (``sampler``, ``batch_sampler``, ``collate_fn``,
+    ``worker_init_fn``, ...) raise a SpecError that names the fastload equivalent.
+    """
     from .backends import make_producer, pick_backend
+    from .device import check_device
 
     if not isinstance(pipeline, Pipeline):
         raise SpecError(f"pipeline={pipeline!r} must be a fastload.Pipeline")
-    for name, value in (("batch_size", batch_size), ("prefetch_factor", prefetch_factor)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise SpecError(f"loader: {name}={value!r} must be an int >= 1")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise SpecError(f"loader: seed={seed!r} must be an int >= 0")
-    if on_error not in ("raise", "skip"):
-        raise SpecError(f"loader: on_error={on_error!r} must be 'raise' or 'skip'")
-    if backend not in BACKENDS:
-        raise SpecError(f"loader: backend={backend!r} must be one of {BACKENDS}")
-    if last_batch is None:
-        last_batch = "partial" if backend == "dali-native" else "pad"
-    if last_batch not in sharding.POLICIES:
-        raise SpecError(f"loader: last_batch={last_batch!r} must be one of {sharding.POLICIES}")
-    if backend == "dali-native" and last_batch != "partial":
-        raise SpecError(f"loader: backend='dali-native' pads shards DALI's way "
-                        f"(last_batch='partial'), not last_batch={last_batch!r}; use backend='dali'")
-    if num_workers is None:
-        num_workers = len(os.sched_getaffinity(0))
-    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-        raise SpecError(f"loader: num_workers={num_workers!r} must be an int >= 0")
+    options = LoaderOptions.check(
+        batch_size, backend=backend, shuffle=shuffle, seed=seed, generator=generator,
+        num_workers=num_workers, last_batch=last_batch, drop_last=drop_last,
+        prefetch_factor=prefetch_factor, multiprocessing_context=multiprocessing_context,
+        on_error=on_error, timeout=timeout, pin_memory=pin_memory,
+        persistent_workers=persistent_workers, **dataloader_kwargs)
     dist_info = check_dist(dist)
-    try:
-        device = torch.device(device if device is not None else
-                              ("cuda" if torch.cuda.is_available() else "cpu"))
-    except (RuntimeError, TypeError) as exc:
-        raise SpecError(f"loader: device={device!r} is not a torch device: {exc}") from None
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", torch.cuda.current_device())
+    target = check_device(device)
     src = open_source(source)
-    plan = EpochPlan(len(src), batch_size, bool(shuffle), seed, last_batch)
-    chosen = pick_backend(backend, device)
-    producer = make_producer(chosen, src, pipeline, device=device, batch_size=batch_size,
-                             num_workers=num_workers, prefetch_factor=prefetch_factor,
-                             multiprocessing_context=multiprocessing_context,
-                             shuffle=bool(shuffle), seed=seed, dist=resolve(dist_info),
-                             on_error=on_error)
-    return Loader(src, pipeline, plan, producer, device, dist_info, chosen)
+    plan = EpochPlan(len(src), batch_size, options.shuffle, options.seed, options.last_batch)
+    chosen = pick_backend(options.backend, target)
+    producer = make_producer(chosen, src, pipeline, options, device=target,
+                             dist=resolve(dist_info))
+    return Loader(src, pipeline, plan, producer, target, dist_info, chosen,
+                  options.persistent_workers)

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Union
+from typing import Optional, TextIO, Union
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+
+from .progress import Progress
 
 
 def photo_like(rng: np.random.Generator, width: int, height: int) -> Image.Image:
@@ -36,9 +38,10 @@ def photo_like(rng: np.random.Generator, width: int, height: int) -> Image.Image
 
 def make_image_folder(root: Union[str, Path], samples: int, *, classes: int = 10, seed: int = 0,
                       size: tuple[int, int] = (500, 375), quality: int = 90,
-                      workers: int = 1) -> Path:
+                      workers: int = 1, progress: Optional[TextIO] = None) -> Path:
     """Write ``samples`` JPEGs as ``root/class_XX/img_XXXXXX.jpg`` (sizes vary +-15% around
-    ``size`` = (width, height)); existing complete files are kept, so a re-run is cheap."""
+    ``size`` = (width, height)); existing complete files are kept, so a re-run is cheap.
+    ``progress``: a stream told what is generated or reused, with a progress line."""
     from .errors import SpecError
 
     if samples < 1 or classes < 1:
@@ -48,14 +51,25 @@ def make_image_folder(root: Union[str, Path], samples: int, *, classes: int = 10
         (root / f"class_{label:02d}").mkdir(parents=True, exist_ok=True)
     jobs = [(root, i, classes, seed, size, quality) for i in range(samples)
             if not _path(root, i, classes).exists()]
-    if workers > 1 and len(jobs) > 16:
-        import multiprocessing
+    if progress is not None:
+        kept = samples - len(jobs)
+        what = (f"reusing the {samples} JPEGs in {root}" if not jobs else
+                f"generating {len(jobs)} photographic-like JPEGs in {root}"
+                + (f" ({kept} already there)" if kept else "") + " (kept for re-runs)")
+        progress.write(what + "\n")
+    if not jobs:
+        return root
+    with Progress(progress, len(jobs), "JPEGs") as bar:
+        if workers > 1 and len(jobs) > 16:
+            import multiprocessing
 
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            pool.map(_write_one, jobs, chunksize=16)
-    else:
-        for job in jobs:
-            _write_one(job)
+            with multiprocessing.get_context("spawn").Pool(workers) as pool:
+                for _ in pool.imap_unordered(_write_one, jobs, chunksize=16):
+                    bar.add(1)
+        else:
+            for job in jobs:
+                _write_one(job)
+                bar.add(1)
     return root
 
 

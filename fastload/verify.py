@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
 
-from .errors import FastloadError
+from .errors import FastloadError, SourceError
 from .formats import protowire, tfrecord
 from .formats.manifest import Manifest, ShardInfo, read_manifest
 
@@ -101,7 +101,13 @@ def _check_lmdb(folder: Path, manifest: Manifest, k: int, shard: ShardInfo) -> i
 
 def build_index(path: Union[str, Path]) -> Path:
     """Write ``<path>.idx`` for a TFRecord file (the format DALI and the tfrecord package use)."""
-    rows = tfrecord.scan(path)
+    if not Path(path).is_file():
+        raise SourceError(f"{path}: no such TFRecord file (give the shard files themselves, "
+                          "e.g. shards/*.tfrecord)")
+    try:
+        rows = tfrecord.scan(path)
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot read: {exc.strerror or exc}") from None
     out = tfrecord.index_path(path)
     tfrecord.write_index(rows, out)
     return out

@@ -27,16 +27,42 @@ def make_loader(cfg):
     pipeline = fl.Pipeline(fl.Decode(), fl.RandomResizedCrop(8), fl.Normalize())
     loader = fl.loader(cfg["data"], pipeline, cfg["batch"], num_workers=cfg.get("workers", 0),
                        seed=cfg.get("seed", 0), last_batch=cfg.get("last_batch", "pad"),
+                       shuffle=cfg.get("shuffle", True),
                        device="cpu", dist=cfg.get("dist"))
     if cfg.get("state"):
         loader.load_state_dict(cfg["state"])
     return loader
 
 
+def evaluate(rank, cfg):
+    """An evaluation loop as a DataLoader user writes it, constructor line swapped: no
+    last_batch, no shuffle; fl.ExactMean counts each sample once across the ranks."""
+    loader = fl.loader(cfg["data"], fl.presets.imagenet_eval(8), batch_size=cfg["batch"],
+                       num_workers=1, pin_memory=True, drop_last=False, device="cpu")
+    accuracy = fl.ExactMean()
+    seen = []
+    with torch.no_grad():
+        for batch in loader:
+            images, labels = batch
+            predicted = torch.where(batch.indices % 2 == 0, labels, labels + 1)  # even: right
+            accuracy.update(predicted == labels, batch)
+            seen.append({"indices": batch.indices.tolist(), "padded": batch.padded.tolist()})
+    record = {"rank": rank, "epochs": [{"batches": seen, "len": len(loader)}],
+              "accuracy": accuracy.compute()}
+    loader.close()
+    return record
+
+
 def run(rank, world, cfg):
     torch.manual_seed(0)
     init = dict(backend="gloo", init_method=f"tcp://127.0.0.1:{cfg['port']}", rank=rank,
                 world_size=world, timeout=timedelta(seconds=60))
+    if cfg.get("eval"):
+        dist.init_process_group(**init)
+        Path(cfg["out"], f"rank{rank}.json").write_text(json.dumps(evaluate(rank, cfg)))
+        dist.barrier()
+        dist.destroy_process_group()
+        return
     if cfg.get("loader_before_init"):
         loader = make_loader(cfg)
         dist.init_process_group(**init)

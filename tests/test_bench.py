@@ -121,3 +121,73 @@ def test_steady_throughput_of_a_run_shorter_than_its_warm_up_is_the_whole_runs()
     taken = [(1.0, 10), (1.1, 20), (1.2, 30), (1.2001, 40)]
     stats = summarize("x", [900.0, 1.0, 1.0, 0.0], 40, 1.2001, warmup=6, taken=taken)
     assert stats.steady_images_per_s == pytest.approx(40 / 1.2001)
+
+
+def test_table_columns_stay_apart_when_waits_pass_a_second():
+    from fastload.bench.report import table
+
+    slow = summarize("baseline", [1500.0, 12345.6, 2000.0, 1000.0] * 3, 96, 30.0, 2)
+    fast = summarize("torch", [0.5, 0.6, 0.7, 0.4] * 3, 96, 0.1, 2)
+    config = BenchConfig(source="x", pipeline=fl.presets.imagenet_train(224))
+    from fastload.bench.runner import BenchReport
+
+    text = table(BenchReport(config, [fast, slow], None, [], {"device": "cpu", "pil": "p",
+                                                                "torch": "t", "cpus": 2}))
+    header = next(line for line in text.splitlines() if "wait p50" in line)
+    row = next(line for line in text.splitlines() if line.strip().startswith("baseline"))
+    assert "12345.6ms" in row and "ms1" not in row and "s1" not in row
+    cells = row.split()
+    assert len(cells) == len(header.replace("wait p50", "p50").replace("1st batch", "1st")
+                             .replace("peak RSS", "RSS").replace("peak PSS", "PSS").split())
+
+
+def test_diagnosis_never_advises_more_workers_than_cpus():
+    stats = summarize("torch", [1, 1, 1, 60] * 15, 480, 60 * 0.03, 4)
+    stats.spikes.period = 4
+    text = diagnose(stats, step_ms=2, workers=4, cpus=2)
+    assert "about" in text and "this machine has 2 CPUs" in text and "would help" not in text
+    assert "more workers will not help" in text
+    stats.spikes.period = 1
+    fewer = diagnose(stats, step_ms=2, workers=1, cpus=2)
+    assert "up to 2 workers (one per CPU) would help some" in fewer and "has 2 CPUs" in fewer
+
+
+def test_bench_fails_before_running_what_it_cannot_do(jpeg_folder, capsys, monkeypatch):
+    import sys
+
+    import fastload.backends as backends
+
+    assert main(["bench", str(jpeg_folder), "--device", "cuda"]) == 2
+    err = capsys.readouterr().err
+    assert "no CUDA device is usable" in err and "Traceback" not in err
+    monkeypatch.setattr(backends, "dali_available", lambda: False)
+    assert main(["bench", str(jpeg_folder), "--backend", "dali"]) == 2
+    assert "--backend dali needs NVIDIA DALI" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert main(["bench", "--synthetic", "50", "--synthetic-dir", str(jpeg_folder.parent / "never"),
+                 "--plot", "x.png"]) == 2
+    assert "--plot needs matplotlib" in capsys.readouterr().err
+    assert not (jpeg_folder.parent / "never").exists()  # refused before generating anything
+
+
+def test_a_workers_decode_error_is_one_clean_message(tmp_path, capsys):
+    from conftest import write_index_folder
+
+    root = write_index_folder(tmp_path / "d", 12, 2)
+    bad = sorted(root.glob("class_00/*.jpg"))[2]
+    bad.write_bytes(b"not an image at all")
+    code = main(["bench", str(root), "--backend", "torch", "--workers", "1", "--no-baseline",
+                 "--batch-size", "4", "--pipeline", "imagenet_eval:32"])
+    err = capsys.readouterr().err
+    assert code == 2
+    message = [line for line in err.splitlines() if "error:" in line]
+    assert len(message) == 1 and bad.name in message[0] and "sample" in message[0]
+    assert "Traceback" not in err and "BytesIO" not in err
+
+
+def test_bench_reports_progress_per_run(jpeg_folder, capsys):
+    assert main(["bench", str(jpeg_folder), "--backend", "torch", "--workers", "1",
+                 "--batch-size", "8", "--pipeline", "imagenet_eval:32"]) == 0
+    err = capsys.readouterr().err
+    assert "batches: torch (1/2)" in err and "batches: baseline (2/2)" in err
+    assert "torch: " in err and "images/s steady" in err and "\r" not in err  # not a terminal

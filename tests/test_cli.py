@@ -22,3 +22,27 @@ def test_sample_writes_a_loadable_folder(tmp_path, capsys):
     src = FolderSource(tmp_path / "d")
     assert len(src) == 12 and len(src.classes) == 4
     assert "wrote 12" in capsys.readouterr().out
+
+
+def test_version_names_the_distribution(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("fastload ") and "fastload-images" in out
+
+
+def test_index_of_a_missing_file_is_a_clear_error(tmp_path, capsys):
+    assert main(["index", str(tmp_path / "nope.tfrecord")]) == 2
+    err = capsys.readouterr().err
+    assert "nope.tfrecord: no such TFRecord file" in err and "Traceback" not in err
+
+
+def test_sample_says_whether_it_generates_or_reuses(tmp_path, capsys):
+    assert main(["sample", str(tmp_path / "d"), "--samples", "20", "--classes", "2"]) == 0
+    assert "generating 20 photographic-like JPEGs" in capsys.readouterr().err
+    assert main(["sample", str(tmp_path / "d"), "--samples", "20", "--classes", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "reusing the 20 JPEGs" in err and "generating" not in err

@@ -144,3 +144,46 @@ def test_cli_convert_verify_index(jpeg_folder, tmp_path, capsys):
                  "--shard-size", "1MB"]) == 0
     assert main(["verify", str(tmp_path / "missing")]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_progress_follows_records_and_ends_once(photo_folder, tmp_path, workers):
+    """One shard still moves the bar record by record (a terminal sees intermediate counts);
+    the final count is shown once; a log file gets plain lines without carriage returns."""
+    import fastload.progress as progress
+
+    tty = Terminal()
+    old = progress.Progress.__init__
+
+    def eager(self, *args, **kw):  # redraw on every record, so the test sees them all
+        old(self, *args, **kw)
+        self.every = 0.0
+
+    progress.Progress.__init__ = eager
+    try:
+        convert(photo_folder, tmp_path / "a", shards=1, workers=workers, progress=tty)
+    finally:
+        progress.Progress.__init__ = old
+    counts = [line.split("]")[1].split()[0] for line in tty.getvalue().split("\r") if "]" in line]
+    assert counts[0] == "0/24" and counts[-1] == "24/24" and counts.count("24/24") == 1
+    assert len(set(counts)) > 3 and tty.getvalue().endswith("\n")
+    log = io.StringIO()
+    convert(photo_folder, tmp_path / "b", shards=2, workers=workers, progress=log)
+    assert "\r" not in log.getvalue() and log.getvalue().splitlines()[-1].count("24/24") == 1
+
+
+def test_an_error_during_convert_starts_on_its_own_line(tmp_path, capsys):
+    from conftest import write_index_folder
+
+    root = write_index_folder(tmp_path / "d", 10, 2)
+    (root / "class_01" / "img_00003.jpg").write_bytes(b"garbage")
+    assert main(["convert", str(root), str(tmp_path / "out"), "--shards", "1",
+                 "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    error_line = next(line for line in err.split("\n") if "error:" in line)
+    assert error_line.startswith("fastload convert: error:") and "img_00003.jpg" in error_line

@@ -8,7 +8,7 @@ from PIL import Image
 import fastload as fl
 from fastload.convert import convert
 
-pytest.importorskip("nvidia.dali", reason="DALI not installed: pip install 'fastload[dali]'")
+pytest.importorskip("nvidia.dali", reason="DALI not installed: pip install 'fastload-images[dali]'")
 
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -81,11 +81,10 @@ def test_sharding_resume_and_abandoned_epochs(jpeg_folder):
         head = [next(it) for _ in range(2)]
         state = ld.state_dict()
         del it  # abandon the epoch with batches prefetched inside DALI
-        rest = list(ld)
+        again = list(ld)  # a new iteration starts the epoch from its beginning
     assert state["position"] == 2 * 2 * 4
-    got = head + rest
-    assert len(got) == 5
-    for b, (x, y, i, p) in zip(got, full):
+    assert len(again) == 5
+    for b, (x, y, i, p) in zip(head + again, full[:2] + full):
         assert torch.equal(b.images, x) and torch.equal(b.indices, i)
     with fl.loader(jpeg_folder, pipeline, 4, backend="dali", num_workers=1, dist=(1, 2)) as ld:
         ld.load_state_dict(state)
@@ -116,7 +115,7 @@ def test_missing_dali_gives_the_install_command(jpeg_folder, monkeypatch):
     import fastload.backends as backends
 
     monkeypatch.setattr(backends, "dali_available", lambda: False)
-    with pytest.raises(fl.BackendUnavailable, match="pip install 'fastload\\[dali\\]'"):
+    with pytest.raises(fl.BackendUnavailable, match="pip install 'fastload-images\\[dali\\]'"):
         fl.loader(jpeg_folder, fl.presets.imagenet_eval(32), 4, backend="dali")
     with fl.loader(jpeg_folder, fl.presets.imagenet_eval(32), 4, backend="auto", num_workers=0) as ld:
         assert ld.backend == "torch"

@@ -105,3 +105,15 @@ def test_explicit_dist_argument_overrides_torch_distributed(jpeg_folder, tmp_pat
     ranks = launch(2, tmp_path, data=str(jpeg_folder), epochs=[0], dist=(0, 1))
     for r in ranks:
         assert sorted(real(r["epochs"][0])) == list(range(N))
+
+
+@pytest.mark.slow
+def test_ddp_evaluation_counts_every_sample_exactly_once(jpeg_folder, tmp_path):
+    """2 ranks, 37 samples: the default pads (equal batch counts, no hang) and ExactMean over
+    the ranks gives the exact accuracy (19 of 37 even indices are 'right')."""
+    ranks = launch(2, tmp_path, data=str(jpeg_folder), eval=True)
+    counts = {len(r["epochs"][0]["batches"]) for r in ranks}
+    assert counts == {5}
+    seen = [i for r in ranks for i in real(r["epochs"][0])]
+    assert sorted(seen) == list(range(N))
+    assert all(r["accuracy"] == 19 / 37 for r in ranks)

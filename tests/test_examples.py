@@ -1,5 +1,6 @@
 """The examples run as users run them."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -45,6 +46,8 @@ def test_train_ddp_with_torchrun_and_resume(tmp_path):
     for rank in (0, 1):
         for epoch in (0, 1):
             assert f"rank {rank}/2: epoch {epoch}: 4 batches (all ranks: 8)" in out
+    evals = dict(re.findall(r"rank (\d): eval top-1 ([0-9.]+) over 120 samples, each once", out))
+    assert sorted(evals) == ["0", "1"] and evals["0"] == evals["1"]  # exact, the same everywhere
     out = torchrun("--epochs", "2", "--stop-after", "6", cwd=tmp_path)
     assert "stopped at step 6" in out and (tmp_path / "ddp-checkpoint.pt").exists()
     out = torchrun("--epochs", "2", "--resume", "ddp-checkpoint.pt", cwd=tmp_path)

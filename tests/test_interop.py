@@ -49,7 +49,7 @@ def test_we_read_the_tfrecord_package_writer(tmp_path, jpeg_folder):
 
 
 def dali():
-    return pytest.importorskip("nvidia.dali", reason="DALI not installed: pip install 'fastload[dali]'")
+    return pytest.importorskip("nvidia.dali", reason="DALI not installed: pip install 'fastload-images[dali]'")
 
 
 def run_dali(graph, batch_size):
@@ -123,7 +123,7 @@ def test_tensorflow_tf_data_reads_our_shards(shards):
     import importlib.util
 
     if importlib.util.find_spec("tensorflow") is None:
-        pytest.skip("TensorFlow not installed: pip install 'fastload[interop]'")
+        pytest.skip("TensorFlow not installed: pip install 'fastload-images[interop]'")
     out = subprocess.run([sys.executable, "-c", TF_CHECK, str(shards / "tf")], capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]

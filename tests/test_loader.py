@@ -17,7 +17,8 @@ def epoch_batches(loader):
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_every_batch_holds_the_samples_it_names(jpeg_folder, workers):
-    with fl.loader(jpeg_folder, UINT8, batch_size=8, num_workers=workers, seed=4) as ld:
+    with fl.loader(jpeg_folder, UINT8, batch_size=8, num_workers=workers, seed=4, shuffle=True,
+                   last_batch="pad") as ld:
         src = ld.source
         assert len(ld) == 5
         batches = list(ld)
@@ -51,7 +52,7 @@ def test_same_seed_same_batches_whatever_num_workers(jpeg_folder):
 
 
 def test_epochs_reshuffle_and_set_epoch_replays(jpeg_folder):
-    with fl.loader(jpeg_folder, UINT8, batch_size=8, num_workers=0, seed=1) as ld:
+    with fl.loader(jpeg_folder, UINT8, batch_size=8, num_workers=0, seed=1, shuffle=True) as ld:
         first = torch.cat([b.indices for b in ld])
         assert ld.epoch == 1  # finishing an epoch moves on, as DataLoader(shuffle=True) does
         second = torch.cat([b.indices for b in ld])
@@ -70,16 +71,19 @@ def test_shuffle_false_reads_in_order(jpeg_folder):
 @pytest.mark.parametrize("workers", [0, 2])
 def test_mid_epoch_resume_gives_exactly_the_remaining_batches(jpeg_folder, workers):
     pipeline = fl.presets.imagenet_train(16)
-    with fl.loader(jpeg_folder, pipeline, batch_size=4, num_workers=workers, seed=3) as ld:
+    with fl.loader(jpeg_folder, pipeline, batch_size=4, num_workers=workers, seed=3,
+                   shuffle=True) as ld:
         ld.set_epoch(2)
         full = epoch_batches(ld)
-    with fl.loader(jpeg_folder, pipeline, batch_size=4, num_workers=workers, seed=3) as ld:
+    with fl.loader(jpeg_folder, pipeline, batch_size=4, num_workers=workers, seed=3,
+                   shuffle=True) as ld:
         ld.set_epoch(2)
         it = iter(ld)
         head = [next(it) for _ in range(4)]
         state = ld.state_dict()
     assert state == {"version": 1, "seed": 3, "epoch": 2, "position": 16, "samples": 37, "shuffle": True}
-    with fl.loader(jpeg_folder, pipeline, batch_size=4, num_workers=workers, seed=0) as ld:
+    with fl.loader(jpeg_folder, pipeline, batch_size=4, num_workers=workers, seed=0,
+                   shuffle=True) as ld:
         ld.load_state_dict(state)
         ld.set_epoch(2)  # the usual loop calls this; it must keep the position
         rest = epoch_batches(ld)
@@ -221,7 +225,18 @@ def test_bad_sample_error_names_the_file_and_index(tmp_path):
     ({"num_workers": -1}, "num_workers=-1"),
     ({"seed": -5}, "seed=-5"),
     ({"device": "gpu0"}, "device='gpu0'"),
-    ({"dist": (2, 2)}, "rank=2 must be < world_size=2"),
+    ({"dist": (2, 2)}, r"rank=2 is out of range for world_size=2 \(ranks are 0..1\)"),
+    ({"dist": (0, 0)}, "world_size=0 must be >= 1"),
+    ({"device": "meta"}, "device='meta': fastload puts batches on 'cpu' or 'cuda"),
+    ({"device": "cuda"}, "no CUDA device is usable here"),
+    ({"drop_last": True, "last_batch": "pad"}, "drop_last=True and last_batch='pad' disagree"),
+    ({"timeout": -1}, "timeout=-1"),
+    ({"sampler": object()}, "sampler= is a DataLoader keyword.*DistributedSampler is not needed"),
+    ({"collate_fn": list}, "collate_fn= .*stacked as one"),
+    ({"worker_init_fn": print}, "worker_init_fn= .*changes nothing"),
+    ({"batch_sampler": object()}, "batch_sampler= .*batch_size="),
+    ({"seed": 1, "generator": torch.Generator()}, "seed= or generator=, not both"),
+    ({"colour": 1}, "unexpected keyword colour="),
     ({"pipeline": "imagenet"}, "must be a fastload.Pipeline"),
 ])
 def test_bad_arguments_are_named(jpeg_folder, kwargs, message):

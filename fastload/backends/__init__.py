@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import importlib.util
-from typing import Any
+from typing import Any, Callable, Iterator, Optional, Protocol, Sequence
 
+from ..batch import Batch, BatchTask
 from ..errors import BackendUnavailable, SpecError
+from ..options import LoaderOptions
 from ..sources.base import Source
 from ..spec import Pipeline
 
-DALI_INSTALL = "pip install 'fastload[dali]'  (or: pip install nvidia-dali-cuda120)"
+DALI_INSTALL = "pip install 'fastload-images[dali]'  (or: pip install nvidia-dali-cuda120)"
 
 
 def dali_available() -> bool:
@@ -28,28 +30,43 @@ def pick_backend(backend: str, device: Any) -> str:
     return backend
 
 
-def make_producer(backend: str, source: Source, pipeline: Pipeline, *, device: Any,
-                  batch_size: int, num_workers: int, prefetch_factor: int,
-                  multiprocessing_context: Any, shuffle: bool, seed: int, dist: Any,
-                  on_error: str) -> Any:
+class Producer(Protocol):
+    """What a backend gives the Loader: batches of tasks, in order, on the target device.
+
+    - ``batches(tasks, seed, epoch, following)``: an iterator of ``Batch`` for ``tasks`` (one
+      ``BatchTask`` per batch); ``following()``, when given, returns the tasks most likely
+      asked for next (the next epoch's), which a producer may start early. Closing the
+      iterator early is allowed; the next call starts over from its own tasks.
+    - ``resumable``: whether a call may start mid-epoch (False: DALI's own readers).
+    - ``release()``: stop the workers until the next ``batches`` call (``persistent_workers=False``).
+    - ``close()``: stop for good; idempotent.
+    """
+
+    resumable: bool
+
+    def batches(self, tasks: Sequence[BatchTask], seed: int, epoch: int,
+                following: Optional[Callable[[], Sequence[BatchTask]]] = None
+                ) -> Iterator[Batch]: ...
+
+    def release(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def make_producer(backend: str, source: Source, pipeline: Pipeline, options: LoaderOptions, *,
+                  device: Any, dist: Any) -> Producer:
     if backend == "torch":
         from .torch_backend import TorchProducer
 
-        return TorchProducer(source, pipeline, device=device, batch_size=batch_size,
-                             num_workers=num_workers,
-                             prefetch_factor=prefetch_factor,
-                             multiprocessing_context=multiprocessing_context, on_error=on_error)
+        return TorchProducer(source, pipeline, options, device=device)
+    if options.on_error != "raise" and backend == "dali-native":
+        raise SpecError("backend='dali-native' reads with DALI's readers and cannot skip bad "
+                        "samples; use backend='dali' or 'torch' with on_error='skip'")
     if backend == "dali-native":
         from .dali_native import DaliNativeProducer
 
-        if on_error != "raise":
-            raise SpecError("backend='dali-native' reads with DALI's readers and cannot skip bad "
-                            "samples; use backend='dali' or 'torch' with on_error='skip'")
-        return DaliNativeProducer(source, pipeline, device=device, batch_size=batch_size,
-                                  num_workers=num_workers, prefetch_factor=prefetch_factor,
-                                  shuffle=shuffle, seed=seed, rank=dist.rank, world=dist.world_size)
+        return DaliNativeProducer(source, pipeline, options, device=device, rank=dist.rank,
+                                  world=dist.world_size)
     from .dali_backend import DaliProducer
 
-    return DaliProducer(source, pipeline, device=device, batch_size=batch_size,
-                        num_workers=num_workers, prefetch_factor=prefetch_factor,
-                        on_error=on_error)
+    return DaliProducer(source, pipeline, options, device=device)

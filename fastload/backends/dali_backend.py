@@ -33,6 +33,7 @@ from ..errors import DecodeError, SourceError
 from ..geometry import SamplePlan, is_random, plan_sample
 from ..imaging import check_pixels, image_size
 from ..ops import CenterCrop, RandomResizedCrop, Resize
+from ..options import LoaderOptions
 from ..sources.base import Source
 from ..spec import Pipeline
 from .tail import DeviceTail, apply_tail
@@ -98,6 +99,7 @@ class Feeder:
             + (["roi_start", "roi_end"] if self.exact else []) \
             + (["flip"] if pipeline.flip is not None else [])
         self.pending = TaskRun()
+        self.current: Optional[Any] = None  # the task being read (for the timeout's message)
         self.meta: collections.deque = collections.deque()
         self.seed = self.epoch = 0
 
@@ -109,7 +111,7 @@ class Feeder:
     def __call__(self) -> tuple[list[np.ndarray], ...]:
         if not self.pending:
             raise StopIteration
-        task = self.pending.popleft()
+        task = self.current = self.pending.popleft()
         columns: dict[str, list[np.ndarray]] = {name: [] for name in self.outputs}
         labels, erase = np.empty(len(task.indices), np.int64), np.zeros((len(task.indices), 4), np.int32)
         indices, skipped = task.indices.copy(), []
@@ -139,6 +141,7 @@ class Feeder:
                                          np.uint8 if name == "jpegs" else np.int32))
         self.meta.append(HostBatch(None, labels, indices, task.positions, task.padded, erase,
                                    self.seed, self.epoch, tuple(skipped)))
+        self.current = None
         return tuple(columns.values())
 
 
@@ -198,11 +201,15 @@ def dali_to_torch(images: Any, shape: tuple[int, ...], dtype: torch.dtype,
 class DaliProducer:
     """Runs batch tasks through a DALI pipeline, in order, into final Batches."""
 
-    def __init__(self, source: Source, pipeline: Pipeline, *, device: torch.device,
-                 batch_size: int, num_workers: int, prefetch_factor: int,
-                 on_error: str = "raise") -> None:
+    resumable = True
+
+    def __init__(self, source: Source, pipeline: Pipeline, options: LoaderOptions, *,
+                 device: torch.device) -> None:
         from nvidia.dali import pipeline_def
 
+        batch_size, num_workers = options.batch_size, options.num_workers
+        prefetch_factor, on_error = options.prefetch_factor, options.on_error
+        self.timeout = options.timeout
         self.gpu = device.type == "cuda"
         self.feeder = Feeder(source, pipeline, on_error)
         self._tail = DeviceTail(pipeline, device, normalized_input=True)
@@ -221,7 +228,14 @@ class DaliProducer:
         if self._pipe is None:
             raise RuntimeError("this loader was closed")
         self.feeder.start(tasks, seed, epoch)
-        return apply_tail(self._run(self._pipe), self._tail)
+        return apply_tail(self._run(self._pipe), self._tail, self.timeout, self._describe)
+
+    def _describe(self) -> str:
+        task = self.feeder.current
+        if task is None:
+            return ""
+        names = ", ".join(self.feeder.source.locate(int(i)) for i in task.indices[:4])
+        return f" (DALI's feeder was reading samples {task.indices[:16].tolist()}: {names} ...)"
 
     def _run(self, pipe: Any) -> Iterator[HostBatch]:
         finished = False
@@ -259,6 +273,9 @@ class DaliProducer:
             where = "; ".join(self.feeder.source.locate(int(i)) for i in meta.indices[:8])
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return DecodeError(f"DALI could not decode a batch holding: {where}: {first}")
+
+    def release(self) -> None:
+        """DALI's threads live as long as the loader (``persistent_workers`` has no effect)."""
 
     def close(self) -> None:
         self._pipe = None

@@ -26,6 +26,7 @@ import torch
 from ..batch import Batch, HostBatch
 from ..draws import sample_rng, erase_box
 from ..errors import SpecError
+from ..options import LoaderOptions
 from ..ops import CenterCrop, RandomResizedCrop, Resize
 from ..sources import FolderSource, LMDBSource, TFRecordSource
 from ..sources.base import Source
@@ -92,10 +93,12 @@ class DaliNativeProducer:
 
     resumable = False  # DALI's readers keep their own position
 
-    def __init__(self, source: Source, pipeline: Pipeline, *, device: torch.device,
-                 batch_size: int, num_workers: int, prefetch_factor: int, shuffle: bool,
-                 seed: int, rank: int, world: int) -> None:
+    def __init__(self, source: Source, pipeline: Pipeline, options: LoaderOptions, *,
+                 device: torch.device, rank: int, world: int) -> None:
         from nvidia.dali import pipeline_def
+
+        batch_size, num_workers = options.batch_size, options.num_workers
+        prefetch_factor, shuffle, seed = options.prefetch_factor, options.shuffle, options.seed
 
         self.gpu = device.type == "cuda"
         self.source, self.pipeline, self.world, self.rank = source, pipeline, world, rank
@@ -145,6 +148,9 @@ class DaliNativeProducer:
             done += count
             yield HostBatch(out if count == len(out) else out[:count].clone(), label, indices,
                             task.positions, padded, erase, seed, epoch)
+
+    def release(self) -> None:
+        """DALI's threads live as long as the loader (``persistent_workers`` has no effect)."""
 
     def close(self) -> None:
         self._pipe = None

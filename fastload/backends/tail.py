@@ -20,13 +20,15 @@ from __future__ import annotations
 import queue
 import sys
 import threading
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import numpy as np
 import torch
 
 from ..batch import Batch, HostBatch
+from ..errors import LoaderTimeout
 from ..spec import Pipeline
+from .torch_internals import storage_uses
 
 try:
     from .._kernels import normalize_erase
@@ -34,11 +36,6 @@ except ImportError:  # pragma: no cover - the C extension is optional (numpy doe
     normalize_erase = None
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-def storage_uses(tensor: torch.Tensor) -> Optional[int]:
-    use_count = getattr(torch._C, "_storage_Use_Count", None)
-    return None if use_count is None else use_count(tensor.untyped_storage()._cdata)
 
 
 _FREE_REFS = 3  # a pooled tensor nobody else holds: the pool's tuple, the loop variable, the call
@@ -237,11 +234,14 @@ def prefetch_to_cuda(batches: Iterable[HostBatch], tail: DeviceTail) -> Iterator
         yield pending
 
 
-def prefetch_in_thread(batches: Iterable[HostBatch], tail: DeviceTail,
-                       depth: int = 2) -> Iterator[Batch]:
+def prefetch_in_thread(batches: Iterable[HostBatch], tail: DeviceTail, depth: int = 2,
+                       timeout: float = 0.0,
+                       describe: Callable[[], str] = lambda: "") -> Iterator[Batch]:
     """CPU: a thread takes host batches and runs the tail up to ``depth`` batches ahead, so the
     caller's ``next()`` returns a ready batch while its step runs (torch ops release the GIL).
-    Errors reach the caller unchanged; leaving early stops and joins the thread."""
+    Errors reach the caller unchanged; leaving early stops and joins the thread. ``timeout``
+    (seconds, 0 = none): a batch later than that raises LoaderTimeout (naming ``describe()``)
+    and leaves the stuck thread behind."""
     ready: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
@@ -271,9 +271,18 @@ def prefetch_in_thread(batches: Iterable[HostBatch], tail: DeviceTail,
 
     thread = threading.Thread(target=work, name="fastload-tail", daemon=True)
     thread.start()
+    stuck = False
     try:
         while True:
-            item = ready.get()
+            try:
+                item = ready.get(timeout=timeout or None)
+            except queue.Empty:
+                stuck = True
+                raise LoaderTimeout(
+                    f"no batch within timeout={timeout:g} s{describe()}: a read may hang (a "
+                    "stuck network filesystem?). This loader cannot go on; make a new one, "
+                    "and raise timeout= if such a batch is merely slow (0 waits forever)."
+                ) from None
             if item is _END:
                 return
             if isinstance(item, _Failure):
@@ -281,7 +290,8 @@ def prefetch_in_thread(batches: Iterable[HostBatch], tail: DeviceTail,
             yield item
     finally:
         stop.set()
-        thread.join()
+        if not stuck:
+            thread.join()
 
 
 _END = object()
@@ -292,8 +302,10 @@ class _Failure:
         self.exc = exc
 
 
-def apply_tail(batches: Iterable[HostBatch], tail: DeviceTail) -> Iterator[Batch]:
-    """The tail over a stream of host batches, overlapped with the caller's work."""
+def apply_tail(batches: Iterable[HostBatch], tail: DeviceTail, timeout: float = 0.0,
+               describe: Callable[[], str] = lambda: "") -> Iterator[Batch]:
+    """The tail over a stream of host batches, overlapped with the caller's work. ``timeout``
+    bounds each batch's wait on a CPU target (the stream runs in a thread there)."""
     if tail.device.type == "cuda":
         return prefetch_to_cuda(batches, tail)
-    return prefetch_in_thread(batches, tail)
+    return prefetch_in_thread(batches, tail, timeout=timeout, describe=describe)

@@ -13,20 +13,25 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from typing import Any, Callable, Iterator, Optional, Sequence
+import time
+from typing import Any, Callable, Iterator, NamedTuple, Optional, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .. import errors
 from ..batch import Batch, BatchTask, HostBatch, TaskRun
 from ..draws import sample_rng
-from ..errors import DecodeError, SourceError
+from ..errors import DecodeError, FastloadError, LoaderTimeout, SourceError
 from ..geometry import is_random, plan_sample
 from ..imaging import render
+from ..options import LoaderOptions
 from ..sources.base import Source
 from ..spec import Pipeline
-from .tail import DeviceTail, apply_tail, storage_uses
+from .tail import DeviceTail, apply_tail
+from .torch_internals import (awaited_worker, helper_threads, is_timeout, new_shared_storage,
+                              shutdown_workers, storage_uses, worker_failure)
 
 
 class BatchDataset(Dataset):
@@ -53,8 +58,17 @@ class BatchDataset(Dataset):
     def __getitem__(self, index: int) -> Any:
         raise TypeError("BatchDataset renders whole batches; use __getitems__([task])")
 
-    def __getitems__(self, tasks: list[BatchTask]) -> HostBatch:
+    def __getitems__(self, tasks: list[BatchTask]) -> Any:
+        """The rendered batch, or a ``Failed`` carrying a fastload error: sent back as data,
+        so the training loop raises it with its own message (a worker's exception would
+        arrive wrapped in the worker's traceback)."""
         (task,) = tasks
+        try:
+            return self._render(task)
+        except FastloadError as exc:
+            return Failed(type(exc).__name__, str(exc), task.slot)
+
+    def _render(self, task: BatchTask) -> HostBatch:
         if self.finish is None:
             return render_batch(self.source, self.pipeline, task, self.random, self.on_error)
         count = len(task.indices)
@@ -71,6 +85,18 @@ class BatchDataset(Dataset):
                                 self._scratch[:count])
             self.finish.finish(host.images, out, host)
         return host._replace(images=None if task.slot >= 0 else out, slot=task.slot)
+
+
+class Failed(NamedTuple):
+    """A batch that could not be made: the fastload error's class name and message."""
+
+    kind: str
+    message: str
+    slot: int = -1
+
+    def error(self) -> FastloadError:
+        cls = getattr(errors, self.kind, FastloadError)
+        return cls(self.message)
 
 
 SKIP_TRIES = 16  # on_error="skip": how many following samples to try in place of a bad one
@@ -117,7 +143,7 @@ def empty_shared(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     if torch.utils.data.get_worker_info() is None:
         return torch.empty(shape, dtype=dtype)
     nbytes = int(np.prod(shape)) * torch.empty(0, dtype=dtype).element_size()
-    storage = torch.UntypedStorage._new_shared(nbytes)
+    storage = new_shared_storage(nbytes)
     return torch.empty(0, dtype=dtype).set_(storage, 0, shape)
 
 
@@ -189,9 +215,7 @@ def _no_wakeup_preemption(iterator: Any) -> None:
     that refuses leaves the threads as they are."""
     if not hasattr(os, "sched_setscheduler"):
         return
-    threads = [getattr(q, "_thread", None) for q in getattr(iterator, "_index_queues", ())]
-    threads.append(getattr(iterator, "_pin_memory_thread", None))
-    for thread in threads:
+    for thread in helper_threads(iterator):
         native_id = getattr(thread, "native_id", None)
         if native_id is not None and thread.is_alive():
             try:
@@ -208,53 +232,90 @@ def _only(batch: HostBatch) -> HostBatch:
     return batch
 
 
+LIVENESS_POLL_S = 5.0  # torch's MP_STATUS_CHECK_INTERVAL: how often a dead worker is noticed
+
+
+class _Deadline:
+    """A DataLoader iterator whose ``next()`` retries the DataLoader's short timeouts (each one
+    a liveness check of the workers) until ``timeout`` seconds have passed in all."""
+
+    def __init__(self, iterator: Any, timeout: float) -> None:
+        self.iterator, self.timeout = iterator, timeout
+
+    def __iter__(self) -> "_Deadline":
+        return self
+
+    def __next__(self) -> Any:
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                return next(self.iterator)
+            except RuntimeError as exc:
+                if not is_timeout(exc) or time.monotonic() >= deadline:
+                    raise
+
+
 class TorchProducer:
     """Runs BatchTasks through a persistent-worker DataLoader, in order, into final Batches.
 
     One stream (DataLoader iterator, and on CUDA the device tail) runs across epochs: when an
     epoch's tasks are queued, the next epoch's (the Loader's ``following``) are queued behind
     them, so the workers go straight on into the next epoch. The next ``batches`` call
-    continues the stream when it asks for exactly what is queued (the usual loop, or a
-    ``break`` and a new loop); anything else (``set_epoch`` to another epoch,
+    continues the stream when it asks for exactly what is queued (the next epoch after a full
+    one); anything else (a new iteration of the same epoch, ``set_epoch`` to another epoch,
     ``load_state_dict``) drops the speculative work and restarts the stream at the requested
     batch.
 
     CPU target: the workers finish each batch (normalize, erasing) into a fixed pool of shared
-    buffers, so the caller's ``next()`` only unpickles a few small arrays: no tail thread in
-    this process competing with the training loop for the GIL and the cores (measured on 2
-    cores: p99 wait 8-12 ms with it). A buffer returns to the pool once the caller has let go
-    of the batch (no tensor, view or numpy alias of it left); held batches are never
-    overwritten, the worker then writes into a fresh buffer. CUDA target: workers send uint8
-    (4x less to copy), the tail runs on the GPU on a side stream.
+    buffers, so the caller's ``next()`` only unpickles a few small arrays. A buffer returns to
+    the pool once the caller has let go of the batch (no tensor, view or numpy alias of it
+    left); held batches are never overwritten, the worker then writes into a fresh buffer.
+    CUDA target: workers send uint8 (4x less to copy), the tail runs on the GPU on a side
+    stream.
+
+    Watchdog: a batch not delivered within ``options.timeout`` seconds raises LoaderTimeout
+    naming the worker, the samples and their files; the workers are then stopped (the stuck
+    one killed) and the next iteration starts fresh ones. A worker that dies is handled the
+    same way.
     """
 
-    def __init__(self, source: Source, pipeline: Pipeline, *, device: torch.device,
-                 batch_size: int, num_workers: int, prefetch_factor: int,
-                 multiprocessing_context: Optional[Any] = None, on_error: str = "raise") -> None:
+    resumable = True
+
+    def __init__(self, source: Source, pipeline: Pipeline, options: LoaderOptions, *,
+                 device: torch.device) -> None:
+        self._source = source
         self._tail = DeviceTail(pipeline, device)
         on_cpu = device.type == "cpu"
+        workers = options.num_workers > 0
         # every batch in flight, the one the caller holds and the one before it (a for loop's
         # variables still hold it while next() runs), one spare
-        slots = prefetch_factor * max(1, num_workers) + 3 if on_cpu else 0
+        slots = options.prefetch_factor * max(1, options.num_workers) + 3 if on_cpu else 0
         height, width = pipeline.output_size
-        self._pool = [torch.empty((batch_size, 3, height, width), dtype=self._tail.out_dtype)
-                      .share_memory_() for _ in range(slots)]
+        self._pool = [torch.empty((options.batch_size, 3, height, width),
+                                  dtype=self._tail.out_dtype).share_memory_()
+                      for _ in range(slots)]
         self._pool_uses = [storage_uses(buffer) for buffer in self._pool]
         self._sampler = _TaskQueue(slots, self._lent)
         self._stream: Optional[Iterator[Batch]] = None
+        self._hosts: Any = None  # the DataLoader iterator behind the stream
         self._pending = TaskRun()  # queued on the stream, not yet handed out
-        workers = num_workers > 0
-        if workers and multiprocessing_context is None and "nvidia.dali" in sys.modules:
+        self._timeout = options.timeout if workers else 0.0
+        # DataLoader checks its workers' liveness only when a wait times out: poll at its own
+        # interval, and let _Deadline raise once the whole timeout has passed
+        poll = min(self._timeout, LIVENESS_POLL_S)
+        context = options.multiprocessing_context
+        if workers and context is None and "nvidia.dali" in sys.modules:
             # DALI's threads may hold locks at fork time (seen: forked workers that never
             # answer); a fork server starts clean. Plain fork otherwise, as DataLoader does.
-            multiprocessing_context = "forkserver"
-        dataset = BatchDataset(source, pipeline, on_error, self._tail if on_cpu else None,
-                               self._pool)
+            context = "forkserver"
+        dataset = BatchDataset(source, pipeline, options.on_error,
+                               self._tail if on_cpu else None, self._pool)
         self._loader: Optional[DataLoader] = DataLoader(
-            dataset, batch_sampler=self._sampler, num_workers=num_workers,
-            collate_fn=_only, pin_memory=not on_cpu, persistent_workers=workers,
-            prefetch_factor=prefetch_factor if workers else None,
-            multiprocessing_context=multiprocessing_context if workers else None)
+            dataset, batch_sampler=self._sampler, num_workers=options.num_workers,
+            collate_fn=_only, pin_memory=options.pin_memory and not on_cpu,
+            persistent_workers=workers and options.persistent_workers,
+            prefetch_factor=options.prefetch_factor if workers else None,
+            multiprocessing_context=context if workers else None, timeout=poll)
 
     def _lent(self, slot: int) -> bool:
         """Does anything outside the pool still use this buffer (a batch, a view, an alias)?"""
@@ -291,12 +352,22 @@ class TorchProducer:
         self._sampler.reset(*tasks)
         self._pending = TaskRun(*tasks)
         assert self._loader is not None
-        hosts = iter(self._loader)
-        _no_wakeup_preemption(hosts)
+        self._hosts = iter(self._loader)
+        _no_wakeup_preemption(self._hosts)
+        hosts = self._checked(_Deadline(self._hosts, self._timeout))
         if self._tail.device.type == "cpu":
             self._stream = self._finished(hosts)
         else:
             self._stream = apply_tail(hosts, self._tail)
+
+    def _checked(self, hosts: Iterator[Any]) -> Iterator[HostBatch]:
+        """Host batches; a worker's fastload error raised here with its own message."""
+        for host in hosts:
+            if isinstance(host, Failed):
+                if host.slot >= 0:
+                    self._sampler.arrived(host.slot)
+                raise host.error()
+            yield host
 
     def _finished(self, hosts: Iterator[HostBatch]) -> Iterator[Batch]:
         """CPU target: the workers did the tail; wrap their buffers as Batches."""
@@ -313,11 +384,45 @@ class TorchProducer:
                 raise RuntimeError("this loader was closed")
             try:
                 batch = next(self._stream)
+            except FastloadError:
+                self._drop_stream()  # a sample's error: the next iteration starts afresh
+                raise
+            except RuntimeError as exc:
+                if not worker_failure(exc):
+                    self._drop_stream()
+                    raise
+                raise self._workers_failed(exc) from None  # the watchdog, or a dead worker
             except BaseException:
-                self._drop_stream()  # a worker's error: the next iteration starts afresh
+                self._drop_stream()
                 raise
             self._pending.popleft()
             yield batch
+
+    def _workers_failed(self, exc: RuntimeError) -> Exception:
+        """Stop every worker (the stuck one killed), so the next iteration starts fresh ones;
+        the error to raise, naming the worker and the batch it owed."""
+        awaited = awaited_worker(self._hosts)
+        task = self._pending[0] if self._pending else None
+        if self._loader is not None:
+            shutdown_workers(self._loader, self._hosts,
+                             stuck=awaited[0] if awaited and is_timeout(exc) else None)
+        self._drop_stream()
+        who = f"worker {awaited[0]} (pid {awaited[1]})" if awaited else "a worker"
+        what = ""
+        if task is not None:
+            indices = [int(i) for i in task.indices]
+            files = ", ".join(self._source.locate(i) for i in indices[:4])
+            more = f" and {len(indices) - 4} more" if len(indices) > 4 else ""
+            what = (f" the batch of epoch {task.epoch} holding samples {indices[:16]}"
+                    f"{' ...' if len(indices) > 16 else ''} ({files}{more})")
+        if is_timeout(exc):
+            return LoaderTimeout(
+                f"{who} did not deliver{what} within timeout={self._timeout:g} s: a read may "
+                "hang (a stuck network filesystem?) or the worker was stopped. The workers "
+                "were stopped; iterating again starts fresh ones. If such a batch is merely "
+                "slow, raise the loader's timeout= (0 waits forever).")
+        return RuntimeError(f"{who} failed while making{what or ' a batch'}: {exc}. The "
+                            "workers were stopped; iterating again starts fresh ones.")
 
     def _drop_stream(self) -> None:
         stream, self._stream = self._stream, None
@@ -326,9 +431,13 @@ class TorchProducer:
         if close is not None:
             close()  # runs the generator's cleanup now
 
-    def close(self) -> None:
+    def release(self) -> None:
+        """``persistent_workers=False``: stop the workers at the end of each iteration."""
         self._drop_stream()
-        loader, self._loader = self._loader, None
-        iterator = getattr(loader, "_iterator", None)
-        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
-            iterator._shutdown_workers()
+        if self._loader is not None:
+            shutdown_workers(self._loader, self._hosts)
+        self._hosts = None
+
+    def close(self) -> None:
+        self.release()
+        self._loader = None

@@ -9,9 +9,10 @@ import subprocess
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, TextIO
 
 from ..errors import BackendUnavailable
+from ..progress import Progress
 from ..spec import Pipeline
 from .stall import RunStats, diagnose, measure, replay
 
@@ -112,19 +113,21 @@ def _copies(loader: Any, count: int) -> list[Any]:
             for b in itertools.islice(loader, count)]
 
 
-def run_bench(config: BenchConfig) -> BenchReport:
-    """Measure each requested run in turn (fresh loader each, worker start-up included)."""
-    import torch
+def run_bench(config: BenchConfig, progress: Optional[TextIO] = None) -> BenchReport:
+    """Measure each requested run in turn (fresh loader each, worker start-up included).
 
+    ``progress``: a stream (the CLI's stderr) for a progress line during each run and a
+    one-line result after it; None is silent."""
     import fastload as fl
+    from ..device import check_device
     from ..sources import open_source
     from .baseline import baseline_loader
 
     source = open_source(config.source)
-    device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = check_device(config.device)
     warmup = config.warmup if config.warmup is not None else 2 * config.workers + 2
     runs, notes, skipped, kept = [], [], {}, []
-    for name in config.runs:
+    for number, name in enumerate(config.runs, 1):
         if name == "baseline":
             loader = baseline_loader(source, config.pipeline, batch_size=config.batch_size,
                                      num_workers=config.workers, pin_memory=device.type == "cuda",
@@ -135,16 +138,20 @@ def run_bench(config: BenchConfig) -> BenchReport:
             try:
                 loader = fl.loader(source, config.pipeline, config.batch_size, backend=name,
                                    num_workers=config.workers, device=device, seed=config.seed,
-                                   on_error=config.on_error)
+                                   on_error=config.on_error, shuffle=True)
             except BackendUnavailable as exc:
                 skipped[name] = str(exc)
                 warnings.warn(f"bench: skipping {name}: {exc}", stacklevel=2)
                 continue
             batches = _epochs(loader, config.epochs)
             closer = loader.close
+        total = len(loader) * config.epochs
+        if config.steps is not None:
+            total = min(total, config.steps)
         try:
-            stats = measure(batches, step_ms=config.step_ms, max_steps=config.steps,
-                            warmup=warmup, name=name)
+            with Progress(progress, total, f"batches: {name} ({number}/{len(config.runs)})") as bar:
+                stats = measure(batches, step_ms=config.step_ms, max_steps=config.steps,
+                                warmup=warmup, name=name, on_step=bar.update)
             stats.extra["skipped"] = getattr(loader, "skipped_count", 0)
             if closer is not None and not kept and config.step_ms > 0:  # after the timed loop
                 kept = _copies(loader, config.replay_batches)
@@ -153,7 +160,11 @@ def run_bench(config: BenchConfig) -> BenchReport:
                 closer()
             del loader, batches
         runs.append(stats)
-        notes.append(diagnose(stats, config.step_ms, config.workers))
+        notes.append(diagnose(stats, config.step_ms, config.workers, len(os.sched_getaffinity(0))))
+        if progress is not None:
+            progress.write(f"{name}: {stats.steady_images_per_s:.0f} images/s steady, wait p50 "
+                           f"{stats.wait_ms['p50']:.1f} ms, p99 {stats.wait_ms['p99']:.1f} ms\n")
+            progress.flush()
     ceiling = None  # without a step, replaying cached batches measures nothing
     if kept:
         steps = min(200, max(r.iterations for r in runs))

@@ -11,7 +11,7 @@ import math
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 import numpy as np
 
@@ -76,12 +76,14 @@ def _step(step_ms: float) -> None:
 
 
 def measure(batches: Iterable[Any], *, step_ms: float = 0.0, max_steps: Optional[int] = None,
-            warmup: int = 5, name: str = "loader", memory: bool = True) -> RunStats:
+            warmup: int = 5, name: str = "loader", memory: bool = True,
+            on_step: Optional[Callable[[int], Any]] = None) -> RunStats:
     """Run a training-like loop over ``batches`` and return its stall statistics.
 
     ``step_ms`` simulates the work of one step (the loop sleeps, like a process waiting on its
     GPU). ``max_steps`` stops early. The first ``warmup`` iterations count for time-to-first-
-    batch and the warm-up figures but not for the steady-state percentiles.
+    batch and the warm-up figures but not for the steady-state percentiles. ``on_step(k)`` is
+    called after step ``k`` (a progress display), outside the timed wait.
     """
     waits: list[float] = []
     taken: list[tuple[float, int]] = []  # (time, images so far) after each batch
@@ -101,6 +103,8 @@ def measure(batches: Iterable[Any], *, step_ms: float = 0.0, max_steps: Optional
             images += _count(batch)
             taken.append((now - start, images))
             _step(step_ms)
+            if on_step is not None:
+                on_step(len(waits))
         seconds = time.perf_counter() - start
     if not waits:
         raise ValueError(f"{name}: the iterable yielded no batches")
@@ -149,8 +153,10 @@ def find_spikes(waits: np.ndarray) -> Spikes:
     return spikes
 
 
-def diagnose(stats: RunStats, step_ms: float, workers: Optional[int]) -> str:
-    """One plain-language paragraph on what the numbers mean."""
+def diagnose(stats: RunStats, step_ms: float, workers: Optional[int],
+             cpus: Optional[int] = None) -> str:
+    """One plain-language paragraph on what the numbers mean; advice on the worker count
+    never goes past ``cpus`` (more workers than CPUs only share the same cores)."""
     if stats.stalled_fraction == 0 and stats.wait_ms["p99"] <= STALL_MS:
         return (f"{stats.name}: no stalls: the loop never waited more than "
                 f"{stats.wait_ms['max']:.1f} ms after warm-up; data loading keeps up.")
@@ -161,7 +167,15 @@ def diagnose(stats: RunStats, step_ms: float, workers: Optional[int]) -> str:
         if workers and sp.period == workers:
             cycle = stats.seconds * 1000.0 / max(1, stats.iterations)
             need = math.ceil(workers * cycle / step_ms) if step_ms > 0 else None
-            advice = f"; about {need} workers would" if need and need > workers else ""
+            advice = ""
+            if need and need > workers:
+                advice = f"; about {need} workers would"
+                if cpus and need > cpus:
+                    more = (f"up to {cpus} workers (one per CPU) would help some, but "
+                            if workers < cpus else "more workers will not help: ")
+                    advice = (f"; {more}keeping up needs about {need} workers' worth of CPU "
+                              f"and this machine has {cpus} CPUs (a lighter pipeline, a longer "
+                              "step or more CPUs would)")
             parts.append(f"{workers} workers cannot keep up with a {step_ms:g} ms step{advice}")
     if stats.stalled_fraction > 0:
         parts.append(f"{stats.stalled_fraction:.0%} of steps waited more than {STALL_MS:g} ms "

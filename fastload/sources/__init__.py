@@ -7,18 +7,19 @@ from typing import Any, Union
 
 from ..errors import SourceError
 from ..formats.manifest import MANIFEST, read_manifest
-from .base import Source, StringTable
+from .base import DatasetSource, Source, StringTable
 from .folder import FolderSource
 from .lmdb import LMDBSource
 from .tfrecord import TFRecordSource
 
-__all__ = ["FolderSource", "LMDBSource", "Source", "StringTable", "TFRecordSource", "open_source"]
+__all__ = ["DatasetSource", "FolderSource", "LMDBSource", "Source", "StringTable", "TFRecordSource", "open_source"]
 
 KINDS = {"folder": FolderSource, "tfrecord": TFRecordSource, "lmdb": LMDBSource}
 
 
 def open_source(source: Union[str, Path, Any]) -> Source:
-    """A Source object as is, or a path, optionally prefixed ``folder:``, ``tfrecord:``, ``lmdb:``.
+    """A Source object as is, a map-style dataset of ``(encoded bytes, label)`` items wrapped
+    as a ``DatasetSource``, or a path, optionally prefixed ``folder:``, ``tfrecord:``, ``lmdb:``.
 
     Unprefixed paths are detected: a folder with ``manifest.json`` (its format), an LMDB
     environment (``data.mdb``), a ``.tfrecord`` file or glob, a folder of ``.tfrecord`` files,
@@ -27,8 +28,11 @@ def open_source(source: Union[str, Path, Any]) -> Source:
     if not isinstance(source, (str, Path)):
         if isinstance(source, Source):
             return source
-        raise SourceError(f"source={source!r} must be a path or a Source "
-                          "(len, read(i) -> (bytes, label), describe(), locate(i))")
+        if hasattr(source, "__getitem__") and hasattr(source, "__len__"):
+            return DatasetSource(source)
+        raise SourceError(f"source={source!r:.200} must be a path, a Source (len, "
+                          "read(i) -> (bytes, label), describe(), locate(i)) or a map-style "
+                          "dataset of (encoded image bytes, label) items")
     text = str(source)
     kind, sep, rest = text.partition(":")
     if sep and kind in KINDS and rest:

@@ -1,7 +1,12 @@
-"""The source contract: ``len``, ``read(i) -> (bytes, label)``, ``describe()``, ``locate(i)``."""
+"""The source contract: ``len``, ``read(i) -> (bytes, label)``, ``describe()``, ``locate(i)``.
+
+Those four are all a source needs. ``classes`` (class names by label) is optional: the
+built-in sources have it, and tools show it when present.
+"""
 
 from __future__ import annotations
 
+import operator
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -10,8 +15,6 @@ import numpy as np
 @runtime_checkable
 class Source(Protocol):
     """Encoded samples by index. Must be picklable and cheap to pickle (sent to each worker)."""
-
-    classes: list[str]
 
     def __len__(self) -> int: ...
 
@@ -45,3 +48,51 @@ class StringTable:
     def __getitem__(self, i: int) -> str:
         start, end = self._offsets[i], self._offsets[i + 1]
         return self._blob[start:end].tobytes().decode("utf-8", "surrogateescape")
+
+
+class DatasetSource:
+    """A map-style dataset (``len`` and ``dataset[i]``) whose items are ``(encoded image bytes,
+    int label)``, as a Source. The bytes are what a JPEG/PNG file holds, not decoded pixels."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+        self._name = type(dataset).__name__
+        if len(dataset) > 0:
+            self.read(0)  # a dataset of the wrong kind is named now, not in a worker
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def read(self, index: int) -> tuple[bytes, int]:
+        from ..errors import SourceError
+
+        item = self.dataset[index]
+        if isinstance(item, (tuple, list)) and len(item) == 2:
+            data, label = item
+            if isinstance(data, (bytes, bytearray, memoryview)) or (
+                    isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 1):
+                try:
+                    return bytes(data), operator.index(label)
+                except TypeError:
+                    pass
+        raise SourceError(f"{self.locate(index)}: a dataset given as a source must return "
+                          f"(encoded image bytes, int label); this one returned {_shape(item)}. "
+                          "Return the file's bytes (open(path, 'rb').read()) and the label, or "
+                          "give fastload the image folder / shards themselves")
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "dataset", "type": self._name, "samples": len(self)}
+
+    def locate(self, index: int) -> str:
+        return f"{self._name}[{index}]"
+
+
+def _shape(item: Any) -> str:
+    """``(PIL.Image.Image, int)``: the types of what a dataset returned."""
+    def name(x: Any) -> str:
+        t = type(x)
+        return t.__name__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+
+    if isinstance(item, (tuple, list)):
+        return "(" + ", ".join(name(x) for x in item) + ")"
+    return name(item)

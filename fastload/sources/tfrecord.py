@@ -144,7 +144,8 @@ def _load_index(shard: Path, build: bool) -> np.ndarray:
         return tfrecord.read_index(idx, shard)
     if not build:
         raise SourceError(f"{shard}: no index file {idx.name}; create it with `fastload index "
-                          f"{shard}` (or pass build_missing_index=True)")
+                          f"{shard}`, or give fl.loader the source "
+                          f"fastload.sources.TFRecordSource(path, build_missing_index=True))")
     rows = tfrecord.scan(shard)
     tfrecord.write_index(rows, idx)
     return rows
