@@ -130,3 +130,28 @@ def test_resample_crop_224(benchmark, encoded, crop_boxes, how):
 
     benchmark(with_torch if how == "torch-interpolate" else with_kernel)
     benchmark.extra_info["images"] = len(crops)
+
+
+@pytest.mark.parametrize("kind", ["Mixup", "CutMix"])
+def test_mixing_batch_256(benchmark, kind):
+    """Mixup / CutMix on a finished float32 batch of 256 x 3 x 224 x 224 (CPU, one thread):
+    images in place plus the (256, 1000) soft targets."""
+    from fastload.backends.mix import mix_images, soft_labels
+    from fastload.mixing import partners
+
+    op = getattr(fl, kind)(alpha=1.0, num_classes=1000, label_smoothing=0.1)
+    images = torch.randn(256, 3, 224, 224)
+    labels = torch.randint(0, 1000, (256,))
+    perm = partners(np.zeros(256, dtype=bool))
+    draws = iter(range(10**9))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        def run():
+            draw = op.draw(0, 0, 256 * next(draws), 224, 224)
+            mix_images(images, draw, perm)
+            soft_labels(labels, op, draw, perm)
+
+        benchmark(run)
+    finally:
+        torch.set_num_threads(threads)

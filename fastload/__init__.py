@@ -8,14 +8,17 @@ from __future__ import annotations
 
 from . import presets
 from .dist import DistInfo
+from . import mixing
 from .errors import (BackendUnavailable, DecodeError, FastloadError, FormatError, LoaderTimeout,
-                     SourceError, SpecError)
+                     SourceError, SpecError, TransformError)
 from .evaluation import ExactMean
 from .loading import Loader, loader
+from .mixing import CutMix, Mixup, MixupOrCutMix
 from .ops import (IMAGENET_MEAN, IMAGENET_STD, CenterCrop, Decode, Normalize, RandomErasing,
                   RandomFlip, RandomResizedCrop, Resize)
 from .sources import DatasetSource, FolderSource, Source, open_source
 from .spec import Pipeline
+from .user_ops import BatchLambda, Lambda
 
 __version__ = "0.2.0"
 #: The name this project installs under (``pip install fastload-images``); ``fastload`` on the
@@ -24,8 +27,9 @@ DISTRIBUTION = "fastload-images"
 
 
 __all__ = [
-    "BackendUnavailable", "CenterCrop", "DatasetSource", "Decode", "DecodeError", "DistInfo",
-    "ExactMean", "FastloadError", "FolderSource", "FormatError", "LoaderTimeout", "IMAGENET_MEAN", "IMAGENET_STD", "Loader", "Normalize", "Pipeline",
+    "BackendUnavailable", "BatchLambda", "CenterCrop", "CutMix", "DatasetSource", "Decode", "DecodeError", "DistInfo",
+    "ExactMean", "FastloadError", "FolderSource", "FormatError", "Lambda", "LoaderTimeout",
+    "Mixup", "MixupOrCutMix", "IMAGENET_MEAN", "IMAGENET_STD", "Loader", "Normalize", "Pipeline",
     "RandomErasing", "RandomFlip", "RandomResizedCrop", "Resize", "Source", "SourceError",
-    "SpecError", "loader", "open_source", "presets",
+    "SpecError", "TransformError", "loader", "mixing", "open_source", "presets",
 ]

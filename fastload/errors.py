@@ -28,3 +28,8 @@ class BackendUnavailable(FastloadError, ImportError):
 class LoaderTimeout(FastloadError, TimeoutError):
     """A batch was not ready within the loader's ``timeout``; the message names the worker,
     the batch's sample indices and their files."""
+
+
+class TransformError(FastloadError):
+    """A user's op (``Lambda``, ``BatchLambda``) failed or returned the wrong thing; the message
+    names the op, the sample index and its file (or the batch's samples)."""

@@ -7,7 +7,7 @@ round-trips through a plain dict (``to_dict`` / ``op_from_dict``).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Union
 
 from .errors import SpecError
@@ -181,29 +181,7 @@ class RandomErasing(Op):
         object.__setattr__(self, "value", value)
 
 
-OPS: dict[str, type[Op]] = {
-    cls.__name__: cls
-    for cls in (Decode, RandomResizedCrop, Resize, CenterCrop, RandomFlip, Normalize, RandomErasing)
-}
-
-
-def op_from_dict(data: dict[str, Any]) -> Op:
-    """Rebuild one op from its ``to_dict()`` form; unknown ops and fields are errors."""
-    if not isinstance(data, dict) or "op" not in data:
-        raise SpecError(f"op entry {data!r} must be a dict with an 'op' key")
-    kind = data["op"]
-    cls = OPS.get(kind)
-    if cls is None:
-        raise SpecError(f"unknown op {kind!r}; known ops: {', '.join(OPS)}")
-    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-    extra = set(data) - known - {"op"}
-    if extra:
-        raise SpecError(f"{kind}: unknown field(s) {sorted(extra)}; known: {sorted(known)}")
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k != "op"}
-    return cls(**kwargs)
-
-
 __all__ = [
     "CenterCrop", "Decode", "IMAGENET_MEAN", "IMAGENET_STD", "Normalize", "Op", "RandomErasing",
-    "RandomFlip", "RandomResizedCrop", "Resize", "op_from_dict",
+    "RandomFlip", "RandomResizedCrop", "Resize",
 ]

@@ -2,11 +2,14 @@
 
 Order (checked once, before any image is read)::
 
-    Decode, geometry, [RandomFlip], [Normalize], [RandomErasing]
+    Decode, geometry, [RandomFlip], [Lambda ...], [Normalize], [RandomErasing],
+    [Mixup | CutMix | MixupOrCutMix], [BatchLambda ...]
 
 where geometry is one of ``RandomResizedCrop``, ``Resize`` (with a (height, width) size),
 ``Resize(shorter_side) + CenterCrop`` or ``CenterCrop``: every pipeline has a fixed output size,
-so batches stack. ``RandomErasing`` works in normalized units and so needs ``Normalize`` before it.
+so batches stack. ``RandomErasing`` and the mixing ops work in normalized units and so need
+``Normalize`` before them. Per-sample ops (``Lambda``) act on the uint8 crop; batch ops on the
+finished batch.
 """
 
 from __future__ import annotations
@@ -14,19 +17,32 @@ from __future__ import annotations
 import json
 from typing import Any, Iterator, Optional
 
+from dataclasses import fields
+
 from .errors import SpecError
+from .mixing import CutMix, Mixup, MixupOrCutMix
 from .ops import (CenterCrop, Decode, Normalize, Op, RandomErasing, RandomFlip,
-                  RandomResizedCrop, Resize, op_from_dict)
+                  RandomResizedCrop, Resize)
+from .user_ops import BatchLambda, Lambda
 
 SPEC_VERSION = 1
 _ORDER = "Decode, geometry (RandomResizedCrop | Resize [CenterCrop] | CenterCrop), " \
-         "[RandomFlip], [Normalize], [RandomErasing]"
+         "[RandomFlip], [Lambda ...], [Normalize], [RandomErasing], " \
+         "[Mixup | CutMix | MixupOrCutMix], [BatchLambda ...]"
+#: The ops a pipeline dict/JSON may name (Lambda and BatchLambda hold functions: code only).
+OPS: dict[str, type[Op]] = {cls.__name__: cls for cls in (
+    Decode, RandomResizedCrop, Resize, CenterCrop, RandomFlip, Normalize, RandomErasing,
+    Mixup, CutMix, MixupOrCutMix)}
+#: Per-sample ops on the uint8 crop, run in pipeline order after the flip.
+PIXEL_OPS: tuple[type, ...] = (Lambda,)
+MIXING_OPS: tuple[type, ...] = (Mixup, CutMix, MixupOrCutMix)
 
 
 class Pipeline:
     """An immutable, validated sequence of ops; ``Pipeline(Decode(), RandomResizedCrop(224))``."""
 
-    __slots__ = ("ops", "geometry", "flip", "normalize", "erasing", "output_size")
+    __slots__ = ("ops", "geometry", "flip", "pixel", "normalize", "erasing", "mixing",
+                 "batch_fns", "output_size")
 
     def __init__(self, *ops: Op) -> None:
         if len(ops) == 1 and isinstance(ops[0], (list, tuple)):
@@ -55,13 +71,25 @@ class Pipeline:
         self._set("geometry", tuple(geometry))
         self._set("output_size", _output_size(geometry))
         self._set("flip", _take(rest, RandomFlip))
+        self._set("pixel", _take_all(rest, PIXEL_OPS))
         self._set("normalize", _take(rest, Normalize))
         self._set("erasing", _take(rest, RandomErasing))
+        self._set("mixing", _take(rest, MIXING_OPS))
+        self._set("batch_fns", _take_all(rest, (BatchLambda,)))
         if rest:
             name = type(rest[0]).__name__
             raise SpecError(f"Pipeline: {name} is out of place (or repeated); order is {_ORDER}")
-        if self.erasing is not None and self.normalize is None:
-            raise SpecError("RandomErasing: needs Normalize before it (it erases in normalized units)")
+        for op, what in ((self.erasing, "erases"), (self.mixing, "mixes")):
+            if op is not None and self.normalize is None:
+                raise SpecError(f"{type(op).__name__}: needs Normalize before it (it {what} in "
+                                "normalized units)")
+
+    def without_batch_functions(self) -> "Pipeline":
+        """This pipeline less its BatchLambdas: what worker processes need (they never run
+        batch functions, which need not be picklable)."""
+        if not self.batch_fns:
+            return self
+        return Pipeline(*(op for op in self.ops if not isinstance(op, BatchLambda)))
 
     # --- description -------------------------------------------------------------------------
     @property
@@ -69,9 +97,13 @@ class Pipeline:
         return self.normalize.dtype if self.normalize is not None else "uint8"
 
     def describe(self) -> dict[str, Any]:
-        """Per-sample output: channels-first shape and dtype, known before any image is read."""
+        """Per-sample output: channels-first shape and dtype, and the labels' shape and dtype
+        (soft targets after a mixing op), known before any image is read."""
         h, w = self.output_size
-        return {"shape": (3, h, w), "dtype": self.output_dtype}
+        labels: dict[str, Any] = {"shape": (), "dtype": "int64"}
+        if self.mixing is not None:
+            labels = {"shape": (self.mixing.num_classes,), "dtype": "float32"}
+        return {"shape": (3, h, w), "dtype": self.output_dtype, "labels": labels}
 
     # --- dict / JSON round trip ---------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -124,10 +156,35 @@ class Pipeline:
         return f"Pipeline(\n{inner},\n)"
 
 
-def _take(rest: list[Op], kind: type) -> Optional[Any]:
+def _take(rest: list[Op], kind: Any) -> Optional[Any]:
     if rest and isinstance(rest[0], kind):
         return rest.pop(0)
     return None
+
+
+def _take_all(rest: list[Op], kinds: tuple[type, ...]) -> tuple[Op, ...]:
+    taken = []
+    while rest and isinstance(rest[0], kinds):
+        taken.append(rest.pop(0))
+    return tuple(taken)
+
+
+def op_from_dict(data: dict[str, Any]) -> Op:
+    """Rebuild one op from its ``to_dict()`` form; unknown ops and fields are errors."""
+    if not isinstance(data, dict) or "op" not in data:
+        raise SpecError(f"op entry {data!r} must be a dict with an 'op' key")
+    kind = data["op"]
+    cls = OPS.get(kind)
+    if cls is None:
+        code_only = " (it holds a Python function: build it in code)" \
+            if kind in ("Lambda", "BatchLambda") else ""
+        raise SpecError(f"unknown op {kind!r}{code_only}; known ops: {', '.join(OPS)}")
+    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    extra = set(data) - known - {"op"}
+    if extra:
+        raise SpecError(f"{kind}: unknown field(s) {sorted(extra)}; known: {sorted(known)}")
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k != "op"}
+    return cls(**kwargs)
 
 
 def _output_size(geometry: list[Op]) -> tuple[int, int]:

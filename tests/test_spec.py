@@ -49,10 +49,14 @@ def test_bad_order_is_rejected_with_the_op_named(ops, message):
 
 
 def test_output_size_and_describe():
-    assert fl.presets.imagenet_train(160).describe() == {"shape": (3, 160, 160), "dtype": "float32"}
+    ints = {"shape": (), "dtype": "int64"}
+    assert fl.presets.imagenet_train(160).describe() == {"shape": (3, 160, 160),
+                                                         "dtype": "float32", "labels": ints}
     assert fl.presets.imagenet_eval(224).ops[1] == fl.Resize(256)
     uint8 = fl.Pipeline(fl.Decode(), fl.Resize((32, 48)), fl.RandomFlip())
-    assert uint8.describe() == {"shape": (3, 32, 48), "dtype": "uint8"}
+    assert uint8.describe() == {"shape": (3, 32, 48), "dtype": "uint8", "labels": ints}
+    mixed = fl.Pipeline(fl.Decode(), fl.Resize((8, 8)), fl.Normalize(), fl.CutMix(num_classes=5))
+    assert mixed.describe()["labels"] == {"shape": (5,), "dtype": "float32"}
     half = fl.Pipeline(fl.Decode(), fl.CenterCrop(8), fl.Normalize(dtype="bfloat16"))
     assert half.output_dtype == "bfloat16"
 

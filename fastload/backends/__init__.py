@@ -55,6 +55,10 @@ class Producer(Protocol):
 
 def make_producer(backend: str, source: Source, pipeline: Pipeline, options: LoaderOptions, *,
                   device: Any, dist: Any) -> Producer:
+    if backend != "torch":
+        for op in pipeline.pixel:  # refused now, never mid-epoch
+            raise SpecError(f"{getattr(op, 'name', type(op).__name__)} runs only on "
+                            f"backend='torch' (DALI cannot run it); backend={backend!r} was asked for")
     if backend == "torch":
         from .torch_backend import TorchProducer
 

@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 from ..batch import Batch, HostBatch
-from ..errors import LoaderTimeout
+from ..errors import LoaderTimeout, TransformError
+from .mix import batch_draw, mix_images, soft_labels
 from ..spec import Pipeline
 from .torch_internals import storage_uses
 
@@ -77,6 +78,8 @@ class DeviceTail:
         self.normalized_input = normalized_input
         self.normalize = pipeline.normalize
         self.erasing = pipeline.erasing
+        self.mixing = pipeline.mixing
+        self.batch_fns = pipeline.batch_fns  # run in this process only (never pickled)
         if self.normalize is not None:
             dtype = _DTYPES[self.normalize.dtype]
             mean = torch.tensor(self.normalize.mean, dtype=torch.float64)
@@ -84,6 +87,11 @@ class DeviceTail:
             self.dtype = dtype
             self.scale = (1.0 / (255.0 * std)).to(device, dtype).view(1, 3, 1, 1)
             self.bias = (-mean / std).to(device, dtype).view(1, 3, 1, 1)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["batch_fns"] = ()  # workers finish batches; batch functions run in the loop
+        return state
 
     @property
     def out_dtype(self) -> torch.dtype:
@@ -93,6 +101,7 @@ class DeviceTail:
         if self.normalized_input:
             out = host.images.to(self.device, self.out_dtype, non_blocking=True)
             self._erase(out, host)
+            self._mix(out, host)
         else:
             images = host.images.to(self.device, non_blocking=True)
             if self.recycler is not None:
@@ -104,24 +113,37 @@ class DeviceTail:
 
     def batch(self, out: torch.Tensor, host: HostBatch) -> Batch:
         """The caller's Batch: the finished images ``out`` (on the device) and the host batch's
-        labels (to the device), indices, padding and skipped samples."""
+        labels (to the device; soft targets after a mixing op), indices, padding and skipped
+        samples; then the pipeline's BatchLambdas, in order."""
         labels = torch.from_numpy(host.labels).to(self.device, non_blocking=True)
+        if self.mixing is not None:
+            draw, perm = batch_draw(self.mixing, host, *out.shape[2:])
+            labels = soft_labels(labels, self.mixing, draw, perm)
+        for op in self.batch_fns:
+            out, labels = _run_batch_fn(op, out, labels, host)
         return Batch(out, labels, torch.from_numpy(host.indices), torch.from_numpy(host.padded),
                      host.skipped)
 
     def finish(self, images: torch.Tensor, out: torch.Tensor, host: HostBatch) -> None:
-        """Write the finished batch (dtype, normalize, erasing) of uint8 ``images`` into ``out``
-        (same device). The torch backend's CPU workers call this into their shared buffers."""
+        """Write the finished batch (dtype, normalize, erasing, mixing) of uint8 ``images`` into
+        ``out`` (same device). The torch backend's CPU workers call this into their shared
+        buffers."""
         if self._fused(images, out, host):
-            if self.erasing is None or self.erasing.value != "random":
-                return
-        elif _numpy_ok(out):
-            self._normalize_numpy(images.numpy(), out.numpy())
+            if self.erasing is not None and self.erasing.value == "random":
+                self._erase(out, host)
         else:
-            out.copy_(images)
-            if self.normalize is not None:
-                out.mul_(self.scale).add_(self.bias)
-        self._erase(out, host)
+            if _numpy_ok(out):
+                self._normalize_numpy(images.numpy(), out.numpy())
+            else:
+                out.copy_(images)
+                if self.normalize is not None:
+                    out.mul_(self.scale).add_(self.bias)
+            self._erase(out, host)
+        self._mix(out, host)
+
+    def _mix(self, out: torch.Tensor, host: HostBatch) -> None:
+        if self.mixing is not None:
+            mix_images(out, *batch_draw(self.mixing, host, *out.shape[2:]))
 
     def _erase(self, out: torch.Tensor, host: HostBatch) -> None:
         if self.normalize is None or self.erasing is None or not bool(host.erase[:, 2].any()):
@@ -197,6 +219,22 @@ class DeviceTail:
     def _values(self) -> tuple[float, float, float]:
         value = self.erasing.value
         return (value,) * 3 if isinstance(value, float) else value
+
+
+def _run_batch_fn(op: Any, images: torch.Tensor, labels: torch.Tensor,
+                  host: HostBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """One BatchLambda; its failures name the op and the batch's samples."""
+    where = f"the batch of epoch {host.epoch} holding samples {host.indices[:8].tolist()}" + \
+        (" ..." if len(host.indices) > 8 else "")
+    try:
+        result = op.fn(images, labels)
+    except Exception as exc:  # noqa: BLE001 - the user's function: any error, named
+        raise TransformError(f"{op.name}: raised {type(exc).__name__}: {exc} (on {where})") from exc
+    if not (isinstance(result, tuple) and len(result) == 2 and all(
+            isinstance(t, torch.Tensor) for t in result)):
+        raise TransformError(f"{op.name}: must return (images, labels) tensors; returned "
+                             f"{type(result).__name__} (on {where})")
+    return result
 
 
 def _numpy_ok(tensor: torch.Tensor) -> bool:

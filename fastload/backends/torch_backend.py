@@ -29,6 +29,7 @@ from ..imaging import render
 from ..options import LoaderOptions
 from ..sources.base import Source
 from ..spec import Pipeline
+from .pixel import apply_pixel_ops
 from .tail import DeviceTail, apply_tail
 from .torch_internals import (awaited_worker, helper_threads, is_timeout, new_shared_storage,
                               shutdown_workers, storage_uses, worker_failure)
@@ -134,6 +135,9 @@ def render_batch(source: Source, pipeline: Pipeline, task: BatchTask, random: bo
                 skipped.append((source.locate(index), str(exc)))
         indices[k] = index
         erase[k] = plan.erase
+        if pipeline.pixel:
+            apply_pixel_ops(pipeline.pixel, images[k], task.seed, task.epoch, position,
+                            source.locate(index))
     return HostBatch(images, labels, indices, task.positions, task.padded, erase, task.seed,
                      task.epoch, tuple(skipped))
 
@@ -308,7 +312,7 @@ class TorchProducer:
             # DALI's threads may hold locks at fork time (seen: forked workers that never
             # answer); a fork server starts clean. Plain fork otherwise, as DataLoader does.
             context = "forkserver"
-        dataset = BatchDataset(source, pipeline, options.on_error,
+        dataset = BatchDataset(source, pipeline.without_batch_functions(), options.on_error,
                                self._tail if on_cpu else None, self._pool)
         self._loader: Optional[DataLoader] = DataLoader(
             dataset, batch_sampler=self._sampler, num_workers=options.num_workers,
