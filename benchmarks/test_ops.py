@@ -155,3 +155,21 @@ def test_mixing_batch_256(benchmark, kind):
         benchmark(run)
     finally:
         torch.set_num_threads(threads)
+
+
+PIXEL_STEPS = {"brightness": 1.3, "contrast": 0.7, "saturation": 1.4, "hue": 0.1,
+               "grayscale": None, "solarize": 128.0, "blur": (23, 23, 1.5)}
+
+
+@pytest.mark.parametrize("kernel", list(PIXEL_STEPS))
+def test_pixel_kernel_224(benchmark, kernel):
+    """One per-sample photometric kernel on a 224x224 uint8 image (one thread, as in a worker)."""
+    from fastload.backends.pixel import KERNELS
+
+    image = torch.randint(0, 256, (3, 224, 224), dtype=torch.uint8)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        benchmark(lambda: KERNELS[kernel](image, PIXEL_STEPS[kernel]))
+    finally:
+        torch.set_num_threads(threads)

@@ -17,6 +17,7 @@ from .mixing import CutMix, Mixup, MixupOrCutMix
 from .ops import (IMAGENET_MEAN, IMAGENET_STD, CenterCrop, Decode, Normalize, RandomErasing,
                   RandomFlip, RandomResizedCrop, Resize)
 from .sources import DatasetSource, FolderSource, Source, open_source
+from .photometric import ColorJitter, GaussianBlur, RandomGrayscale, RandomSolarize, ThreeAugment
 from .spec import Pipeline
 from .user_ops import BatchLambda, Lambda
 
@@ -27,7 +28,8 @@ DISTRIBUTION = "fastload-images"
 
 
 __all__ = [
-    "BackendUnavailable", "BatchLambda", "CenterCrop", "CutMix", "DatasetSource", "Decode", "DecodeError", "DistInfo",
+    "BackendUnavailable", "BatchLambda", "CenterCrop", "ColorJitter", "CutMix", "DatasetSource",
+    "GaussianBlur", "RandomGrayscale", "RandomSolarize", "ThreeAugment", "Decode", "DecodeError", "DistInfo",
     "ExactMean", "FastloadError", "FolderSource", "FormatError", "Lambda", "LoaderTimeout",
     "Mixup", "MixupOrCutMix", "IMAGENET_MEAN", "IMAGENET_STD", "Loader", "Normalize", "Pipeline",
     "RandomErasing", "RandomFlip", "RandomResizedCrop", "Resize", "Source", "SourceError",

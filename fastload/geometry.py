@@ -16,6 +16,7 @@ import numpy as np
 from . import draws
 from .ops import CenterCrop, RandomResizedCrop, Resize
 from .spec import Pipeline
+from .user_ops import Lambda
 
 NO_ERASE = (0, 0, 0, 0)
 
@@ -27,6 +28,7 @@ class SamplePlan:
     flip: bool = False
     erase: tuple[int, int, int, int] = NO_ERASE  # top, left, height, width in output pixels
     reduced_decode: bool = False  # may the decoder downscale (JPEG DCT scaling) first?
+    steps: tuple = ()  # per-sample ops on the output crop: (kernel, value) | ("lambda", k)
 
     @property
     def scale(self) -> float:
@@ -61,15 +63,29 @@ def plan_sample(pipeline: Pipeline, height: int, width: int,
         assert isinstance(first, CenterCrop)
         box = draws.center_box(height, width, (out_h, out_w))
     flip = draws.flip(rng, pipeline.flip.p) if pipeline.flip is not None else False
+    steps = pixel_steps(pipeline, rng)
     erase = NO_ERASE
     if pipeline.erasing is not None:
         e = pipeline.erasing
         erase = draws.erase_box(rng, out_h, out_w, e.p, e.scale, e.ratio)
     return SamplePlan(box=box, out_size=(out_h, out_w), flip=flip, erase=erase,
-                      reduced_decode=isinstance(first, RandomResizedCrop))
+                      reduced_decode=isinstance(first, RandomResizedCrop), steps=steps)
+
+
+def pixel_steps(pipeline: Pipeline, rng: Optional[np.random.Generator]) -> tuple:
+    """The per-sample ops' steps, drawn in pipeline order; a Lambda is ``("lambda", k)``
+    (it draws from a generator of its own)."""
+    steps: list = []
+    for k, op in enumerate(pipeline.pixel):
+        if isinstance(op, Lambda):
+            steps.append(("lambda", k))
+        else:
+            steps.extend(op.steps(rng))
+    return tuple(steps)
 
 
 def is_random(pipeline: Pipeline) -> bool:
     """Whether any op draws random numbers (so plans need a per-sample generator)."""
     return (isinstance(pipeline.geometry[0], RandomResizedCrop) or pipeline.flip is not None
-            or pipeline.erasing is not None)
+            or pipeline.erasing is not None
+            or any(not isinstance(op, Lambda) for op in pipeline.pixel))

@@ -29,7 +29,7 @@ from ..imaging import render
 from ..options import LoaderOptions
 from ..sources.base import Source
 from ..spec import Pipeline
-from .pixel import apply_pixel_ops
+from .pixel import apply_steps
 from .tail import DeviceTail, apply_tail
 from .torch_internals import (awaited_worker, helper_threads, is_timeout, new_shared_storage,
                               shutdown_workers, storage_uses, worker_failure)
@@ -135,9 +135,9 @@ def render_batch(source: Source, pipeline: Pipeline, task: BatchTask, random: bo
                 skipped.append((source.locate(index), str(exc)))
         indices[k] = index
         erase[k] = plan.erase
-        if pipeline.pixel:
-            apply_pixel_ops(pipeline.pixel, images[k], task.seed, task.epoch, position,
-                            source.locate(index))
+        if plan.steps:
+            apply_steps(pipeline.pixel, plan.steps, images[k], task.seed, task.epoch, position,
+                        source.locate(index))
     return HostBatch(images, labels, indices, task.positions, task.padded, erase, task.seed,
                      task.epoch, tuple(skipped))
 

@@ -1,0 +1,172 @@
+"""Per-sample photometric ops: each kernel against an independent reference (PIL's
+ImageEnhance / ImageOps / ImageFilter, colorsys) with the measured bound, the draws, the spec."""
+
+import colorsys
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageEnhance, ImageFilter, ImageOps
+
+import fastload as fl
+from fastload.backends import pixel as px
+from fastload.geometry import plan_sample
+from fastload.draws import sample_rng
+from fastload.synthetic import photo_like
+
+
+@pytest.fixture(scope="module")
+def photos():
+    out = []
+    for i in range(4):
+        buf = io.BytesIO()
+        photo_like(np.random.default_rng(i), 96, 80).save(buf, "JPEG", quality=90)
+        out.append(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+    return out
+
+
+def chw(im):
+    return torch.from_numpy(np.array(im)).permute(2, 0, 1).contiguous()
+
+
+def differ(a, b, border=0):
+    d = (a.int() - b.int()).abs()
+    if border:
+        d = d[:, border:-border, border:-border]
+    return d.float().mean().item(), d.max().item()
+
+
+@pytest.mark.parametrize("kernel, value, reference, mean_bound, max_bound", [
+    ("brightness", 1.3, lambda im: ImageEnhance.Brightness(im).enhance(1.3), 0.0, 0),
+    ("brightness", 0.6, lambda im: ImageEnhance.Brightness(im).enhance(0.6), 0.0, 0),
+    ("contrast", 1.4, lambda im: ImageEnhance.Contrast(im).enhance(1.4), 0.7, 1),
+    ("contrast", 0.5, lambda im: ImageEnhance.Contrast(im).enhance(0.5), 0.7, 1),
+    ("saturation", 1.5, lambda im: ImageEnhance.Color(im).enhance(1.5), 0.5, 1),
+    ("saturation", 0.3, lambda im: ImageEnhance.Color(im).enhance(0.3), 0.5, 1),
+    ("grayscale", None, lambda im: im.convert("L").convert("RGB"), 0.7, 1),
+    ("solarize", 128.0, lambda im: ImageOps.solarize(im, 128), 0.0, 0),
+    ("hue", 0.0, lambda im: im, 0.0, 0),
+])
+def test_kernels_match_pil_within_the_documented_bound(photos, kernel, value, reference,
+                                                       mean_bound, max_bound):
+    """torchvision v2's uint8 arithmetic (truncation, floored grey) against PIL's rounding:
+    at most 1 level apart, identical for brightness and solarize."""
+    for im in photos:
+        mean, worst = differ(px.KERNELS[kernel](chw(im), value), chw(reference(im)))
+        assert mean <= mean_bound and worst <= max_bound
+
+
+def test_hue_matches_colorsys(photos):
+    im = photos[0]
+    ours = px.hue(chw(im), 0.1).permute(1, 2, 0).numpy().astype(float)
+    pixels = np.array(im).reshape(-1, 3) / 255.0
+    ref = np.array([colorsys.hsv_to_rgb((h + 0.1) % 1.0, s, v)
+                    for h, s, v in (colorsys.rgb_to_hsv(*p) for p in pixels)]) * 255.0
+    diff = np.abs(ours.reshape(-1, 3) - ref)
+    assert diff.max() < 1.0 and diff.mean() < 0.2  # truncation of the float result
+
+
+def test_blur_is_a_gaussian_close_to_pils_inside_the_border(photos):
+    """PIL approximates a Gaussian with box blurs and extends edges; torchvision (and we) use
+    a true Gaussian kernel with reflect padding: within 2 levels on average away from borders."""
+    for im in photos:
+        mean, _ = differ(px.blur(chw(im), (11, 11, 1.5)), chw(im.filter(ImageFilter.GaussianBlur(1.5))),
+                         border=6)
+        assert mean < 0.5
+    flat = torch.full((3, 20, 20), 77, dtype=torch.uint8)
+    assert torch.equal(px.blur(flat, (23, 23, 2.0)), flat)  # kernel cut to a 20-pixel image
+
+
+def test_color_jitter_draws_factors_in_range_and_a_random_order():
+    op = fl.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1)
+    assert op.brightness == (0.6, 1.4) and op.hue == (-0.1, 0.1)
+    orders = set()
+    for position in range(200):
+        steps = op.steps(sample_rng(0, 0, position))
+        names = tuple(name for name, _ in steps)
+        assert sorted(names) == ["brightness", "contrast", "hue", "saturation"]
+        orders.add(names)
+        values = dict(steps)
+        assert 0.6 <= values["brightness"] <= 1.4 and -0.1 <= values["hue"] <= 0.1
+    assert len(orders) > 12  # of 24
+    assert fl.ColorJitter(brightness=0.5).steps(sample_rng(0, 0, 0))[0][0] == "brightness"
+
+
+def test_three_augment_picks_each_of_its_three():
+    op = fl.ThreeAugment()
+    kinds = [op.steps(sample_rng(1, 0, p))[0][0] for p in range(300)]
+    counts = {k: kinds.count(k) for k in ("grayscale", "solarize", "blur")}
+    assert all(70 < c < 130 for c in counts.values())
+    for p in range(50):
+        ((kind, value),) = op.steps(sample_rng(1, 0, p))
+        if kind == "blur":
+            kx, ky, sigma = value
+            assert 0.1 <= sigma <= 2.0 and kx == ky == 2 * int(np.ceil(3 * sigma)) + 1
+
+
+def test_plans_carry_the_steps_and_keep_older_draws():
+    plain = fl.presets.imagenet_train(32)
+    jitter = fl.Pipeline(fl.Decode(), fl.RandomResizedCrop(32), fl.RandomFlip(),
+                         fl.RandomGrayscale(p=0.5), fl.Normalize(), fl.RandomErasing(p=0.25))
+    a = plan_sample(plain, 100, 120, sample_rng(0, 0, 7))
+    b = plan_sample(jitter, 100, 120, sample_rng(0, 0, 7))
+    assert (a.box, a.flip) == (b.box, b.flip) and a.steps == ()
+    grey = [bool(plan_sample(jitter, 100, 120, sample_rng(0, 0, p)).steps) for p in range(200)]
+    assert 70 < sum(grey) < 130
+
+
+PIPE = fl.Pipeline(fl.Decode(), fl.RandomResizedCrop(24), fl.RandomFlip(),
+                   fl.ColorJitter(0.4, 0.4, 0.4, 0.1), fl.ThreeAugment(),
+                   fl.RandomSolarize(160, p=0.3), fl.GaussianBlur(5, (0.5, 1.0), p=0.5),
+                   fl.Normalize(), fl.RandomErasing(p=0.25))
+
+
+def test_same_batches_whatever_the_workers_and_resume(photo_folder):
+    runs = []
+    for workers in (0, 2):
+        with fl.loader(photo_folder, PIPE, 6, num_workers=workers, seed=9, shuffle=True) as ld:
+            runs.append([b.images.clone() for b in ld])
+    assert all(torch.equal(x, y) for x, y in zip(*runs))
+    with fl.loader(photo_folder, PIPE, 6, num_workers=2, seed=9, shuffle=True) as ld:
+        it = iter(ld)
+        next(it)
+        state = ld.state_dict()
+    with fl.loader(photo_folder, PIPE, 6, num_workers=1, seed=0, shuffle=True) as ld:
+        ld.load_state_dict(state)
+        rest = [b.images for b in ld]
+    assert all(torch.equal(x, y) for x, y in zip(rest, runs[0][1:]))
+
+
+def test_the_ops_change_pixels_as_drawn(photo_folder):
+    base = fl.Pipeline(fl.Decode(), fl.Resize((24, 24)))
+    grey = fl.Pipeline(fl.Decode(), fl.Resize((24, 24)), fl.RandomGrayscale(p=1.0))
+    with fl.loader(photo_folder, base, 8, num_workers=0) as ld:
+        plain = next(iter(ld)).images
+    with fl.loader(photo_folder, grey, 8, num_workers=0) as ld:
+        greyed = next(iter(ld)).images
+    assert torch.equal(greyed[:, 0], greyed[:, 1]) and torch.equal(greyed[:, 1], greyed[:, 2])
+    assert torch.equal(greyed, torch.stack([px.grayscale(p) for p in plain]))
+
+
+def test_round_trip_and_validation():
+    assert fl.Pipeline.from_json(PIPE.to_json()) == PIPE
+    for make, message in (
+            (lambda: fl.ColorJitter(), "ColorJitter: every factor is 0"),
+            (lambda: fl.ColorJitter(hue=0.7), r"ColorJitter: hue=0.7 gives \[-0.7, 0.7\], outside"),
+            (lambda: fl.ColorJitter(brightness=-1), "ColorJitter: brightness=-1 must be a number"),
+            (lambda: fl.ColorJitter(contrast=(1.5, 0.5)), r"ColorJitter: contrast=\(1.5, 0.5\) must be increasing"),
+            (lambda: fl.RandomGrayscale(p=2), r"RandomGrayscale: p=2 must be a probability"),
+            (lambda: fl.RandomSolarize(threshold=300), "RandomSolarize: threshold=300 must be in"),
+            (lambda: fl.GaussianBlur(4), "GaussianBlur: kernel_size=4 must be positive and odd"),
+            (lambda: fl.GaussianBlur(3, sigma=(2, 1)), "GaussianBlur: sigma=.* increasing"),
+            (lambda: fl.Pipeline(fl.Decode(), fl.Resize((8, 8)), fl.Normalize(), fl.ThreeAugment()),
+             "ThreeAugment is out of place")):
+        with pytest.raises(fl.SpecError, match=message):
+            make()
+
+
+def test_dali_refuses_them_when_the_loader_is_made(photo_folder):
+    pytest.importorskip("nvidia.dali")
+    with pytest.raises(fl.SpecError, match=r"ColorJitter runs only on backend='torch'"):
+        fl.loader(photo_folder, PIPE, 4, backend="dali")
