@@ -10,13 +10,14 @@ from . import presets
 from .dist import DistInfo
 from . import mixing
 from .errors import (BackendUnavailable, DecodeError, FastloadError, FormatError, LoaderTimeout,
-                     SourceError, SpecError, TransformError)
+                     OpNotSupported, SourceError, SpecError, TransformError)
 from .evaluation import ExactMean
 from .loading import Loader, loader
 from .mixing import CutMix, Mixup, MixupOrCutMix
 from .ops import (IMAGENET_MEAN, IMAGENET_STD, CenterCrop, Decode, Normalize, RandomErasing,
                   RandomFlip, RandomResizedCrop, Resize)
 from .sources import DatasetSource, FolderSource, Source, open_source
+from .autoaugment import RandAugment, TrivialAugmentWide
 from .photometric import ColorJitter, GaussianBlur, RandomGrayscale, RandomSolarize, ThreeAugment
 from .spec import Pipeline
 from .user_ops import BatchLambda, Lambda
@@ -29,9 +30,10 @@ DISTRIBUTION = "fastload-images"
 
 __all__ = [
     "BackendUnavailable", "BatchLambda", "CenterCrop", "ColorJitter", "CutMix", "DatasetSource",
-    "GaussianBlur", "RandomGrayscale", "RandomSolarize", "ThreeAugment", "Decode", "DecodeError", "DistInfo",
+    "GaussianBlur", "RandAugment", "RandomGrayscale", "RandomSolarize", "ThreeAugment",
+    "TrivialAugmentWide", "Decode", "DecodeError", "DistInfo",
     "ExactMean", "FastloadError", "FolderSource", "FormatError", "Lambda", "LoaderTimeout",
-    "Mixup", "MixupOrCutMix", "IMAGENET_MEAN", "IMAGENET_STD", "Loader", "Normalize", "Pipeline",
+    "Mixup", "MixupOrCutMix", "OpNotSupported", "IMAGENET_MEAN", "IMAGENET_STD", "Loader", "Normalize", "Pipeline",
     "RandomErasing", "RandomFlip", "RandomResizedCrop", "Resize", "Source", "SourceError",
     "SpecError", "TransformError", "loader", "mixing", "open_source", "presets",
 ]

@@ -93,7 +93,7 @@ def _pipeline(text: str):
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from .backends import DALI_INSTALL, dali_available
+    from .backends import DALI_INSTALL, check_ops, dali_available
     from .bench.report import check_plotting, plot, table, write_json
     from .bench.runner import BenchConfig, run_bench
     from .device import check_device
@@ -110,6 +110,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.plot:
         check_plotting()
     pipeline = _pipeline(args.pipeline)
+    if args.backend != "all":
+        check_ops(args.backend, pipeline)
+    if args.baseline:
+        from .bench.baseline import check_expressible
+
+        check_expressible(pipeline)
     if args.synthetic:
         from .synthetic import make_image_folder
 

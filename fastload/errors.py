@@ -9,6 +9,11 @@ class SpecError(FastloadError, ValueError):
     """A pipeline spec or a loader argument is invalid; the message names the op/argument."""
 
 
+class OpNotSupported(SpecError):
+    """The chosen backend cannot run an op of the pipeline; the message names the op and the
+    backend that can."""
+
+
 class SourceError(FastloadError):
     """A data source is missing, empty or malformed; the message names the path."""
 

@@ -80,7 +80,7 @@ def pixel_steps(pipeline: Pipeline, rng: Optional[np.random.Generator]) -> tuple
         if isinstance(op, Lambda):
             steps.append(("lambda", k))
         else:
-            steps.extend(op.steps(rng))
+            steps.extend(op.steps(rng, pipeline.output_size))
     return tuple(steps)
 
 

@@ -67,7 +67,7 @@ class ColorJitter(Op):
         if all(getattr(self, n) is None for n in ("brightness", "contrast", "saturation", "hue")):
             _fail("ColorJitter", "every factor is 0: it would do nothing")
 
-    def steps(self, rng: np.random.Generator) -> tuple[Step, ...]:
+    def steps(self, rng: np.random.Generator, size: tuple[int, int] = (0, 0)) -> tuple[Step, ...]:
         order = rng.permutation(4)
         names = ("brightness", "contrast", "saturation", "hue")
         factors = [None if r is None else float(rng.uniform(r[0], r[1]))
@@ -84,7 +84,7 @@ class RandomGrayscale(Op):
     def __post_init__(self) -> None:
         object.__setattr__(self, "p", _prob("RandomGrayscale", self.p))
 
-    def steps(self, rng: np.random.Generator) -> tuple[Step, ...]:
+    def steps(self, rng: np.random.Generator, size: tuple[int, int] = (0, 0)) -> tuple[Step, ...]:
         return (("grayscale", None),) if rng.random() < self.p else ()
 
 
@@ -102,7 +102,7 @@ class RandomSolarize(Op):
         object.__setattr__(self, "threshold", float(t))
         object.__setattr__(self, "p", _prob("RandomSolarize", self.p))
 
-    def steps(self, rng: np.random.Generator) -> tuple[Step, ...]:
+    def steps(self, rng: np.random.Generator, size: tuple[int, int] = (0, 0)) -> tuple[Step, ...]:
         return (("solarize", self.threshold),) if rng.random() < self.p else ()
 
 
@@ -140,7 +140,7 @@ class GaussianBlur(Op):
         object.__setattr__(self, "sigma", (low, high))
         object.__setattr__(self, "p", _prob("GaussianBlur", self.p))
 
-    def steps(self, rng: np.random.Generator) -> tuple[Step, ...]:
+    def steps(self, rng: np.random.Generator, size: tuple[int, int] = (0, 0)) -> tuple[Step, ...]:
         if rng.random() >= self.p:
             return ()
         sigma = float(rng.uniform(*self.sigma))
@@ -152,7 +152,7 @@ class ThreeAugment(Op):
     """DeiT III's 3-Augment: one of grayscale, solarize (threshold 128) or Gaussian blur
     (sigma ~ U[0.1, 2.0], kernel 2*ceil(3 sigma)+1), chosen uniformly per sample."""
 
-    def steps(self, rng: np.random.Generator) -> tuple[Step, ...]:
+    def steps(self, rng: np.random.Generator, size: tuple[int, int] = (0, 0)) -> tuple[Step, ...]:
         choice = int(rng.integers(3))
         if choice == 0:
             return (("grayscale", None),)

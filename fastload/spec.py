@@ -9,8 +9,8 @@ where geometry is one of ``RandomResizedCrop``, ``Resize`` (with a (height, widt
 ``Resize(shorter_side) + CenterCrop`` or ``CenterCrop``: every pipeline has a fixed output size,
 so batches stack. ``RandomErasing`` and the mixing ops work in normalized units and so need
 ``Normalize`` before them. Per-sample ops (ColorJitter, RandomGrayscale, RandomSolarize,
-GaussianBlur, ThreeAugment, Lambda) act on the uint8 crop, in the order given; batch ops on
-the finished batch.
+GaussianBlur, ThreeAugment, TrivialAugmentWide, RandAugment, Lambda) act on the uint8 crop, in
+the order given; batch ops on the finished batch.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from .errors import SpecError
 from .mixing import CutMix, Mixup, MixupOrCutMix
 from .ops import (CenterCrop, Decode, Normalize, Op, RandomErasing, RandomFlip,
                   RandomResizedCrop, Resize)
+from .autoaugment import RandAugment, TrivialAugmentWide
 from .photometric import (ColorJitter, GaussianBlur, RandomGrayscale, RandomSolarize,
                           ThreeAugment)
 from .user_ops import BatchLambda, Lambda
@@ -31,16 +32,17 @@ from .user_ops import BatchLambda, Lambda
 SPEC_VERSION = 1
 _ORDER = "Decode, geometry (RandomResizedCrop | Resize [CenterCrop] | CenterCrop), " \
          "[RandomFlip], [per-sample ops: ColorJitter | RandomGrayscale | RandomSolarize | " \
-         "GaussianBlur | ThreeAugment | Lambda, any number], [Normalize], [RandomErasing], " \
+         "GaussianBlur | ThreeAugment | TrivialAugmentWide | RandAugment | Lambda, any " \
+         "number], [Normalize], [RandomErasing], " \
          "[Mixup | CutMix | MixupOrCutMix], [BatchLambda ...]"
 #: The ops a pipeline dict/JSON may name (Lambda and BatchLambda hold functions: code only).
 OPS: dict[str, type[Op]] = {cls.__name__: cls for cls in (
     Decode, RandomResizedCrop, Resize, CenterCrop, RandomFlip, Normalize, RandomErasing,
     ColorJitter, RandomGrayscale, RandomSolarize, GaussianBlur, ThreeAugment,
-    Mixup, CutMix, MixupOrCutMix)}
+    TrivialAugmentWide, RandAugment, Mixup, CutMix, MixupOrCutMix)}
 #: Per-sample ops on the uint8 crop, run in pipeline order after the flip.
 PIXEL_OPS: tuple[type, ...] = (ColorJitter, RandomGrayscale, RandomSolarize, GaussianBlur,
-                               ThreeAugment, Lambda)
+                               ThreeAugment, TrivialAugmentWide, RandAugment, Lambda)
 MIXING_OPS: tuple[type, ...] = (Mixup, CutMix, MixupOrCutMix)
 
 

@@ -191,3 +191,14 @@ def test_bench_reports_progress_per_run(jpeg_folder, capsys):
     err = capsys.readouterr().err
     assert "batches: torch (1/2)" in err and "batches: baseline (2/2)" in err
     assert "torch: " in err and "images/s steady" in err and "\r" not in err  # not a terminal
+
+
+def test_bench_refuses_recipes_the_baseline_or_backend_cannot_run_before_running(jpeg_folder,
+                                                                                 capsys):
+    assert main(["bench", str(jpeg_folder), "--pipeline", "torchvision_v2:32"]) == 2
+    err = capsys.readouterr().err
+    assert "baseline does not run TrivialAugmentWide, MixupOrCutMix" in err
+    assert "batches: torch" not in err  # refused before any run
+    assert main(["bench", str(jpeg_folder), "--pipeline", "deit3:32", "--backend", "dali",
+                 "--no-baseline"]) == 2
+    assert "ThreeAugment runs only on backend='torch'" in capsys.readouterr().err

@@ -170,3 +170,108 @@ def test_dali_refuses_them_when_the_loader_is_made(photo_folder):
     pytest.importorskip("nvidia.dali")
     with pytest.raises(fl.SpecError, match=r"ColorJitter runs only on backend='torch'"):
         fl.loader(photo_folder, PIPE, 4, backend="dali")
+
+
+def pil_shear(im, x_deg=0.0, y_deg=0.0):
+    sx, sy = np.tan(np.radians(x_deg)), np.tan(np.radians(y_deg))
+    return im.transform(im.size, Image.AFFINE, (1, sx, 0, sy, 1, 0), Image.NEAREST)
+
+
+@pytest.mark.parametrize("kernel, value, reference, mean_bound, max_bound", [
+    ("sharpness", 1.8, lambda im: ImageEnhance.Sharpness(im).enhance(1.8), 0.3, 1),
+    ("sharpness", 0.2, lambda im: ImageEnhance.Sharpness(im).enhance(0.2), 0.3, 1),
+    ("posterize", 3, lambda im: ImageOps.posterize(im, 3), 0.0, 0),
+    ("autocontrast", None, ImageOps.autocontrast, 0.0, 0),
+    ("equalize", None, ImageOps.equalize, 0.0, 0),
+    ("rotate", 30.0, lambda im: im.rotate(30, Image.NEAREST), 0.0, 0),
+    ("rotate", -75.0, lambda im: im.rotate(-75, Image.NEAREST), 0.0, 0),
+    ("translate", (7, 0), lambda im: im.transform(im.size, Image.AFFINE, (1, 0, -7, 0, 1, 0),
+                                                  Image.NEAREST), 0.0, 0),
+    ("translate", (0, -5), lambda im: im.transform(im.size, Image.AFFINE, (1, 0, 0, 0, 1, 5),
+                                                   Image.NEAREST), 0.0, 0),
+    ("shear_x", 20.0, lambda im: pil_shear(im, x_deg=20.0), 0.0, 0),
+    ("shear_y", -15.0, lambda im: pil_shear(im, y_deg=-15.0), 0.0, 0),
+])
+def test_autoaugment_kernels_match_pil(photos, kernel, value, reference, mean_bound, max_bound):
+    """Geometric ops (nearest, fill 0), posterize, autocontrast and equalize are identical to
+    PIL (torchvision's PIL path); sharpness within 1 level (truncation vs rounding)."""
+    for im in photos:
+        mean, worst = differ(px.KERNELS[kernel](chw(im), value), chw(reference(im)))
+        assert mean <= mean_bound and worst <= max_bound
+
+
+def test_trivial_augment_draws_every_op_with_its_magnitudes():
+    op = fl.TrivialAugmentWide()
+    seen = {}
+    for position in range(2000):
+        for name, value in op.steps(sample_rng(2, 0, position)):
+            seen.setdefault(name, []).append(value)
+    assert set(seen) == {"shear_x", "shear_y", "translate", "rotate", "brightness", "saturation",
+                         "contrast", "sharpness", "posterize", "solarize", "autocontrast",
+                         "equalize"}
+    assert max(abs(v) for v in seen["rotate"]) <= 135 and min(seen["rotate"]) < -100
+    assert all(0.01 - 1e-9 <= v <= 1.99 + 1e-9 for v in seen["brightness"])
+    assert set(seen["posterize"]) <= set(range(2, 9)) and 2 in seen["posterize"]
+    assert max(abs(c) for v in seen["translate"] for c in v) == 32
+    assert max(abs(v) for v in seen["shear_x"]) == pytest.approx(np.degrees(np.arctan(0.99)))
+
+
+def test_rand_augment_magnitude_noise_and_probability():
+    fixed = fl.RandAugment(num_ops=2, magnitude=9)
+    values = {v for p in range(400) for n, v in fixed.steps(sample_rng(0, 0, p), (224, 224))
+              if n == "rotate"}
+    assert len(values) == 2 and all(abs(v) == pytest.approx(30.0 * 9 / 30) for v in values)
+    noisy = fl.RandAugment(num_ops=2, magnitude=9, num_magnitude_bins=11, magnitude_std=0.5, p=0.5)
+    rotations = [abs(v) for p in range(2000)
+                 for n, v in noisy.steps(sample_rng(0, 0, p), (224, 224)) if n == "rotate"]
+    assert 30 * 7 / 10 < np.mean(rotations) < 30 * 10 / 10 and max(rotations) <= 30.0
+    assert len(set(np.round(rotations, 3))) > 50  # the noise spreads the magnitude
+    counts = [len(noisy.steps(sample_rng(0, 0, p), (224, 224))) for p in range(1000)]
+    assert 0.8 < np.mean(counts) < 1.2  # 2 ops at p=0.5, a few of them without a kernel
+
+
+AUTO = fl.Pipeline(fl.Decode(), fl.RandomResizedCrop(24), fl.RandomFlip(),
+                   fl.TrivialAugmentWide(), fl.RandAugment(magnitude_std=0.5),
+                   fl.Normalize(), fl.RandomErasing(p=0.1))
+
+
+def test_autoaugment_pipelines_are_deterministic_across_workers(photo_folder):
+    runs = []
+    for workers in (0, 2):
+        with fl.loader(photo_folder, AUTO, 6, num_workers=workers, seed=4, shuffle=True) as ld:
+            runs.append([b.images.clone() for b in ld])
+    assert all(torch.equal(x, y) for x, y in zip(*runs))
+    assert fl.Pipeline.from_json(AUTO.to_json()) == AUTO
+
+
+def test_autoaugment_validation():
+    for make, message in (
+            (lambda: fl.TrivialAugmentWide(num_magnitude_bins=1), "TrivialAugmentWide: num_magnitude_bins=1"),
+            (lambda: fl.RandAugment(num_ops=0), "RandAugment: num_ops=0 must be an int >= 1"),
+            (lambda: fl.RandAugment(magnitude=31), r"RandAugment: magnitude=31 must be an int bin in \[0, 30\]"),
+            (lambda: fl.RandAugment(magnitude_std=-1), "RandAugment: magnitude_std=-1"),
+            (lambda: fl.RandAugment(p=1.5), "RandAugment: p=1.5")):
+        with pytest.raises(fl.SpecError, match=message):
+            make()
+
+
+@pytest.mark.parametrize("name, size, expected", [
+    ("torchvision_v2", 176, ["Decode", "RandomResizedCrop", "RandomFlip", "TrivialAugmentWide",
+                             "Normalize", "RandomErasing", "MixupOrCutMix"]),
+    ("timm_randaugment", 224, ["Decode", "RandomResizedCrop", "RandomFlip", "RandAugment",
+                               "Normalize", "RandomErasing", "MixupOrCutMix"]),
+    ("deit3", 224, ["Decode", "RandomResizedCrop", "RandomFlip", "ThreeAugment", "ColorJitter",
+                    "Normalize", "MixupOrCutMix"]),
+])
+def test_recipe_presets_run_end_to_end(photo_folder, name, size, expected):
+    preset = getattr(fl.presets, name)(size, num_classes=3)
+    assert [type(op).__name__ for op in preset] == expected
+    assert fl.Pipeline.from_json(preset.to_json()) == preset
+    small = getattr(fl.presets, name)(32, num_classes=3)
+    with fl.loader(photo_folder, small, 8, num_workers=1, shuffle=True) as ld:
+        images, labels = next(iter(ld))
+    assert images.shape == (8, 3, 32, 32) and labels.shape == (8, 3)
+    assert torch.allclose(labels.sum(1), torch.ones(8))
+    v2 = fl.presets.torchvision_v2()
+    assert (v2.erasing.p, v2.mixing.mixup_alpha, v2.mixing.cutmix_alpha,
+            v2.mixing.label_smoothing, v2.output_size) == (0.1, 0.2, 1.0, 0.1, (176, 176))

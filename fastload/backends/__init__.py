@@ -6,7 +6,7 @@ import importlib.util
 from typing import Any, Callable, Iterator, Optional, Protocol, Sequence
 
 from ..batch import Batch, BatchTask
-from ..errors import BackendUnavailable, SpecError
+from ..errors import BackendUnavailable, OpNotSupported, SpecError
 from ..options import LoaderOptions
 from ..sources.base import Source
 from ..spec import Pipeline
@@ -53,12 +53,21 @@ class Producer(Protocol):
     def close(self) -> None: ...
 
 
+def check_ops(backend: str, pipeline: Pipeline) -> None:
+    """OpNotSupported when ``backend`` cannot run an op of ``pipeline``: checked when the loader
+    is made, never mid-epoch. The DALI backends run no per-sample op of the ``pixel`` section
+    (they decode, crop, resize and flip in DALI; the batch ops run in the shared tail)."""
+    if backend == "torch":
+        return
+    for op in pipeline.pixel:
+        raise OpNotSupported(f"{getattr(op, 'name', type(op).__name__)} runs only on "
+                             f"backend='torch' (the DALI backends do not run it); "
+                             f"backend={backend!r} was asked for")
+
+
 def make_producer(backend: str, source: Source, pipeline: Pipeline, options: LoaderOptions, *,
                   device: Any, dist: Any) -> Producer:
-    if backend != "torch":
-        for op in pipeline.pixel:  # refused now, never mid-epoch
-            raise SpecError(f"{getattr(op, 'name', type(op).__name__)} runs only on "
-                            f"backend='torch' (DALI cannot run it); backend={backend!r} was asked for")
+    check_ops(backend, pipeline)
     if backend == "torch":
         from .torch_backend import TorchProducer
 

@@ -9,6 +9,7 @@ HSV on x / 255 and back with x * (256 - 1e-3) truncated.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import numpy as np
@@ -134,7 +135,99 @@ def blur(image: torch.Tensor, value: tuple[int, int, float]) -> torch.Tensor:
     return _to_uint8(x.squeeze(1).round_())
 
 
+def sharpness(image: torch.Tensor, factor: float) -> torch.Tensor:
+    """Blend with the 3x3 smoothing (1s around a 5, / 13, rounded); the border row and column
+    keep their pixels, as PIL and torchvision do."""
+    _, height, width = image.shape
+    if height <= 2 or width <= 2:
+        return image
+    x = image.float()
+    kernel = torch.full((3, 1, 3, 3), 1.0 / 13.0)
+    kernel[:, :, 1, 1] = 5.0 / 13.0
+    smooth = F.conv2d(x.unsqueeze(0), kernel, groups=3)[0].round_()
+    inner = x[:, 1:-1, 1:-1]
+    inner.mul_(factor).add_(smooth, alpha=1.0 - factor)
+    return _to_uint8(x)
+
+
+def posterize(image: torch.Tensor, bits: int) -> torch.Tensor:
+    return image & ((0xFF << (8 - bits)) & 0xFF)
+
+
+def autocontrast(image: torch.Tensor, _: Any = None) -> torch.Tensor:
+    """Stretch each channel's [min, max] to [0, 255] (a flat channel is left as it is)."""
+    x = image.float()
+    low = x.amin(dim=(1, 2), keepdim=True)
+    high = x.amax(dim=(1, 2), keepdim=True)
+    flat = high == low
+    low = torch.where(flat, torch.zeros_like(low), low)
+    step = torch.where(flat, torch.ones_like(high), (high - low) / 255.0)
+    return _to_uint8((x - low) / step)
+
+
+def equalize(image: torch.Tensor, _: Any = None) -> torch.Tensor:
+    """PIL's histogram equalization, per channel."""
+    out = np.empty((3, *image.shape[1:]), dtype=np.uint8)
+    pixels = image.numpy()
+    for c in range(3):
+        hist = np.bincount(pixels[c].ravel(), minlength=256)
+        used = hist[hist > 0]
+        step = (int(used.sum()) - int(used[-1])) // 255 if len(used) > 1 else 0
+        if step == 0:
+            out[c] = pixels[c]
+            continue
+        lut = (np.concatenate(([0], np.cumsum(hist)[:-1])) + step // 2) // step
+        out[c] = np.minimum(lut, 255).astype(np.uint8)[pixels[c]]
+    return torch.from_numpy(out)
+
+
+def _affine(image: torch.Tensor, angle: float, translate: tuple[int, int],
+            shear: tuple[float, float], corner: bool) -> torch.Tensor:
+    """torchvision's affine of a tensor image, nearest sampling, fill 0: the inverse map of
+    each output pixel centre (coordinates centred on the image; on its top-left corner when
+    ``corner``) through rotation ``angle`` (degrees, clockwise), ``shear`` (degrees) and
+    ``translate`` (pixels), rounded half to even as grid_sample does."""
+    _, height, width = image.shape
+    cx, cy = (-width * 0.5, -height * 0.5) if corner else (0.0, 0.0)
+    rot, sx, sy = (math.radians(v) for v in (angle, *shear))
+    a = math.cos(rot - sy) / math.cos(sy)
+    b = -math.cos(rot - sy) * math.tan(sx) / math.cos(sy) - math.sin(rot)
+    c = math.sin(rot - sy) / math.cos(sy)
+    d = -math.sin(rot - sy) * math.tan(sx) / math.cos(sy) + math.cos(rot)
+    tx, ty = translate
+    m = [d, -b, 0.0, -c, a, 0.0]
+    m[2] += m[0] * (-cx - tx) + m[1] * (-cy - ty) + cx
+    m[5] += m[3] * (-cx - tx) + m[4] * (-cy - ty) + cy
+    xs = torch.arange(width, dtype=torch.float64) + 0.5 - width * 0.5
+    ys = torch.arange(height, dtype=torch.float64).view(-1, 1) + 0.5 - height * 0.5
+    src_x = torch.round(m[0] * xs + m[1] * ys + m[2] + width * 0.5 - 0.5).long()
+    src_y = torch.round(m[3] * xs + m[4] * ys + m[5] + height * 0.5 - 0.5).long()
+    inside = (src_x >= 0) & (src_x < width) & (src_y >= 0) & (src_y < height)
+    flat = (src_y.clamp(0, height - 1) * width + src_x.clamp(0, width - 1)).view(-1)
+    out = image.reshape(3, -1).index_select(1, flat).view(3, height, width)
+    return out * inside
+
+
+def shear_x(image: torch.Tensor, degrees: float) -> torch.Tensor:
+    return _affine(image, 0.0, (0, 0), (degrees, 0.0), corner=True)
+
+
+def shear_y(image: torch.Tensor, degrees: float) -> torch.Tensor:
+    return _affine(image, 0.0, (0, 0), (0.0, degrees), corner=True)
+
+
+def translate(image: torch.Tensor, offset: tuple[int, int]) -> torch.Tensor:
+    return _affine(image, 0.0, offset, (0.0, 0.0), corner=False)
+
+
+def rotate(image: torch.Tensor, degrees: float) -> torch.Tensor:
+    """Counter-clockwise by ``degrees`` about the centre (torchvision's rotate)."""
+    return _affine(image, -degrees, (0, 0), (0.0, 0.0), corner=False)
+
+
 KERNELS: dict[str, Callable[[torch.Tensor, Any], torch.Tensor]] = {
     "brightness": brightness, "contrast": contrast, "saturation": saturation, "hue": hue,
-    "grayscale": grayscale, "solarize": solarize, "blur": blur,
+    "grayscale": grayscale, "solarize": solarize, "blur": blur, "sharpness": sharpness,
+    "posterize": posterize, "autocontrast": autocontrast, "equalize": equalize,
+    "shear_x": shear_x, "shear_y": shear_y, "translate": translate, "rotate": rotate,
 }

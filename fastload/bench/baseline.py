@@ -136,10 +136,26 @@ class BaselineDataset:
         return self.transform(img), label
 
 
+def check_expressible(pipeline: Pipeline) -> None:
+    """A SpecError for a pipeline with ops this baseline does not write (per-sample
+    augmentations, mixing, user functions): refused rather than compared against a lighter
+    pipeline."""
+    extra = [type(op).__name__ for op in (*pipeline.pixel, pipeline.mixing, *pipeline.batch_fns)
+             if op is not None]
+    if extra:
+        from ..errors import SpecError
+
+        raise SpecError(f"bench: the built-in baseline does not run {', '.join(extra)}; run "
+                        "with --no-baseline, or see benchmarks/recipes.py for a torchvision "
+                        "baseline of the recipe presets")
+
+
 def baseline_loader(source: Source, pipeline: Pipeline, *, batch_size: int, num_workers: int,
                     pin_memory: bool, seed: int = 0) -> Any:
     """``DataLoader(ImageFolder(...), shuffle=True, persistent_workers=True)``, as users write it."""
     import torch
+
+    check_expressible(pipeline)
 
     generator = torch.Generator().manual_seed(seed)
     return torch.utils.data.DataLoader(

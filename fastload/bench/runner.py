@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional, TextIO
 
-from ..errors import BackendUnavailable
+from ..errors import BackendUnavailable, OpNotSupported
 from ..progress import Progress
 from ..spec import Pipeline
 from .stall import RunStats, diagnose, measure, replay
@@ -139,7 +139,7 @@ def run_bench(config: BenchConfig, progress: Optional[TextIO] = None) -> BenchRe
                 loader = fl.loader(source, config.pipeline, config.batch_size, backend=name,
                                    num_workers=config.workers, device=device, seed=config.seed,
                                    on_error=config.on_error, shuffle=True)
-            except BackendUnavailable as exc:
+            except (BackendUnavailable, OpNotSupported) as exc:
                 skipped[name] = str(exc)
                 warnings.warn(f"bench: skipping {name}: {exc}", stacklevel=2)
                 continue
