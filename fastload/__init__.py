@@ -19,6 +19,7 @@ from .ops import (IMAGENET_MEAN, IMAGENET_STD, CenterCrop, Decode, Normalize, Ra
 from .sources import DatasetSource, FolderSource, Source, open_source
 from .autoaugment import RandAugment, TrivialAugmentWide
 from .photometric import ColorJitter, GaussianBlur, RandomGrayscale, RandomSolarize, ThreeAugment
+from .schedule import by_epoch
 from .spec import Pipeline
 from .user_ops import BatchLambda, Lambda
 
@@ -35,5 +36,5 @@ __all__ = [
     "ExactMean", "FastloadError", "FolderSource", "FormatError", "Lambda", "LoaderTimeout",
     "Mixup", "MixupOrCutMix", "OpNotSupported", "IMAGENET_MEAN", "IMAGENET_STD", "Loader", "Normalize", "Pipeline",
     "RandomErasing", "RandomFlip", "RandomResizedCrop", "Resize", "Source", "SourceError",
-    "SpecError", "TransformError", "loader", "mixing", "open_source", "presets",
+    "SpecError", "TransformError", "by_epoch", "loader", "mixing", "open_source", "presets",
 ]

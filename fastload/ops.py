@@ -7,10 +7,11 @@ round-trips through a plain dict (``to_dict`` / ``op_from_dict``).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Union
 
 from .errors import SpecError
+from .schedule import ByEpoch, by_epoch
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -73,8 +74,10 @@ class Op:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"op": type(self).__name__}
-        for key, value in asdict(self).items():  # type: ignore[call-overload]
-            out[key] = list(value) if isinstance(value, tuple) else value
+        for key in (f.name for f in fields(self)):  # type: ignore[arg-type]
+            value = getattr(self, key)
+            out[key] = (value.to_json() if isinstance(value, ByEpoch)
+                        else list(value) if isinstance(value, tuple) else value)
         return out
 
 
@@ -85,15 +88,23 @@ class Decode(Op):
 
 @dataclass(frozen=True)
 class RandomResizedCrop(Op):
-    """torchvision's RandomResizedCrop: area ~ U(scale), log-aspect ~ U(log ratio), 10 tries."""
+    """torchvision's RandomResizedCrop: area ~ U(scale), log-aspect ~ U(log ratio), 10 tries.
 
-    size: Size
+    ``size`` may follow the epoch (progressive resizing): ``fl.by_epoch({0: 160, 10: 192})``.
+    """
+
+    size: Any
     scale: tuple[float, float] = (0.08, 1.0)
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
 
     def __post_init__(self) -> None:
         name = "RandomResizedCrop"
-        object.__setattr__(self, "size", _size2(name, "size", self.size))
+        size = self.size
+        if isinstance(size, (ByEpoch, dict)):
+            size = by_epoch(size).map(lambda v: _size2(name, "size", v))
+        else:
+            size = _size2(name, "size", size)
+        object.__setattr__(self, "size", size)
         object.__setattr__(self, "scale", _range(name, "scale", self.scale, 1e-6, 1.0))
         ratio = _range(name, "ratio", self.ratio, 1e-6, 1e6)
         object.__setattr__(self, "ratio", ratio)

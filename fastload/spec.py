@@ -18,13 +18,14 @@ from __future__ import annotations
 import json
 from typing import Any, Iterator, Optional
 
-from dataclasses import fields
+from dataclasses import fields, replace
 
 from .errors import SpecError
 from .mixing import CutMix, Mixup, MixupOrCutMix
 from .ops import (CenterCrop, Decode, Normalize, Op, RandomErasing, RandomFlip,
                   RandomResizedCrop, Resize)
 from .autoaugment import RandAugment, TrivialAugmentWide
+from .schedule import ByEpoch
 from .photometric import (ColorJitter, GaussianBlur, RandomGrayscale, RandomSolarize,
                           ThreeAugment)
 from .user_ops import BatchLambda, Lambda
@@ -50,7 +51,7 @@ class Pipeline:
     """An immutable, validated sequence of ops; ``Pipeline(Decode(), RandomResizedCrop(224))``."""
 
     __slots__ = ("ops", "geometry", "flip", "pixel", "normalize", "erasing", "mixing",
-                 "batch_fns", "output_size")
+                 "batch_fns", "schedule", "_output_size", "_epochs")
 
     def __init__(self, *ops: Op) -> None:
         if len(ops) == 1 and isinstance(ops[0], (list, tuple)):
@@ -77,7 +78,13 @@ class Pipeline:
         while rest and isinstance(rest[0], (RandomResizedCrop, Resize, CenterCrop)):
             geometry.append(rest.pop(0))
         self._set("geometry", tuple(geometry))
-        self._set("output_size", _output_size(geometry))
+        sizes = getattr(geometry[0], "size", None) if geometry else None
+        self._set("schedule", sizes if isinstance(sizes, ByEpoch) else None)
+        self._set("_epochs", {})
+        first_size = [replace(geometry[0], size=self.schedule.at(0)), *geometry[1:]] \
+            if self.schedule else geometry
+        size = _output_size(first_size)  # checks the geometry (at epoch 0's size)
+        self._set("_output_size", None if self.schedule else size)
         self._set("flip", _take(rest, RandomFlip))
         self._set("pixel", _take_all(rest, PIXEL_OPS))
         self._set("normalize", _take(rest, Normalize))
@@ -99,15 +106,43 @@ class Pipeline:
             return self
         return Pipeline(*(op for op in self.ops if not isinstance(op, BatchLambda)))
 
+    # --- sizes that follow the epoch ---------------------------------------------------------
+    @property
+    def output_size(self) -> tuple[int, int]:
+        """(height, width) of every output image; a pipeline whose size follows the epoch has
+        one per epoch: ``at_epoch(e).output_size``."""
+        if self._output_size is None:
+            raise SpecError("Pipeline: the output size follows the epoch (by_epoch); use "
+                            "pipeline.at_epoch(epoch).output_size")
+        return self._output_size
+
+    def at_epoch(self, epoch: int) -> "Pipeline":
+        """The fixed-size pipeline of ``epoch`` (this one when no size follows the epoch)."""
+        if self.schedule is None:
+            return self
+        size = self.schedule.at(epoch)
+        if size not in self._epochs:
+            first = replace(self.geometry[0], size=size)
+            self._epochs[size] = Pipeline(*(first if op is self.geometry[0] else op
+                                            for op in self.ops))
+        return self._epochs[size]
+
+    def largest_output_size(self) -> tuple[int, int]:
+        """The largest (height, width) over every epoch (buffers sized once hold them all)."""
+        if self.schedule is None:
+            return self.output_size
+        sizes = self.schedule.values()
+        return (max(h for h, _ in sizes), max(w for _, w in sizes))
+
     # --- description -------------------------------------------------------------------------
     @property
     def output_dtype(self) -> str:
         return self.normalize.dtype if self.normalize is not None else "uint8"
 
-    def describe(self) -> dict[str, Any]:
-        """Per-sample output: channels-first shape and dtype, and the labels' shape and dtype
-        (soft targets after a mixing op), known before any image is read."""
-        h, w = self.output_size
+    def describe(self, epoch: int = 0) -> dict[str, Any]:
+        """Per-sample output at ``epoch``: channels-first shape and dtype, and the labels' shape
+        and dtype (soft targets after a mixing op), known before any image is read."""
+        h, w = self.at_epoch(epoch).output_size
         labels: dict[str, Any] = {"shape": (), "dtype": "int64"}
         if self.mixing is not None:
             labels = {"shape": (self.mixing.num_classes,), "dtype": "float32"}

@@ -59,6 +59,9 @@ def check_ops(backend: str, pipeline: Pipeline) -> None:
     (they decode, crop, resize and flip in DALI; the batch ops run in the shared tail)."""
     if backend == "torch":
         return
+    if backend == "dali-native" and pipeline.schedule is not None:
+        raise OpNotSupported("RandomResizedCrop with a by_epoch size: backend='dali-native' "
+                             "builds one fixed DALI graph; use backend='dali' or 'torch'")
     for op in pipeline.pixel:
         raise OpNotSupported(f"{getattr(op, 'name', type(op).__name__)} runs only on "
                              f"backend='torch' (the DALI backends do not run it); "

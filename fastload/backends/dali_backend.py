@@ -199,36 +199,51 @@ def dali_to_torch(images: Any, shape: tuple[int, ...], dtype: torch.dtype,
 
 
 class DaliProducer:
-    """Runs batch tasks through a DALI pipeline, in order, into final Batches."""
+    """Runs batch tasks through a DALI pipeline, in order, into final Batches.
+
+    One DALI pipeline per output size: a size that follows the epoch (progressive resizing)
+    builds the next size's pipeline when its first epoch comes, and keeps the built ones.
+    """
 
     resumable = True
 
     def __init__(self, source: Source, pipeline: Pipeline, options: LoaderOptions, *,
                  device: torch.device) -> None:
-        from nvidia.dali import pipeline_def
-
-        batch_size, num_workers = options.batch_size, options.num_workers
-        prefetch_factor, on_error = options.prefetch_factor, options.on_error
+        self.source, self.pipeline, self.options = source, pipeline, options
         self.timeout = options.timeout
         self.gpu = device.type == "cuda"
-        self.feeder = Feeder(source, pipeline, on_error)
+        self.device = device
         self._tail = DeviceTail(pipeline, device, normalized_input=True)
-        self._shape = (3, *pipeline.output_size)
         self._dtype = output_dtype(pipeline)
-        self._pipe: Optional[Any] = pipeline_def(
-            _graph, batch_size=batch_size, num_threads=max(1, num_workers),
-            device_id=device.index if self.gpu else None,
-            prefetch_queue_depth=prefetch_factor)(self.feeder, pipeline, self.gpu)
-        self._pipe.build()
+        self._pipes: Optional[dict[tuple[int, int], tuple[Any, Feeder]]] = {}
+        self.feeder = self._pipe_for(pipeline.at_epoch(0))[1]
+
+    def _pipe_for(self, pipeline: Pipeline) -> tuple[Any, Feeder]:
+        """The built DALI pipeline (and its feeder) of a fixed-size pipeline."""
+        from nvidia.dali import pipeline_def
+
+        assert self._pipes is not None
+        size = pipeline.output_size
+        if size not in self._pipes:
+            feeder = Feeder(self.source, pipeline, self.options.on_error)
+            pipe = pipeline_def(
+                _graph, batch_size=self.options.batch_size,
+                num_threads=max(1, self.options.num_workers),
+                device_id=self.device.index if self.gpu else None,
+                prefetch_queue_depth=self.options.prefetch_factor)(feeder, pipeline, self.gpu)
+            pipe.build()
+            self._pipes[size] = (pipe, feeder)
+        return self._pipes[size]
 
     def batches(self, tasks: list[Any], seed: int, epoch: int,
                 following: Optional[Callable[[], list[Any]]] = None) -> Iterator[Batch]:
         """The batches of ``tasks``; ``following`` (the next epoch's tasks) is not used: DALI
         runs one epoch at a time."""
-        if self._pipe is None:
+        if self._pipes is None:
             raise RuntimeError("this loader was closed")
+        pipe, self.feeder = self._pipe_for(self.pipeline.at_epoch(epoch))
         self.feeder.start(tasks, seed, epoch)
-        return apply_tail(self._run(self._pipe), self._tail, self.timeout, self._describe)
+        return apply_tail(self._run(pipe), self._tail, self.timeout, self._describe)
 
     def _describe(self) -> str:
         task = self.feeder.current
@@ -264,7 +279,8 @@ class DaliProducer:
                 self.feeder.meta.clear()
 
     def _to_torch(self, images: Any) -> torch.Tensor:
-        return dali_to_torch(images, (len(images), *self._shape), self._dtype, self._tail)
+        shape = (len(images), 3, *self.feeder.pipeline.output_size)
+        return dali_to_torch(images, shape, self._dtype, self._tail)
 
     def _decode_error(self, exc: RuntimeError) -> DecodeError:
         meta = self.feeder.meta[0] if self.feeder.meta else None
@@ -278,4 +294,4 @@ class DaliProducer:
         """DALI's threads live as long as the loader (``persistent_workers`` has no effect)."""
 
     def close(self) -> None:
-        self._pipe = None
+        self._pipes = None

@@ -51,7 +51,7 @@ class BatchDataset(Dataset):
         self.on_error = on_error
         self.finish = finish
         self.pool = pool  # shared (B, 3, H, W) buffers of the finished dtype
-        self._scratch: Optional[torch.Tensor] = None  # this process's uint8 batch, reused
+        self._scratch: Optional[torch.Tensor] = None  # this process's uint8 batch (flat), reused
 
     def __len__(self) -> int:
         return len(self.source)
@@ -70,22 +70,28 @@ class BatchDataset(Dataset):
             return Failed(type(exc).__name__, str(exc), task.slot)
 
     def _render(self, task: BatchTask) -> HostBatch:
+        pipeline = self.pipeline.at_epoch(task.epoch)  # the epoch's size (progressive resizing)
         if self.finish is None:
-            return render_batch(self.source, self.pipeline, task, self.random, self.on_error)
+            return render_batch(self.source, pipeline, task, self.random, self.on_error)
         count = len(task.indices)
-        height, width = self.pipeline.output_size
-        shape = (count, 3, height, width)
-        out = (self.pool[task.slot][:count] if task.slot >= 0
+        shape = (count, 3, *pipeline.output_size)
+        out = (slot_view(self.pool[task.slot], shape) if task.slot >= 0
                else empty_shared(shape, self.finish.out_dtype))
         if out.dtype == torch.uint8:  # nothing to finish: render straight into the output
-            host = render_batch(self.source, self.pipeline, task, self.random, self.on_error, out)
+            host = render_batch(self.source, pipeline, task, self.random, self.on_error, out)
         else:
-            if self._scratch is None or len(self._scratch) < count:
-                self._scratch = torch.empty(shape, dtype=torch.uint8)
-            host = render_batch(self.source, self.pipeline, task, self.random, self.on_error,
-                                self._scratch[:count])
+            if self._scratch is None or self._scratch.numel() < out.numel():
+                self._scratch = torch.empty(out.numel(), dtype=torch.uint8)
+            host = render_batch(self.source, pipeline, task, self.random, self.on_error,
+                                self._scratch[:out.numel()].view(shape))
             self.finish.finish(host.images, out, host)
         return host._replace(images=None if task.slot >= 0 else out, slot=task.slot)
+
+
+def slot_view(buffer: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """A contiguous ``shape`` view at the start of a pool buffer (sized for the largest batch
+    of any epoch: a smaller image size or a partial batch uses its first bytes)."""
+    return buffer.view(-1)[:int(np.prod(shape))].view(shape)
 
 
 class Failed(NamedTuple):
@@ -294,7 +300,8 @@ class TorchProducer:
         # every batch in flight, the one the caller holds and the one before it (a for loop's
         # variables still hold it while next() runs), one spare
         slots = options.prefetch_factor * max(1, options.num_workers) + 3 if on_cpu else 0
-        height, width = pipeline.output_size
+        self._pipeline = pipeline
+        height, width = pipeline.largest_output_size()
         self._pool = [torch.empty((options.batch_size, 3, height, width),
                                   dtype=self._tail.out_dtype).share_memory_()
                       for _ in range(slots)]
@@ -379,7 +386,8 @@ class TorchProducer:
             images = host.images
             if host.slot >= 0:
                 self._sampler.arrived(host.slot)
-                images = self._pool[host.slot][:len(host.labels)]
+                size = self._pipeline.at_epoch(host.epoch).output_size
+                images = slot_view(self._pool[host.slot], (len(host.labels), 3, *size))
             yield self._tail.batch(images, host)
 
     def _take(self, count: int) -> Iterator[Batch]:

@@ -142,6 +142,8 @@ def check_expressible(pipeline: Pipeline) -> None:
     pipeline."""
     extra = [type(op).__name__ for op in (*pipeline.pixel, pipeline.mixing, *pipeline.batch_fns)
              if op is not None]
+    if pipeline.schedule is not None:
+        extra.append("RandomResizedCrop(by_epoch sizes)")
     if extra:
         from ..errors import SpecError
 

@@ -63,7 +63,7 @@ def _ms(value: float) -> str:
 
 def _pipeline_name(report: BenchReport) -> str:
     return " > ".join(type(op).__name__ for op in report.config.pipeline.ops) + \
-        f" -> {report.config.pipeline.output_size}"
+        f" -> {report.config.pipeline.at_epoch(0).output_size}"
 
 
 def _mib(n: int) -> str:
