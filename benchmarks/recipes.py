@@ -5,8 +5,8 @@
 torchvision installs only beside its matching torch (torchvision 0.29.1 with torch 2.14.1, a
 multi-GB CUDA build that also runs on a CPU), so this script keeps them in a venv of its own
 (``--venv``, default ``.venv-torchvision``): it creates it on the first run (``pip install
-torch==2.14.1 torchvision==0.29.1`` and this checkout), then re-runs itself inside it. Nothing
-of this joins fastload's dependencies.
+torch==2.14.1 torchvision==0.29.1`` and this checkout, editable), then re-runs itself inside it
+on this checkout's code. Nothing of this joins fastload's dependencies.
 
 Two measurements, figures in benchmarks/README.md:
 
@@ -41,7 +41,7 @@ def ensure_venv(venv: Path) -> Path:
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         subprocess.run([str(python), "-m", "pip", "install", "-q", f"torch=={TORCH}",
-                        f"torchvision=={TORCHVISION}", str(ROOT)], check=True)
+                        f"torchvision=={TORCHVISION}", "-e", str(ROOT)], check=True)
     return python
 
 
@@ -158,7 +158,8 @@ def main() -> int:
         import torchvision  # noqa: F401
     except ImportError:
         python = ensure_venv(Path(args.venv))
-        return subprocess.run([str(python), __file__, *sys.argv[1:]]).returncode
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout's code, C extensions included
+        return subprocess.run([str(python), __file__, *sys.argv[1:]], env=env).returncode
     from fastload.synthetic import make_image_folder
 
     data = args.data or str(make_image_folder(ROOT / f".fastload-synthetic-{args.images}",

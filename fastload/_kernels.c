@@ -16,6 +16,10 @@
  *   roundings, as numpy's multiply-then-add gives); boxes: int32 (batch, 4) = top, left,
  *   height, width of the erased rectangle in output pixels (height 0: none), or None; fill: 3
  *   float32 written into the rectangles, or None to leave them for the caller (random noise).
+ *
+ * affine_nearest(src, out, height, width, m0, m1, c0, m3, m4, c1)
+ *   Nearest-neighbour inverse affine map of a uint8 (3, height, width) image, fill 0: the
+ *   geometric ops of TrivialAugment / RandAugment.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -550,7 +554,52 @@ release:
     return result;
 }
 
+/* affine_nearest: out[c, y, x] = src[c, sy, sx] with sx = nearbyint(m0 * x + (m1 * y + c0)),
+ * sy = nearbyint(m3 * x + (m4 * y + c1)) (round half to even, as grid_sample's nearest), 0
+ * where (sx, sy) falls outside the image. */
+static PyObject *affine_nearest(PyObject *self, PyObject *args) {
+    Py_buffer src, out;
+    Py_ssize_t height, width;
+    double m0, m1, c0, m3, m4, c1;
+    if (!PyArg_ParseTuple(args, "y*w*nndddddd:affine_nearest", &src, &out, &height, &width, &m0,
+                          &m1, &c0, &m3, &m4, &c1))
+        return NULL;
+    Py_ssize_t plane = height * width;
+    if (height <= 0 || width <= 0 || src.len != 3 * plane || out.len != 3 * plane) {
+        PyErr_SetString(PyExc_ValueError, "affine_nearest: src and out must be uint8 (3, H, W)");
+        PyBuffer_Release(&src);
+        PyBuffer_Release(&out);
+        return NULL;
+    }
+    const uint8_t *in = src.buf;
+    uint8_t *dst = out.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t y = 0; y < height; y++) {
+        double rx = m1 * (double)y + c0, ry = m4 * (double)y + c1;
+        for (Py_ssize_t x = 0; x < width; x++) {
+            double fx = nearbyint(m0 * (double)x + rx), fy = nearbyint(m3 * (double)x + ry);
+            Py_ssize_t at = y * width + x;
+            if (fx >= 0 && fx < width && fy >= 0 && fy < height) {
+                Py_ssize_t from = (Py_ssize_t)fy * width + (Py_ssize_t)fx;
+                dst[at] = in[from];
+                dst[plane + at] = in[plane + from];
+                dst[2 * plane + at] = in[2 * plane + from];
+            } else {
+                dst[at] = dst[plane + at] = dst[2 * plane + at] = 0;
+            }
+        }
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&src);
+    PyBuffer_Release(&out);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
+    {"affine_nearest", affine_nearest, METH_VARARGS,
+     "affine_nearest(src, out, height, width, m0, m1, c0, m3, m4, c1) -> None\n\n"
+     "uint8 (3, H, W) -> out[c, y, x] = src[c, rint(m3 x + (m4 y + c1)), rint(m0 x + (m1 y + c0))]"
+     ", 0 outside the image."},
     {"resample", resample, METH_VARARGS,
      "resample(src, height, width, channels, full_h, full_w, top, left, out, out_h, out_w, flip)"
      "\n\nAntialiased bilinear resize (torch's uint8 arithmetic) of an RGB/RGBX image to "
@@ -565,7 +614,7 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "fastload._kernels",
-    "CPU kernels of the torch backend: resample, normalize_erase.", -1, methods,
+    "CPU kernels of the torch backend: resample, normalize_erase, affine_nearest.", -1, methods,
 };
 
 PyMODINIT_FUNC PyInit__kernels(void) { return PyModule_Create(&module); }

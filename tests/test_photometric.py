@@ -275,3 +275,12 @@ def test_recipe_presets_run_end_to_end(photo_folder, name, size, expected):
     v2 = fl.presets.torchvision_v2()
     assert (v2.erasing.p, v2.mixing.mixup_alpha, v2.mixing.cutmix_alpha,
             v2.mixing.label_smoothing, v2.output_size) == (0.1, 0.2, 1.0, 0.1, (176, 176))
+
+
+def test_affine_c_kernel_and_numpy_fallback_agree(photos, monkeypatch):
+    image = chw(photos[1])
+    ops = [(px.rotate, 33.3), (px.rotate, -135.0), (px.shear_x, 44.0), (px.shear_y, -30.0),
+           (px.translate, (-32, 5))]
+    fast = [f(image, v) for f, v in ops]
+    monkeypatch.setattr(px, "_affine_nearest", None)
+    assert all(torch.equal(f(image, v), a) for (f, v), a in zip(ops, fast))

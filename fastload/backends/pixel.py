@@ -19,6 +19,11 @@ import torch.nn.functional as F
 from ..errors import TransformError
 from ..user_ops import Lambda
 
+try:
+    from .._kernels import affine_nearest as _affine_nearest
+except ImportError:  # pragma: no cover - the C extension is optional (numpy does the same)
+    _affine_nearest = None
+
 LAMBDA_KEY = 0x1A3B  # separates a Lambda's generator from the sample's plan draws
 _LUMA = (0.2989, 0.587, 0.114)
 
@@ -93,26 +98,22 @@ def solarize(image: torch.Tensor, threshold: float) -> torch.Tensor:
 
 
 def hue(image: torch.Tensor, shift: float) -> torch.Tensor:
-    """Rotate the hue by ``shift`` turns (HSV, as PIL's conversion)."""
+    """Rotate the hue by ``shift`` turns (HSV as PIL/colorsys define it) on x / 255, then back
+    with x * (256 - 1e-3) truncated (torchvision's float -> uint8)."""
     x = image.float().div_(255.0)
-    maxc, _ = x.max(0)
-    minc, _ = x.min(0)
-    span = maxc - minc
-    flat = span == 0
-    safe = torch.where(flat, torch.ones_like(span), span)
-    sat = span / torch.where(maxc == 0, torch.ones_like(maxc), maxc)
-    r, g, b = ((maxc - x) / safe).unbind(0)  # distance of each channel from the max, scaled
-    h = torch.where(maxc == x[0], b - g, torch.where(maxc == x[1], 2.0 + r - b, 4.0 + g - r))
-    h = torch.where(flat, torch.zeros_like(h), h)
-    h = (h / 6.0 + shift) % 1.0
-    i = torch.floor(h * 6.0)
-    f = h * 6.0 - i
-    i = i.long() % 6
-    v = maxc
-    p, q, t = v * (1 - sat), v * (1 - sat * f), v * (1 - sat * (1 - f))
-    table = torch.stack([torch.stack(c) for c in (
-        (v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q))])  # (6, 3, H, W)
-    out = table.gather(0, i.expand(1, 3, *i.shape)).squeeze(0)
+    r, g, b = x.unbind(0)
+    value, _ = x.max(0)
+    delta = value - x.min(0)[0]  # value * saturation
+    safe = torch.where(delta > 0, delta, torch.ones_like(delta))
+    sixths = torch.where(value == r, (g - b) / safe,
+                         torch.where(value == g, (b - r) / safe + 2.0, (r - g) / safe + 4.0))
+    sixths = torch.where(delta > 0, sixths, torch.zeros_like(sixths))
+    sixths = torch.remainder(sixths + shift * 6.0, 6.0)
+    out = torch.empty_like(x)
+    for channel, n in enumerate((5.0, 3.0, 1.0)):  # HSV -> RGB: v - v s clamp(min(k, 4 - k))
+        k = torch.remainder(sixths + n, 6.0)
+        torch.minimum(k, 4.0 - k, out=k).clamp_(0.0, 1.0)
+        out[channel] = value - delta * k
     return out.mul_(256.0 - 1e-3).to(torch.uint8)
 
 
@@ -137,15 +138,15 @@ def blur(image: torch.Tensor, value: tuple[int, int, float]) -> torch.Tensor:
 
 def sharpness(image: torch.Tensor, factor: float) -> torch.Tensor:
     """Blend with the 3x3 smoothing (1s around a 5, / 13, rounded); the border row and column
-    keep their pixels, as PIL and torchvision do."""
+    keep their pixels, as PIL and torchvision do. The 3x3 sum is two shifted-add passes."""
     _, height, width = image.shape
     if height <= 2 or width <= 2:
         return image
     x = image.float()
-    kernel = torch.full((3, 1, 3, 3), 1.0 / 13.0)
-    kernel[:, :, 1, 1] = 5.0 / 13.0
-    smooth = F.conv2d(x.unsqueeze(0), kernel, groups=3)[0].round_()
+    rows = x[:, :-2] + x[:, 1:-1] + x[:, 2:]
     inner = x[:, 1:-1, 1:-1]
+    smooth = (rows[:, :, :-2] + rows[:, :, 1:-1] + rows[:, :, 2:]).add_(inner, alpha=4.0)
+    smooth.div_(13.0).round_()
     inner.mul_(factor).add_(smooth, alpha=1.0 - factor)
     return _to_uint8(x)
 
@@ -155,14 +156,19 @@ def posterize(image: torch.Tensor, bits: int) -> torch.Tensor:
 
 
 def autocontrast(image: torch.Tensor, _: Any = None) -> torch.Tensor:
-    """Stretch each channel's [min, max] to [0, 255] (a flat channel is left as it is)."""
-    x = image.float()
-    low = x.amin(dim=(1, 2), keepdim=True)
-    high = x.amax(dim=(1, 2), keepdim=True)
-    flat = high == low
-    low = torch.where(flat, torch.zeros_like(low), low)
-    step = torch.where(flat, torch.ones_like(high), (high - low) / 255.0)
-    return _to_uint8((x - low) / step)
+    """Stretch each channel's [min, max] to [0, 255] (a flat channel is left as it is):
+    torchvision's float32 arithmetic, applied through a 256-entry table per channel."""
+    pixels = image.numpy()
+    out = np.empty_like(pixels)
+    levels = np.arange(256, dtype=np.float32)
+    for c in range(3):
+        low, high = np.float32(pixels[c].min()), np.float32(pixels[c].max())
+        if high == low:
+            out[c] = pixels[c]
+            continue
+        table = np.clip((levels - low) / ((high - low) / np.float32(255.0)), 0, 255)
+        out[c] = table.astype(np.uint8).take(pixels[c])
+    return torch.from_numpy(out)
 
 
 def equalize(image: torch.Tensor, _: Any = None) -> torch.Tensor:
@@ -177,7 +183,7 @@ def equalize(image: torch.Tensor, _: Any = None) -> torch.Tensor:
             out[c] = pixels[c]
             continue
         lut = (np.concatenate(([0], np.cumsum(hist)[:-1])) + step // 2) // step
-        out[c] = np.minimum(lut, 255).astype(np.uint8)[pixels[c]]
+        out[c] = np.minimum(lut, 255).astype(np.uint8).take(pixels[c])
     return torch.from_numpy(out)
 
 
@@ -186,7 +192,8 @@ def _affine(image: torch.Tensor, angle: float, translate: tuple[int, int],
     """torchvision's affine of a tensor image, nearest sampling, fill 0: the inverse map of
     each output pixel centre (coordinates centred on the image; on its top-left corner when
     ``corner``) through rotation ``angle`` (degrees, clockwise), ``shear`` (degrees) and
-    ``translate`` (pixels), rounded half to even as grid_sample does."""
+    ``translate`` (pixels), rounded half to even as grid_sample does. fastload._kernels does
+    it in one pass; numpy the same arithmetic where the extension is not built."""
     _, height, width = image.shape
     cx, cy = (-width * 0.5, -height * 0.5) if corner else (0.0, 0.0)
     rot, sx, sy = (math.radians(v) for v in (angle, *shear))
@@ -198,14 +205,25 @@ def _affine(image: torch.Tensor, angle: float, translate: tuple[int, int],
     m = [d, -b, 0.0, -c, a, 0.0]
     m[2] += m[0] * (-cx - tx) + m[1] * (-cy - ty) + cx
     m[5] += m[3] * (-cx - tx) + m[4] * (-cy - ty) + cy
-    xs = torch.arange(width, dtype=torch.float64) + 0.5 - width * 0.5
-    ys = torch.arange(height, dtype=torch.float64).view(-1, 1) + 0.5 - height * 0.5
-    src_x = torch.round(m[0] * xs + m[1] * ys + m[2] + width * 0.5 - 0.5).long()
-    src_y = torch.round(m[3] * xs + m[4] * ys + m[5] + height * 0.5 - 0.5).long()
+    # in pixel indices: source = m . (index + 0.5 - size / 2) + size / 2 - 0.5
+    ox, oy = 0.5 - width * 0.5, 0.5 - height * 0.5
+    c0 = m[0] * ox + m[1] * oy + m[2] + width * 0.5 - 0.5
+    c1 = m[3] * ox + m[4] * oy + m[5] + height * 0.5 - 0.5
+    src = image.contiguous()
+    out = torch.empty_like(src)
+    if _affine_nearest is not None:
+        _affine_nearest(src.numpy(), out.numpy(), height, width, m[0], m[1], c0, m[3], m[4], c1)
+        return out
+    xs = np.arange(width, dtype=np.float64)
+    ys = np.arange(height, dtype=np.float64)[:, None]
+    src_x = np.rint(m[0] * xs + (m[1] * ys + c0))
+    src_y = np.rint(m[3] * xs + (m[4] * ys + c1))
     inside = (src_x >= 0) & (src_x < width) & (src_y >= 0) & (src_y < height)
-    flat = (src_y.clamp(0, height - 1) * width + src_x.clamp(0, width - 1)).view(-1)
-    out = image.reshape(3, -1).index_select(1, flat).view(3, height, width)
-    return out * inside
+    flat = np.where(inside, src_y * width + src_x, height * width).astype(np.intp)
+    padded = np.zeros((3, height * width + 1), np.uint8)  # the last pixel: the fill
+    padded[:, :-1] = src.numpy().reshape(3, -1)
+    out.numpy()[:] = np.take(padded, flat, axis=1)
+    return out
 
 
 def shear_x(image: torch.Tensor, degrees: float) -> torch.Tensor:
