@@ -4,8 +4,9 @@
   its headers are (Debian/Ubuntu: ``apt install libjpeg-dev``); without it, JPEGs are decoded
   whole with simplejpeg.
 - ``fastload._kernels``: antialiased resize straight into the batch (torch's arithmetic, only
-  the output window computed) and the CPU device tail (normalize + erasing) in one pass;
-  without it, torch's ``interpolate`` and numpy do the same, slower.
+  the output window computed), the CPU device tail (normalize + erasing) in one pass, and the
+  nearest-neighbour affine of TrivialAugment / RandAugment; without it, torch's
+  ``interpolate`` and numpy do the same, slower.
 
 A failed build of either leaves a working, slower, pure-Python install.
 """
