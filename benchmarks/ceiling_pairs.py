@@ -53,7 +53,7 @@ def run_child(kind: str, folder: str, pipeline: str, epochs: int) -> None:
         sizes = (len(b) for b in batches)
     else:
         preset = fl.presets.imagenet_train(224) if pipeline == "train" else fl.presets.imagenet_eval(224)
-        loader = fl.loader(folder, preset, BATCH, num_workers=WORKERS, backend="torch")
+        loader = fl.loader(folder, preset, BATCH, num_workers=WORKERS, backend="torch", shuffle=True)
         source = loader.source
         sizes = (len(labels) for _ in range(epochs + 1) for _, labels in loader)
     warm = 0

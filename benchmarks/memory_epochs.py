@@ -43,7 +43,7 @@ def main() -> None:
         data = build(Path(args.dir or tmp), args.samples)
         pipeline = fl.Pipeline(fl.Decode(), fl.RandomResizedCrop(64), fl.RandomFlip(), fl.Normalize())
         peaks = []
-        with fl.loader(data, pipeline, 256, num_workers=args.workers, seed=0) as loader:
+        with fl.loader(data, pipeline, 256, num_workers=args.workers, seed=0, shuffle=True) as loader:
             for epoch in range(args.epochs):
                 with TreeMemory(interval=0.5, pss_every=4) as mem:
                     start, n = time.perf_counter(), 0

@@ -58,7 +58,8 @@ def test_dali_native_readers_epoch(benchmark, photo_dir):
 def test_fastload_dali_epoch(benchmark, photo_dir, backend):
     """fastload's DALI backend (fastload's order and crops) and the dali-native opt-in (DALI's)."""
     pipeline = fl.presets.imagenet_train(224, erasing=0)
-    with fl.loader(photo_dir, pipeline, BATCH, backend=backend, num_workers=THREADS) as loader:
+    with fl.loader(photo_dir, pipeline, BATCH, backend=backend, num_workers=THREADS,
+                   shuffle=True) as loader:
         epoch_fastload(loader)
         n = benchmark.pedantic(epoch_fastload, args=(loader,), rounds=5, iterations=1)
     benchmark.extra_info.update(images=n, threads=THREADS, gpu=GPU)

@@ -19,7 +19,8 @@ def pipeline(request):
 
 
 def test_fastload_torch_epoch(benchmark, photo_dir, pipeline):
-    with fl.loader(photo_dir, pipeline, BATCH, num_workers=WORKERS, backend="torch") as loader:
+    with fl.loader(photo_dir, pipeline, BATCH, num_workers=WORKERS, backend="torch",
+                   shuffle=True) as loader:
         epoch(loader)  # workers started, files cached
         n = benchmark.pedantic(epoch, args=(loader,), rounds=5, iterations=1)
     benchmark.extra_info.update(images=n, workers=WORKERS, batch=BATCH)
