@@ -136,7 +136,7 @@ def test_cli_convert_verify_index(jpeg_folder, tmp_path, capsys):
     idx = shard.with_name(shard.name + ".idx")
     expected = idx.read_text()
     idx.unlink()
-    with pytest.raises(SourceError, match="no index file .*fastload index"):
+    with pytest.raises(SourceError, match=r"no index file .*fastload index .*TFRecordSource\(path, build_missing_index=True\)"):
         fl.open_source(tmp_path / "o")
     assert main(["index", str(shard)]) == 0
     assert idx.read_text() == expected

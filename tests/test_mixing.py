@@ -190,3 +190,15 @@ def test_batch_lambda_sees_the_finished_batch_on_any_backend(jpeg_folder, backen
         with pytest.raises(fl.TransformError, match=r"BatchLambda\(.*\): must return "
                                                     r"\(images, labels\)"):
             next(iter(ld))
+
+
+def test_mixing_on_the_dali_backend_draws_as_the_torch_backend(jpeg_folder):
+    """The batch ops run in the shared tail: the same lambdas, boxes, partners and soft labels
+    on both backends; the images differ only as the backends' resized crops do."""
+    pytest.importorskip("nvidia.dali")
+    op = fl.MixupOrCutMix(mixup_alpha=0.4, cutmix_alpha=1.0, num_classes=3, label_smoothing=0.1)
+    torch_run = run(jpeg_folder, op, shuffle=True)
+    dali_run = run(jpeg_folder, op, shuffle=True, backend="dali")
+    for (x, y, i, _), (dx, dy, di, _) in zip(torch_run, dali_run):
+        assert torch.equal(i, di) and torch.allclose(y, dy)
+        assert (x - dx).abs().mean() < 0.05  # normalized units: a fraction of one level
