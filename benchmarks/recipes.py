@@ -178,7 +178,6 @@ def main() -> int:
               f"{results['fastload'][-1] / results['torchvision'][-1]:.2f}x", flush=True)
     ratios = [a / b for a, b in zip(results["fastload"], results["torchvision"])]
     import torch
-    import torchvision
 
     print(f"median: fastload {statistics.median(results['fastload']):.0f} img/s, torchvision "
           f"{statistics.median(results['torchvision']):.0f} img/s, ratio "

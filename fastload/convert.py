@@ -30,7 +30,7 @@ from PIL import Image
 from .errors import DecodeError, SourceError, SpecError
 from .formats import protowire, tfrecord
 from .formats.manifest import FORMATS, MANIFEST, Manifest, ShardInfo
-from .imaging import open_image
+from .image_info import open_image
 from .progress import Progress
 from .sources.folder import FolderSource
 

@@ -19,10 +19,7 @@
 
 from __future__ import annotations
 
-import io
 import math
-import re
-import warnings
 from typing import Callable, Optional
 
 import numpy as np
@@ -30,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .errors import DecodeError
 from .geometry import SamplePlan
+from .image_info import DECODE_ERRORS, check_pixels, fail, image_size, open_image
 
 try:
     import simplejpeg
@@ -59,60 +56,6 @@ JPEG_DECODER = ("fastload._jpeg region decode (libjpeg-turbo "
                 else "fastload._jpeg region decode + pillow" if _jpeg is not None
                 else "simplejpeg" if simplejpeg is not None else "pillow")
 
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError,
-                  Image.DecompressionBombWarning)
-_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
-
-
-_BYTESIO = re.compile(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>")
-
-
-def _fail(where: str, exc: BaseException) -> DecodeError:
-    reason = _BYTESIO.sub("the data", str(exc))  # PIL names its in-memory file object
-    return DecodeError(f"{where}: cannot decode image ({type(exc).__name__}: {reason}); "
-                       "check the file, or replace it")
-
-
-def open_image(data: bytes, where: str) -> Image.Image:
-    """Open (header only) an encoded image with PIL; a clear DecodeError names ``where``."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            return Image.open(io.BytesIO(data))
-    except _DECODE_ERRORS as exc:
-        raise _fail(where, exc) from None
-
-
-def image_size(data: bytes, where: str) -> tuple[int, int]:
-    """(width, height) from the header: a marker scan for JPEG, IHDR for PNG, PIL otherwise."""
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24 and data[12:16] == b"IHDR":
-        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-    if data[:2] == b"\xff\xd8":
-        pos, end = 2, len(data)
-        while pos + 4 <= end:
-            if data[pos] != 0xFF:
-                break
-            marker = data[pos + 1]
-            if marker == 0xFF:  # fill byte
-                pos += 1
-                continue
-            length = int.from_bytes(data[pos + 2:pos + 4], "big")
-            if marker in _SOF and pos + 9 <= end:
-                return (int.from_bytes(data[pos + 7:pos + 9], "big"),
-                        int.from_bytes(data[pos + 5:pos + 7], "big"))
-            pos += 2 + length
-    return open_image(data, where).size
-
-
-def check_pixels(width: int, height: int, where: str) -> None:
-    """Refuse decompression bombs as PIL does (``PIL.Image.MAX_IMAGE_PIXELS``)."""
-    limit = Image.MAX_IMAGE_PIXELS
-    if limit and width * height > limit:
-        raise DecodeError(f"{where}: {width}x{height} = {width * height} pixels exceeds the "
-                          f"decompression-bomb limit of {limit} (PIL.Image.MAX_IMAGE_PIXELS); "
-                          "raise that limit if the image is genuine")
-
-
 def decode_rgb(data: bytes, where: str, reduce: int = 1) -> np.ndarray:
     """RGB uint8 (height, width, 3); ``reduce`` in (1, 2, 4, 8) asks a JPEG for a DCT-scaled
     decode (the result is ceil(size / reduce))."""
@@ -130,8 +73,8 @@ def decode_rgb(data: bytes, where: str, reduce: int = 1) -> np.ndarray:
         if reduce > 1 and img.format == "JPEG":
             img.draft("RGB", (img.size[0] // reduce, img.size[1] // reduce))
         return np.array(_to_rgb(img))  # writable: torch warns about read-only arrays
-    except _DECODE_ERRORS as exc:
-        raise _fail(where, exc) from None
+    except DECODE_ERRORS as exc:
+        raise fail(where, exc) from None
 
 
 def render(data: bytes, where: str, planner: Callable[[int, int], SamplePlan],

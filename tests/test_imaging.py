@@ -165,3 +165,40 @@ def test_same_pixels_with_and_without_the_extensions(preset, monkeypatch):
         assert 0 < int(scaled.sum()) < count  # both kinds of crop were drawn
     diff = (native[scaled].float() - plain[scaled].float()).abs()
     assert diff.numel() == 0 or diff.mean() < 2.0
+
+
+def test_convert_verify_and_formats_leave_torch_unloaded():
+    """fastload convert must not pay torch's import (~2 s): image facts live in image_info."""
+    import subprocess
+    import sys
+
+    code = ("import sys, fastload.convert, fastload.verify, fastload.formats, fastload.sources; "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_a_header_with_zero_height_is_a_named_error_and_skippable(tmp_path):
+    import io
+
+    from PIL import Image
+
+    import fastload as fl
+
+    good = io.BytesIO()
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(good, "JPEG")
+    data = bytearray(good.getvalue())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 7] = b"\x00\x00"  # height 0
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "a_zero.jpg").write_bytes(bytes(data))
+    (tmp_path / "c" / "b_good.jpg").write_bytes(good.getvalue())
+    pipe = fl.presets.imagenet_train(16)
+    with fl.loader(tmp_path, pipe, 2, num_workers=0) as ld:
+        with pytest.raises(fl.DecodeError, match=r"a_zero\.jpg \(sample 0\): the header gives a "
+                                                 r"40x0 image"):
+            list(ld)
+    with fl.loader(tmp_path, pipe, 2, num_workers=0, on_error="skip") as ld:
+        with pytest.warns(RuntimeWarning, match="skipped a bad sample"):
+            (batch,) = list(ld)
+    assert batch.indices.tolist() == [1, 1] and ld.skipped_count == 1

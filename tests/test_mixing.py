@@ -5,7 +5,6 @@ import pytest
 import torch
 
 import fastload as fl
-from conftest import decode_index, file_index
 
 BASE = [fl.Decode(), fl.Resize((16, 16)), fl.Normalize()]
 

@@ -18,7 +18,6 @@ from PIL import Image
 
 import fastload as fl
 from fastload.backends import dali_available
-from fastload.bench.memory import descendants
 from fastload.convert import convert
 from fastload.verify import verify
 

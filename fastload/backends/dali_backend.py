@@ -31,7 +31,7 @@ from ..batch import Batch, HostBatch, TaskRun
 from ..draws import sample_rng
 from ..errors import DecodeError, SourceError
 from ..geometry import SamplePlan, is_random, plan_sample
-from ..imaging import check_pixels, image_size
+from ..image_info import check_pixels, image_size
 from ..ops import CenterCrop, RandomResizedCrop, Resize
 from ..options import LoaderOptions
 from ..sources.base import Source

@@ -1,0 +1,68 @@
+"""Facts about an encoded image, without torch: its size from the header, the pixel-count
+check against decompression bombs, and opening it with PIL. Used by the decoders of both
+backends and by ``fastload convert`` (which must not load torch)."""
+
+from __future__ import annotations
+
+import io
+import re
+import warnings
+
+from PIL import Image
+
+from .errors import DecodeError
+
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError,
+                 Image.DecompressionBombWarning)
+_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+_BYTESIO = re.compile(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>")
+
+
+def fail(where: str, exc: BaseException) -> DecodeError:
+    reason = _BYTESIO.sub("the data", str(exc))  # PIL names its in-memory file object
+    return DecodeError(f"{where}: cannot decode image ({type(exc).__name__}: {reason}); "
+                       "check the file, or replace it")
+
+
+def open_image(data: bytes, where: str) -> Image.Image:
+    """Open (header only) an encoded image with PIL; a clear DecodeError names ``where``."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return Image.open(io.BytesIO(data))
+    except DECODE_ERRORS as exc:
+        raise fail(where, exc) from None
+
+
+def image_size(data: bytes, where: str) -> tuple[int, int]:
+    """(width, height) from the header: a marker scan for JPEG, IHDR for PNG, PIL otherwise."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24 and data[12:16] == b"IHDR":
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:2] == b"\xff\xd8":
+        pos, end = 2, len(data)
+        while pos + 4 <= end:
+            if data[pos] != 0xFF:
+                break
+            marker = data[pos + 1]
+            if marker == 0xFF:  # fill byte
+                pos += 1
+                continue
+            length = int.from_bytes(data[pos + 2:pos + 4], "big")
+            if marker in _SOF and pos + 9 <= end:
+                return (int.from_bytes(data[pos + 7:pos + 9], "big"),
+                        int.from_bytes(data[pos + 5:pos + 7], "big"))
+            pos += 2 + length
+    return open_image(data, where).size
+
+
+def check_pixels(width: int, height: int, where: str) -> None:
+    """Refuse a header with no pixels, and decompression bombs as PIL does
+    (``PIL.Image.MAX_IMAGE_PIXELS``)."""
+    if width <= 0 or height <= 0:
+        raise DecodeError(f"{where}: the header gives a {width}x{height} image; the file is "
+                          "damaged: check it, or replace it")
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and width * height > limit:
+        raise DecodeError(f"{where}: {width}x{height} = {width * height} pixels exceeds the "
+                          f"decompression-bomb limit of {limit} (PIL.Image.MAX_IMAGE_PIXELS); "
+                          "raise that limit if the image is genuine")
