@@ -28,7 +28,7 @@ class SamplePlan:
     flip: bool = False
     erase: tuple[int, int, int, int] = NO_ERASE  # top, left, height, width in output pixels
     reduced_decode: bool = False  # may the decoder downscale (JPEG DCT scaling) first?
-    steps: tuple = ()  # per-sample ops on the output crop: (kernel, value) | ("lambda", k)
+    steps: tuple = ()  # per pixel op, in order: its (kernel, value) steps | (("lambda", k),)
 
     @property
     def scale(self) -> float:
@@ -73,15 +73,11 @@ def plan_sample(pipeline: Pipeline, height: int, width: int,
 
 
 def pixel_steps(pipeline: Pipeline, rng: Optional[np.random.Generator]) -> tuple:
-    """The per-sample ops' steps, drawn in pipeline order; a Lambda is ``("lambda", k)``
-    (it draws from a generator of its own)."""
-    steps: list = []
-    for k, op in enumerate(pipeline.pixel):
-        if isinstance(op, Lambda):
-            steps.append(("lambda", k))
-        else:
-            steps.extend(op.steps(rng, pipeline.output_size))
-    return tuple(steps)
+    """Each per-sample op's steps, drawn in pipeline order (one tuple per op); a Lambda's are
+    ``(("lambda", k),)`` (it draws from a generator of its own)."""
+    return tuple((("lambda", k),) if isinstance(op, Lambda)
+                 else op.steps(rng, pipeline.output_size)
+                 for k, op in enumerate(pipeline.pixel))
 
 
 def is_random(pipeline: Pipeline) -> bool:

@@ -201,4 +201,4 @@ def test_bench_refuses_recipes_the_baseline_or_backend_cannot_run_before_running
     assert "batches: torch" not in err  # refused before any run
     assert main(["bench", str(jpeg_folder), "--pipeline", "deit3:32", "--backend", "dali",
                  "--no-baseline"]) == 2
-    assert "ThreeAugment runs only on backend='torch'" in capsys.readouterr().err
+    assert "ColorJitter runs only on backend='torch'" in capsys.readouterr().err

@@ -62,10 +62,18 @@ def check_ops(backend: str, pipeline: Pipeline) -> None:
     if backend == "dali-native" and pipeline.schedule is not None:
         raise OpNotSupported("RandomResizedCrop with a by_epoch size: backend='dali-native' "
                              "builds one fixed DALI graph; use backend='dali' or 'torch'")
+    from .dali_backend import DALI_PIXEL_OPS
+
     for op in pipeline.pixel:
-        raise OpNotSupported(f"{getattr(op, 'name', type(op).__name__)} runs only on "
-                             f"backend='torch' (the DALI backends do not run it); "
-                             f"backend={backend!r} was asked for")
+        name = getattr(op, "name", type(op).__name__)
+        if backend == "dali-native":
+            raise OpNotSupported(f"{name}: backend='dali-native' draws its own random crops, "
+                                 "so fastload's per-sample draws do not apply; use "
+                                 "backend='dali' or 'torch'")
+        if not isinstance(op, DALI_PIXEL_OPS):
+            lowered = ", ".join(cls.__name__ for cls in DALI_PIXEL_OPS)
+            raise OpNotSupported(f"{name} runs only on backend='torch' (backend='dali' runs "
+                                 f"{lowered}); backend={backend!r} was asked for")
 
 
 def make_producer(backend: str, source: Source, pipeline: Pipeline, options: LoaderOptions, *,

@@ -34,6 +34,7 @@ from ..geometry import SamplePlan, is_random, plan_sample
 from ..image_info import check_pixels, image_size
 from ..ops import CenterCrop, RandomResizedCrop, Resize
 from ..options import LoaderOptions
+from ..photometric import GaussianBlur, RandomGrayscale, RandomSolarize, ThreeAugment
 from ..sources.base import Source
 from ..spec import Pipeline
 from .tail import DeviceTail, apply_tail
@@ -97,7 +98,8 @@ class Feeder:
         self.exact = not isinstance(pipeline.geometry[0], RandomResizedCrop)
         self.outputs = ["jpegs", "anchor", "shape"] + (["pad_anchor", "pad_shape"] if self.pad else []) \
             + (["roi_start", "roi_end"] if self.exact else []) \
-            + (["flip"] if pipeline.flip is not None else [])
+            + (["flip"] if pipeline.flip is not None else []) \
+            + list(pixel_values(pipeline, tuple(() for _ in pipeline.pixel)))
         self.pending = TaskRun()
         self.current: Optional[Any] = None  # the task being read (for the timeout's message)
         self.meta: collections.deque = collections.deque()
@@ -135,14 +137,60 @@ class Feeder:
             values = {"jpegs": np.frombuffer(data, np.uint8), "anchor": anchor, "shape": shape,
                       "pad_anchor": pad_anchor, "pad_shape": pad_shape,
                       "roi_start": np.asarray(roi_start, np.float32),
-                      "roi_end": np.asarray(roi_end, np.float32), "flip": int(plan.flip)}
+                      "roi_end": np.asarray(roi_end, np.float32), "flip": int(plan.flip),
+                      **pixel_values(self.pipeline, plan.steps)}
             for name, column in columns.items():
-                column.append(np.asarray(values[name], np.float32 if name.startswith("roi") else
-                                         np.uint8 if name == "jpegs" else np.int32))
+                value = values[name]
+                column.append(np.asarray(value) if isinstance(value, (np.ndarray, np.generic))
+                              else np.asarray(value, np.int32))
         self.meta.append(HostBatch(None, labels, indices, task.positions, task.padded, erase,
                                    self.seed, self.epoch, tuple(skipped)))
         self.current = None
         return tuple(columns.values())
+
+
+#: The per-sample ops the DALI backend runs in DALI (with the plan's draws, as arguments).
+DALI_PIXEL_OPS: tuple[type, ...] = (RandomGrayscale, RandomSolarize, GaussianBlur, ThreeAugment)
+
+
+def pixel_values(pipeline: Pipeline, steps: tuple) -> dict[str, np.ndarray]:
+    """The external_source columns of the pipeline's per-sample ops for one sample's plan
+    steps: ``grey{k}`` (saturation: 0 makes it grey, 1 leaves it), ``solar{k}`` (threshold;
+    256 leaves it), ``sigma{k}`` / ``window{k}`` (a 1-pixel window leaves it)."""
+    out: dict[str, np.ndarray] = {}
+    size = pipeline.output_size
+    for k, (op, op_steps) in enumerate(zip(pipeline.pixel, steps)):
+        drawn = dict(op_steps)
+        if isinstance(op, (RandomGrayscale, ThreeAugment)):
+            out[f"grey{k}"] = np.float32(0.0 if "grayscale" in drawn else 1.0)
+        if isinstance(op, (RandomSolarize, ThreeAugment)):
+            out[f"solar{k}"] = np.float32(drawn.get("solarize", 256.0))
+        if isinstance(op, (GaussianBlur, ThreeAugment)):
+            kx, ky, sigma = drawn.get("blur", (1, 1, 1.0))
+            # as the torch kernel: a window larger than the image is cut to fit
+            ky, kx = (min(w, 2 * (side // 2) - 1 or 1) for w, side in ((ky, size[0]), (kx, size[1])))
+            out[f"sigma{k}"] = np.float32(sigma)
+            out[f"window{k}"] = np.asarray([ky, kx], np.int32)
+    return out
+
+
+def _pixel_ops(images: Any, inputs: dict[str, Any], pipeline: Pipeline) -> Any:
+    """The lowered per-sample ops, in pipeline order, on uint8 HWC images (before the flip:
+    each of them commutes with it)."""
+    import nvidia.dali.fn as fn
+    import nvidia.dali.types as types
+
+    for k in range(len(pipeline.pixel)):
+        if f"grey{k}" in inputs:
+            images = fn.hsv(images, saturation=inputs[f"grey{k}"])
+        if f"solar{k}" in inputs:
+            x = fn.cast(images, dtype=types.INT16)
+            high = fn.cast(x >= inputs[f"solar{k}"], dtype=types.INT16)
+            images = fn.cast(x + high * (255 - 2 * x), dtype=types.UINT8)
+        if f"sigma{k}" in inputs:
+            images = fn.gaussian_blur(images, sigma=inputs[f"sigma{k}"],
+                                      window_size=inputs[f"window{k}"])
+    return images
 
 
 def normalize_arguments(pipeline: Pipeline) -> dict[str, Any]:
@@ -179,6 +227,8 @@ def _graph(feeder: Feeder, pipeline: Pipeline, gpu: bool) -> Any:
     roi = {"roi_start": inputs["roi_start"], "roi_end": inputs["roi_end"]} if feeder.exact else {}
     images = fn.resize(images, size=list(pipeline.output_size), antialias=True,
                        interp_type=types.INTERP_LINEAR, **roi)
+    if pipeline.pixel:
+        images = _pixel_ops(images, inputs, pipeline)
     return fn.crop_mirror_normalize(images, mirror=inputs.get("flip", 0), output_layout="CHW",
                                     **normalize_arguments(pipeline))
 

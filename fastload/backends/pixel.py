@@ -36,13 +36,14 @@ def lambda_rng(seed: int, epoch: int, position: int, op_index: int) -> np.random
 
 def apply_steps(ops: tuple[Any, ...], steps: tuple[Any, ...], image: torch.Tensor, seed: int,
                 epoch: int, position: int, where: str) -> None:
-    """Run a plan's steps on ``image`` in place: ``("lambda", k)`` runs the pipeline's k-th
-    pixel op (a Lambda), any other step the kernel of that name."""
-    for name, value in steps:
-        if name == "lambda":
-            _run_lambda(ops[value], image, lambda_rng(seed, epoch, position, value), where)
-        else:
-            image.copy_(KERNELS[name](image, value))
+    """Run a plan's steps (one tuple per pixel op) on ``image`` in place: ``("lambda", k)``
+    runs the pipeline's k-th pixel op (a Lambda), any other step the kernel of that name."""
+    for op_steps in steps:
+        for name, value in op_steps:
+            if name == "lambda":
+                _run_lambda(ops[value], image, lambda_rng(seed, epoch, position, value), where)
+            else:
+                image.copy_(KERNELS[name](image, value))
 
 
 def _run_lambda(op: Lambda, image: torch.Tensor, rng: np.random.Generator, where: str) -> None:
