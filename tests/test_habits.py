@@ -233,3 +233,40 @@ def test_the_dali_backend_has_the_same_watchdog(jpeg_folder, tmp_path):
     finally:
         flag.unlink()  # lets the stuck feeder thread finish
         ld.close()
+
+
+SCRIPT = '''
+import fastload as fl
+{dali}
+def train():
+    with fl.loader({folder!r}, pipe, 4, num_workers=1, {context}) as ld:
+        print("batches", len(list(ld)))
+pipe = fl.Pipeline(fl.Decode(), fl.Resize((8, 8)))
+{guard}
+    train()
+'''
+
+
+@pytest.mark.parametrize("dali", [False, True])
+def test_a_script_without_a_main_guard_gets_one_clear_error(jpeg_folder, tmp_path, dali):
+    import subprocess
+    import sys
+
+    if dali:
+        pytest.importorskip("nvidia.dali")
+    imports = "import nvidia.dali" if dali else ""
+    context = "" if dali else "multiprocessing_context='spawn'"
+    for guard, ok in (("if True:", False), ("if __name__ == '__main__':", True)):
+        script = tmp_path / f"train_{ok}.py"
+        script.write_text(SCRIPT.format(dali=imports, guard=guard, folder=str(jpeg_folder),
+                                        context=context))
+        out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                             timeout=120)
+        if ok:
+            assert out.returncode == 0 and "batches 10" in out.stdout, out.stderr[-2000:]
+        else:
+            assert out.returncode != 0
+            assert f"{script}:9: fastload.loader(..., num_workers=1) runs at the top level" \
+                in out.stderr
+            assert "if __name__ == '__main__':" in out.stderr
+            assert "bootstrapping phase" not in out.stderr and out.stderr.count("Traceback") == 1

@@ -23,7 +23,8 @@ from torch.utils.data import DataLoader, Dataset
 from .. import errors
 from ..batch import Batch, BatchTask, HostBatch, TaskRun
 from ..draws import sample_rng
-from ..errors import DecodeError, FastloadError, LoaderTimeout, SourceError
+from ..errors import DecodeError, FastloadError, LoaderTimeout, SourceError, SpecError
+from ..main_guard import unguarded_call_line
 from ..geometry import is_random, plan_sample
 from ..imaging import render
 from ..options import LoaderOptions
@@ -234,6 +235,28 @@ def _no_wakeup_preemption(iterator: Any) -> None:
                 pass
 
 
+def _check_main_guard(context: Any, num_workers: int) -> None:
+    """Workers that start by re-running the main script (spawn, forkserver) would make this
+    loader again in each of them if it is made by the script's unguarded top-level code: say
+    so now, before any worker starts, with the fix."""
+    method = context if isinstance(context, str) else (
+        context.get_start_method() if context is not None else "fork")
+    if method not in ("spawn", "forkserver"):
+        return
+    line = unguarded_call_line()
+    if line is None:
+        return
+    why = ("DALI is loaded in this process, so they start from a fork server"
+           if "nvidia.dali" in sys.modules and method == "forkserver" else
+           f"multiprocessing_context={method!r}")
+    raise SpecError(
+        f"{sys.modules['__main__'].__file__}:{line}: fastload.loader(..., num_workers="
+        f"{num_workers}) runs at the top level of the script, outside "
+        f"`if __name__ == '__main__':`. Its worker processes re-run the script ({why}), and "
+        "each would make the loader again. Put the training code under "
+        "`if __name__ == '__main__':` (or in a main() called from there), or use num_workers=0.")
+
+
 def same_task(a: BatchTask, b: BatchTask) -> bool:
     return (a.seed, a.epoch) == (b.seed, b.epoch) and np.array_equal(a.positions, b.positions)
 
@@ -319,6 +342,8 @@ class TorchProducer:
             # DALI's threads may hold locks at fork time (seen: forked workers that never
             # answer); a fork server starts clean. Plain fork otherwise, as DataLoader does.
             context = "forkserver"
+        if workers:
+            _check_main_guard(context, options.num_workers)
         dataset = BatchDataset(source, pipeline.without_batch_functions(), options.on_error,
                                self._tail if on_cpu else None, self._pool)
         self._loader: Optional[DataLoader] = DataLoader(
