@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import ast
 import sys
-from typing import Optional
+from typing import Any, Optional
+
+from .errors import SpecError
 
 
 def unguarded_call_line() -> Optional[int]:
@@ -50,3 +52,25 @@ def _is_main_test(test: ast.expr) -> bool:
     sides = [test.left, test.comparators[0]]
     return (any(isinstance(s, ast.Name) and s.id == "__name__" for s in sides)
             and any(isinstance(s, ast.Constant) and s.value == "__main__" for s in sides))
+
+
+def check_main_guard(context: Any, num_workers: int) -> None:
+    """Workers that start by re-running the main script (spawn, forkserver) would make this
+    loader again in each of them if it is made by the script's unguarded top-level code: say
+    so now, before any worker starts, with the fix."""
+    method = context if isinstance(context, str) else (
+        context.get_start_method() if context is not None else "fork")
+    if method not in ("spawn", "forkserver"):
+        return
+    line = unguarded_call_line()
+    if line is None:
+        return
+    why = ("DALI is loaded in this process, so they start from a fork server"
+           if "nvidia.dali" in sys.modules and method == "forkserver" else
+           f"multiprocessing_context={method!r}")
+    raise SpecError(
+        f"{sys.modules['__main__'].__file__}:{line}: fastload.loader(..., num_workers="
+        f"{num_workers}) runs at the top level of the script, outside "
+        f"`if __name__ == '__main__':`. Its worker processes re-run the script ({why}), and "
+        "each would make the loader again. Put the training code under "
+        "`if __name__ == '__main__':` (or in a main() called from there), or use num_workers=0.")

@@ -10,10 +10,7 @@ pool of shared buffers; for a GPU, uint8 goes to the device tail (on a CUDA side
 
 from __future__ import annotations
 
-import os
 import sys
-import threading
-import time
 from typing import Any, Callable, Iterator, NamedTuple, Optional, Sequence
 
 import numpy as np
@@ -23,17 +20,18 @@ from torch.utils.data import DataLoader, Dataset
 from .. import errors
 from ..batch import Batch, BatchTask, HostBatch, TaskRun
 from ..draws import sample_rng
-from ..errors import DecodeError, FastloadError, LoaderTimeout, SourceError, SpecError
-from ..main_guard import unguarded_call_line
+from ..errors import DecodeError, FastloadError, LoaderTimeout, SourceError
 from ..geometry import is_random, plan_sample
 from ..imaging import render
+from ..main_guard import check_main_guard
 from ..options import LoaderOptions
 from ..sources.base import Source
 from ..spec import Pipeline
 from .pixel import apply_steps
 from .tail import DeviceTail, apply_tail
-from .torch_internals import (awaited_worker, helper_threads, is_timeout, new_shared_storage,
-                              shutdown_workers, storage_uses, worker_failure)
+from .task_queue import LIVENESS_POLL_S, Deadline, TaskQueue, no_wakeup_preemption
+from .torch_internals import (awaited_worker, is_timeout, new_shared_storage, shutdown_workers,
+                              storage_uses, worker_failure)
 
 
 class BatchDataset(Dataset):
@@ -158,134 +156,12 @@ def empty_shared(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     return torch.empty(0, dtype=dtype).set_(storage, 0, shape)
 
 
-class _TaskQueue:
-    """The DataLoader's batch_sampler: hands out queued tasks one ``[task]`` at a time.
-
-    Tasks may be added while the DataLoader runs (the next epoch's, so the workers never idle
-    at an epoch boundary); once the queue has run dry, that iteration is over and ``extend``
-    says so (returns False). With a buffer pool, each task gets a slot that no batch in flight
-    uses and that ``lent(slot)`` does not report as still held by the caller (else no slot: the
-    worker writes into a fresh buffer).
-    """
-
-    def __init__(self, slots: int = 0, lent: Callable[[int], bool] = lambda slot: False) -> None:
-        self._queue = TaskRun()
-        self._lock = threading.Lock()
-        self._finished = False
-        self.slots = slots
-        self._lent = lent
-        self._in_flight: set[int] = set()
-
-    def reset(self, *tasks: Sequence[BatchTask]) -> None:
-        """A new iteration (the DataLoader has drained the old one: nothing is in flight)."""
-        with self._lock:
-            self._queue, self._finished = TaskRun(*tasks), False
-            self._in_flight.clear()
-
-    def arrived(self, slot: int) -> None:
-        """The batch written into ``slot`` reached the main process."""
-        with self._lock:
-            self._in_flight.discard(slot)
-
-    def extend(self, tasks: Sequence[BatchTask]) -> bool:
-        with self._lock:
-            if self._finished:
-                return False
-            self._queue.extend(tasks)
-            return True
-
-    def __iter__(self) -> Iterator[list[BatchTask]]:
-        while True:
-            with self._lock:
-                if not self._queue:
-                    self._finished = True
-                    return
-                task = self._queue.popleft()
-                slot = self._free_slot()
-                if slot >= 0:
-                    self._in_flight.add(slot)
-                    task = task._replace(slot=slot)
-            yield [task]
-
-    def _free_slot(self) -> int:
-        for slot in range(self.slots):
-            if slot not in self._in_flight and not self._lent(slot):
-                return slot
-        return -1
-
-    def __len__(self) -> int:
-        return len(self._queue)
-
-
-def _no_wakeup_preemption(iterator: Any) -> None:
-    """SCHED_BATCH for the DataLoader's helper threads in this process (the index queues'
-    feeder threads, the pin-memory thread): same CPU share, but waking one no longer preempts
-    the training loop's thread. Measured on 2 cores at 70% load: the loop's ``next()`` put a
-    task on an index queue, the woken feeder thread took the loop's CPU and a decode worker it
-    woke ran a full slice there: ~4 ms waits at p50-p99 -> p99 1.4 ms. Linux only; a kernel
-    that refuses leaves the threads as they are."""
-    if not hasattr(os, "sched_setscheduler"):
-        return
-    for thread in helper_threads(iterator):
-        native_id = getattr(thread, "native_id", None)
-        if native_id is not None and thread.is_alive():
-            try:
-                os.sched_setscheduler(native_id, os.SCHED_BATCH, os.sched_param(0))
-            except OSError:
-                pass
-
-
-def _check_main_guard(context: Any, num_workers: int) -> None:
-    """Workers that start by re-running the main script (spawn, forkserver) would make this
-    loader again in each of them if it is made by the script's unguarded top-level code: say
-    so now, before any worker starts, with the fix."""
-    method = context if isinstance(context, str) else (
-        context.get_start_method() if context is not None else "fork")
-    if method not in ("spawn", "forkserver"):
-        return
-    line = unguarded_call_line()
-    if line is None:
-        return
-    why = ("DALI is loaded in this process, so they start from a fork server"
-           if "nvidia.dali" in sys.modules and method == "forkserver" else
-           f"multiprocessing_context={method!r}")
-    raise SpecError(
-        f"{sys.modules['__main__'].__file__}:{line}: fastload.loader(..., num_workers="
-        f"{num_workers}) runs at the top level of the script, outside "
-        f"`if __name__ == '__main__':`. Its worker processes re-run the script ({why}), and "
-        "each would make the loader again. Put the training code under "
-        "`if __name__ == '__main__':` (or in a main() called from there), or use num_workers=0.")
-
-
 def same_task(a: BatchTask, b: BatchTask) -> bool:
     return (a.seed, a.epoch) == (b.seed, b.epoch) and np.array_equal(a.positions, b.positions)
 
 
 def _only(batch: HostBatch) -> HostBatch:
     return batch
-
-
-LIVENESS_POLL_S = 5.0  # torch's MP_STATUS_CHECK_INTERVAL: how often a dead worker is noticed
-
-
-class _Deadline:
-    """A DataLoader iterator whose ``next()`` retries the DataLoader's short timeouts (each one
-    a liveness check of the workers) until ``timeout`` seconds have passed in all."""
-
-    def __init__(self, iterator: Any, timeout: float) -> None:
-        self.iterator, self.timeout = iterator, timeout
-
-    def __iter__(self) -> "_Deadline":
-        return self
-
-    def __next__(self) -> Any:
-        deadline = time.monotonic() + self.timeout
-        while True:
-            try:
-                return next(self.iterator)
-            except RuntimeError as exc:
-                if not is_timeout(exc) or time.monotonic() >= deadline:
-                    raise
 
 
 class TorchProducer:
@@ -329,13 +205,13 @@ class TorchProducer:
                                   dtype=self._tail.out_dtype).share_memory_()
                       for _ in range(slots)]
         self._pool_uses = [storage_uses(buffer) for buffer in self._pool]
-        self._sampler = _TaskQueue(slots, self._lent)
+        self._sampler = TaskQueue(slots, self._lent)
         self._stream: Optional[Iterator[Batch]] = None
         self._hosts: Any = None  # the DataLoader iterator behind the stream
         self._pending = TaskRun()  # queued on the stream, not yet handed out
         self._timeout = options.timeout if workers else 0.0
         # DataLoader checks its workers' liveness only when a wait times out: poll at its own
-        # interval, and let _Deadline raise once the whole timeout has passed
+        # interval, and let Deadline raise once the whole timeout has passed
         poll = min(self._timeout, LIVENESS_POLL_S)
         context = options.multiprocessing_context
         if workers and context is None and "nvidia.dali" in sys.modules:
@@ -343,7 +219,7 @@ class TorchProducer:
             # answer); a fork server starts clean. Plain fork otherwise, as DataLoader does.
             context = "forkserver"
         if workers:
-            _check_main_guard(context, options.num_workers)
+            check_main_guard(context, options.num_workers)
         dataset = BatchDataset(source, pipeline.without_batch_functions(), options.on_error,
                                self._tail if on_cpu else None, self._pool)
         self._loader: Optional[DataLoader] = DataLoader(
@@ -389,8 +265,8 @@ class TorchProducer:
         self._pending = TaskRun(*tasks)
         assert self._loader is not None
         self._hosts = iter(self._loader)
-        _no_wakeup_preemption(self._hosts)
-        hosts = self._checked(_Deadline(self._hosts, self._timeout))
+        no_wakeup_preemption(self._hosts)
+        hosts = self._checked(Deadline(self._hosts, self._timeout))
         if self._tail.device.type == "cpu":
             self._stream = self._finished(hosts)
         else:
