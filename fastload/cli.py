@@ -179,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="generate N photographic-like JPEGs (~500x375) and bench on them")
     bench.add_argument("--synthetic-dir", help="where --synthetic writes (default ./.fastload-synthetic-N)")
     bench.add_argument("--pipeline", default="imagenet_train",
-                       help="preset[:size] (imagenet_train, imagenet_eval) or a pipeline JSON file")
+                       help="preset[:size] (imagenet_train, imagenet_eval, torchvision_v2, "
+                            "timm_randaugment, deit3) or a pipeline JSON file")
     bench.add_argument("--backend", choices=("torch", "dali", "dali-native", "all"), default="all",
                        help="fastload backends to run (all: those installed)")
     bench.add_argument("--no-baseline", dest="baseline", action="store_false",
