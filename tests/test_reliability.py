@@ -18,6 +18,7 @@ from PIL import Image
 
 import fastload as fl
 from fastload.backends import dali_available
+from fastload.bench.memory import descendants
 from fastload.convert import convert
 from fastload.verify import verify
 
@@ -204,3 +205,42 @@ def test_convert_killed_at_random_points_resumes_and_never_shows_a_partial_shard
     subprocess.run(cmd, check=True, capture_output=True)
     assert verify(dst).ok and len(fl.open_source(dst)) == 24
     assert {p: p.read_bytes() for p in photo_folder.rglob("*") if p.is_file()} == src_hash
+
+
+ORPHAN_SCRIPT = '''
+import sys, time
+import fastload as fl
+if __name__ == "__main__":
+    if sys.argv[2] == "dali":
+        import nvidia.dali  # noqa: F401  (workers then start from a fork server)
+    ld = fl.loader(sys.argv[1], fl.Pipeline(fl.Decode(), fl.Resize((8, 8))), 2, num_workers=2)
+    it = iter(ld)
+    next(it)
+    print(" ".join(str(w.pid) for w in ld._producer._hosts._workers), flush=True)
+    time.sleep(600)
+'''
+
+
+@pytest.mark.parametrize("start", ["fork", "dali"])
+def test_workers_die_with_a_sigkilled_training_process(jpeg_folder, tmp_path, start):
+    """The OOM killer or a preemption SIGKILLs the training process: its workers (and with
+    DALI loaded, the fork server and resource tracker that started them) go within seconds."""
+    if start == "dali" and not dali_available():
+        pytest.skip("DALI not installed")
+    script = tmp_path / "train.py"
+    script.write_text(ORPHAN_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script), str(jpeg_folder), start],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        workers = [int(p) for p in proc.stdout.readline().split()]
+        helpers = [p for p in descendants(proc.pid) if p not in workers]
+        assert len(workers) == 2
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(os.path.exists(f"/proc/{p}") for p in workers + helpers):
+        time.sleep(0.2)
+    alive = [p for p in workers + helpers if os.path.exists(f"/proc/{p}")
+             and "zombie" not in open(f"/proc/{p}/status").read().lower()]
+    assert alive == []

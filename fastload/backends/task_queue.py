@@ -110,3 +110,37 @@ class Deadline:
             except RuntimeError as exc:
                 if not is_timeout(exc) or time.monotonic() >= deadline:
                     raise
+
+
+class ExitWithParent:
+    """DataLoader ``worker_init_fn``: the worker exits when the training process does, however
+    it was started (a forked worker's parent is the training process, but a fork server's
+    workers are its children, and they outlived a SIGKILLed training process by minutes). A
+    daemon thread waits on a pidfd of the training process (a poll of its pid every second
+    where pidfds are missing), then ends the worker at once."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def __call__(self, worker_id: int) -> None:
+        threading.Thread(target=self._watch, name="fastload-parent-watch", daemon=True).start()
+
+    def _watch(self) -> None:
+        import select
+
+        try:
+            fd = os.pidfd_open(self.pid)
+        except (AttributeError, OSError):
+            fd = None
+        if fd is not None:
+            select.select([fd], [], [])  # readable once the process has exited
+        else:
+            while True:
+                time.sleep(1.0)
+                try:
+                    os.kill(self.pid, 0)
+                except ProcessLookupError:
+                    break
+                except PermissionError:
+                    continue
+        os._exit(1)

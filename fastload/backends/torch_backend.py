@@ -10,6 +10,7 @@ pool of shared buffers; for a GPU, uint8 goes to the device tail (on a CUDA side
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any, Callable, Iterator, NamedTuple, Optional, Sequence
 
@@ -29,7 +30,8 @@ from ..sources.base import Source
 from ..spec import Pipeline
 from .pixel import apply_steps
 from .tail import DeviceTail, apply_tail
-from .task_queue import LIVENESS_POLL_S, Deadline, TaskQueue, no_wakeup_preemption
+from .task_queue import (LIVENESS_POLL_S, Deadline, ExitWithParent, TaskQueue,
+                         no_wakeup_preemption)
 from .torch_internals import (awaited_worker, is_timeout, new_shared_storage, shutdown_workers,
                               storage_uses, worker_failure)
 
@@ -227,7 +229,8 @@ class TorchProducer:
             collate_fn=_only, pin_memory=options.pin_memory and not on_cpu,
             persistent_workers=workers and options.persistent_workers,
             prefetch_factor=options.prefetch_factor if workers else None,
-            multiprocessing_context=context if workers else None, timeout=poll)
+            multiprocessing_context=context if workers else None, timeout=poll,
+            worker_init_fn=ExitWithParent(os.getpid()) if workers else None)
 
     def _lent(self, slot: int) -> bool:
         """Does anything outside the pool still use this buffer (a batch, a view, an alias)?"""
