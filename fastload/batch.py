@@ -6,6 +6,16 @@ from collections import deque
 from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 
+def describe_samples(source: Any, indices: Any, shown: int = 4) -> str:
+    """``samples [3, 8, ...] (a.jpg (sample 3), ... and 5 more)``: which samples a batch holds,
+    for error messages."""
+    indices = [int(i) for i in indices]
+    files = ", ".join(source.locate(i) for i in indices[:shown])
+    more = f" and {len(indices) - shown} more" if len(indices) > shown else ""
+    listed = f"{indices[:16]}{' ...' if len(indices) > 16 else ''}"
+    return f"samples {listed} ({files}{more})"
+
+
 class BatchTask(NamedTuple):
     """One batch of work for a backend: which samples, at which global positions of the epoch."""
 

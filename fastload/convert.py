@@ -23,7 +23,7 @@ import shutil
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, TextIO, Union
+from typing import Any, Callable, Iterator, Optional, TextIO, Union
 
 from PIL import Image
 
@@ -112,8 +112,9 @@ def convert(src: Union[str, Path], dst: Union[str, Path], *, format: str = "tfre
                 finished[job[0]] = context(job)
                 _save_progress(dst, prints, finished)
         else:
-            _run_pool(context, jobs, nproc, meter, lambda k, info: (
-                finished.__setitem__(k, info), _save_progress(dst, prints, finished)))
+            for k, info in _pool_shards(context, jobs, nproc, meter):
+                finished[k] = info
+                _save_progress(dst, prints, finished)
     manifest = Manifest(format=options.format, samples=len(source), classes=source.classes,
                         shards=[finished[k] for k in range(count)], split=options.split,
                         key_width=key_width,
@@ -179,9 +180,10 @@ def _tick_shared(n: int) -> None:
         _RECORDS.value += n
 
 
-def _run_pool(context: "_Job", jobs: list[tuple[int, int]], nproc: int, meter: Progress,
-              done: Callable[[int, ShardInfo], Any]) -> None:
-    """Shards in ``nproc`` processes; the meter follows every record, not only whole shards."""
+def _pool_shards(context: "_Job", jobs: list[tuple[int, int]], nproc: int,
+                 meter: Progress) -> Iterator[tuple[int, ShardInfo]]:
+    """(shard, info) of each job as ``nproc`` processes finish them; the meter follows every
+    record, not only whole shards."""
     ctx = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
     counter = ctx.Value("q", 0)
     base = meter.count
@@ -195,9 +197,9 @@ def _run_pool(context: "_Job", jobs: list[tuple[int, int]], nproc: int, meter: P
             except multiprocessing.TimeoutError:
                 meter.update(base + counter.value)
                 continue
-            done(k, info)
             remaining -= 1
             meter.update(base + counter.value)
+            yield k, info
 
 
 def _run_job(arg: tuple["_Job", tuple[int, int]]) -> tuple[int, ShardInfo]:

@@ -106,6 +106,12 @@ class RandomSolarize(Op):
         return (("solarize", self.threshold),) if rng.random() < self.p else ()
 
 
+def fit_kernel(size: int, side: int) -> int:
+    """A blur kernel of ``size`` cut to fit an image ``side`` pixels long (reflect padding
+    needs the kernel's half-width below the side): the largest odd size <= 2 * (side // 2) - 1."""
+    return min(size, 2 * (side // 2) - 1 or 1)
+
+
 def _odd_kernel(given: Any) -> tuple[int, int]:
     value = (given, given) if isinstance(given, int) and not isinstance(given, bool) else given
     try:

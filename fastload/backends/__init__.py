@@ -55,8 +55,9 @@ class Producer(Protocol):
 
 def check_ops(backend: str, pipeline: Pipeline) -> None:
     """OpNotSupported when ``backend`` cannot run an op of ``pipeline``: checked when the loader
-    is made, never mid-epoch. The DALI backends run no per-sample op of the ``pixel`` section
-    (they decode, crop, resize and flip in DALI; the batch ops run in the shared tail)."""
+    is made, never mid-epoch. ``dali`` runs the per-sample ops of ``DALI_PIXEL_OPS`` in DALI;
+    ``dali-native`` draws its own crops and runs none (nor a by_epoch size); the batch ops run
+    in the shared tail on every backend."""
     if backend == "torch":
         return
     if backend == "dali-native" and pipeline.schedule is not None:

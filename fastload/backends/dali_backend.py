@@ -27,14 +27,15 @@ from typing import Any, Callable, Iterator, Optional
 import numpy as np
 import torch
 
-from ..batch import Batch, HostBatch, TaskRun
+from ..batch import Batch, HostBatch, TaskRun, describe_samples
 from ..draws import sample_rng
 from ..errors import DecodeError, SourceError
 from ..geometry import SamplePlan, is_random, plan_sample
 from ..image_info import check_pixels, image_size
 from ..ops import CenterCrop, RandomResizedCrop, Resize
 from ..options import LoaderOptions
-from ..photometric import GaussianBlur, RandomGrayscale, RandomSolarize, ThreeAugment
+from ..photometric import (GaussianBlur, RandomGrayscale, RandomSolarize, ThreeAugment,
+                           fit_kernel)
 from ..sources.base import Source
 from ..spec import Pipeline
 from .tail import DeviceTail, apply_tail
@@ -167,10 +168,9 @@ def pixel_values(pipeline: Pipeline, steps: tuple) -> dict[str, np.ndarray]:
             out[f"solar{k}"] = np.float32(drawn.get("solarize", 256.0))
         if isinstance(op, (GaussianBlur, ThreeAugment)):
             kx, ky, sigma = drawn.get("blur", (1, 1, 1.0))
-            # as the torch kernel: a window larger than the image is cut to fit
-            ky, kx = (min(w, 2 * (side // 2) - 1 or 1) for w, side in ((ky, size[0]), (kx, size[1])))
             out[f"sigma{k}"] = np.float32(sigma)
-            out[f"window{k}"] = np.asarray([ky, kx], np.int32)
+            out[f"window{k}"] = np.asarray([fit_kernel(ky, size[0]), fit_kernel(kx, size[1])],
+                                           np.int32)
     return out
 
 
@@ -299,8 +299,7 @@ class DaliProducer:
         task = self.feeder.current
         if task is None:
             return ""
-        names = ", ".join(self.feeder.source.locate(int(i)) for i in task.indices[:4])
-        return f" (DALI's feeder was reading samples {task.indices[:16].tolist()}: {names} ...)"
+        return f" (DALI's feeder was reading {describe_samples(self.feeder.source, task.indices)})"
 
     def _run(self, pipe: Any) -> Iterator[HostBatch]:
         finished = False

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import TransformError
+from ..photometric import fit_kernel
 from ..user_ops import Lambda
 
 try:
@@ -129,7 +130,7 @@ def blur(image: torch.Tensor, value: tuple[int, int, float]) -> torch.Tensor:
     a kernel larger than the image is cut to fit (reflect padding needs size < 2 * side)."""
     kx, ky, sigma = value
     _, height, width = image.shape
-    kx, ky = min(kx, 2 * (width // 2) - 1 or 1), min(ky, 2 * (height // 2) - 1 or 1)
+    kx, ky = fit_kernel(kx, width), fit_kernel(ky, height)
     x = image.float().unsqueeze(1)  # (3, 1, H, W): one channel per batch item
     x = F.pad(x, (kx // 2, kx // 2, ky // 2, ky // 2), mode="reflect")
     x = F.conv2d(x, _gaussian(kx, sigma).view(1, 1, 1, kx))

@@ -27,8 +27,8 @@ import torch
 
 from ..batch import Batch, HostBatch
 from ..errors import LoaderTimeout, TransformError
-from .mix import batch_draw, mix_images, soft_labels
 from ..spec import Pipeline
+from .mix import batch_draw, mix_images, soft_labels
 from .torch_internals import storage_uses
 
 try:

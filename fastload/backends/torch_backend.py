@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .. import errors
-from ..batch import Batch, BatchTask, HostBatch, TaskRun
+from ..batch import Batch, BatchTask, HostBatch, TaskRun, describe_samples
 from ..draws import sample_rng
 from ..errors import DecodeError, FastloadError, LoaderTimeout, SourceError
 from ..geometry import is_random, plan_sample
@@ -300,16 +300,10 @@ class TorchProducer:
                 raise RuntimeError("this loader was closed")
             try:
                 batch = next(self._stream)
-            except FastloadError:
-                self._drop_stream()  # a sample's error: the next iteration starts afresh
-                raise
-            except RuntimeError as exc:
-                if not worker_failure(exc):
-                    self._drop_stream()
-                    raise
-                raise self._workers_failed(exc) from None  # the watchdog, or a dead worker
-            except BaseException:
-                self._drop_stream()
+            except BaseException as exc:
+                if worker_failure(exc):  # the watchdog, or a dead worker
+                    raise self._workers_failed(exc) from None
+                self._drop_stream()  # e.g. a sample's error: the next iteration starts afresh
                 raise
             self._pending.popleft()
             yield batch
@@ -324,13 +318,8 @@ class TorchProducer:
                              stuck=awaited[0] if awaited and is_timeout(exc) else None)
         self._drop_stream()
         who = f"worker {awaited[0]} (pid {awaited[1]})" if awaited else "a worker"
-        what = ""
-        if task is not None:
-            indices = [int(i) for i in task.indices]
-            files = ", ".join(self._source.locate(i) for i in indices[:4])
-            more = f" and {len(indices) - 4} more" if len(indices) > 4 else ""
-            what = (f" the batch of epoch {task.epoch} holding samples {indices[:16]}"
-                    f"{' ...' if len(indices) > 16 else ''} ({files}{more})")
+        what = "" if task is None else (f" the batch of epoch {task.epoch} holding "
+                                        f"{describe_samples(self._source, task.indices)}")
         if is_timeout(exc):
             return LoaderTimeout(
                 f"{who} did not deliver{what} within timeout={self._timeout:g} s: a read may "
