@@ -107,10 +107,10 @@ def op_costs() -> list[tuple[str, float, float]]:
         ("posterize 4", lambda: px.posterize(image, 4), lambda: TF.posterize(image, 4)),
         ("autocontrast", lambda: px.autocontrast(image), lambda: TF.autocontrast(image)),
         ("equalize", lambda: px.equalize(image), lambda: TF.equalize(image)),
-        ("rotate 30", lambda: px.rotate(image, 30.0), lambda: TF.rotate(image, 30.0)),
-        ("shear x 20", lambda: px.shear_x(image, 20.0),
+        ("rotate 30", lambda: px.KERNELS["rotate"](image, 30.0), lambda: TF.rotate(image, 30.0)),
+        ("shear x 20", lambda: px.KERNELS["shear_x"](image, 20.0),
          lambda: TF.affine(image, 0.0, [0, 0], 1.0, [20.0, 0.0], center=[0, 0])),
-        ("translate 10", lambda: px.translate(image, (10, 0)),
+        ("translate 10", lambda: px.KERNELS["translate"](image, (10, 0)),
          lambda: TF.affine(image, 0.0, [10, 0], 1.0, [0.0, 0.0])),
     ]
     batch = torch.randn(256, 3, 224, 224)

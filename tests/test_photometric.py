@@ -174,9 +174,11 @@ def test_round_trip_and_validation():
 
 def test_dali_refuses_what_it_does_not_run_when_the_loader_is_made(photo_folder):
     pytest.importorskip("nvidia.dali")
-    with pytest.raises(fl.OpNotSupported, match=r"ColorJitter runs only on backend='torch' "
-                                                r"\(backend='dali' runs RandomGrayscale, "):
-        fl.loader(photo_folder, PIPE, 4, backend="dali")
+    with pytest.raises(fl.OpNotSupported, match=r"Lambda\(.*\) runs only on backend='torch' "
+                                                r"\(backend='dali' runs ColorJitter, "):
+        fl.loader(photo_folder, fl.Pipeline(fl.Decode(), fl.RandomResizedCrop(24),
+                                            fl.ColorJitter(0.4), fl.Lambda(np.fliplr)),
+                  4, backend="dali")
     three = fl.Pipeline(fl.Decode(), fl.RandomResizedCrop(16), fl.ThreeAugment())
     with pytest.raises(fl.OpNotSupported, match="ThreeAugment: backend='dali-native' draws"):
         fl.loader(photo_folder, three, 4, backend="dali-native")
@@ -306,8 +308,9 @@ def test_recipe_presets_run_end_to_end(photo_folder, name, size, expected):
 
 def test_affine_c_kernel_and_numpy_fallback_agree(photos, monkeypatch):
     image = chw(photos[1])
-    ops = [(px.rotate, 33.3), (px.rotate, -135.0), (px.shear_x, 44.0), (px.shear_y, -30.0),
-           (px.translate, (-32, 5))]
+    ops = [(px.KERNELS[k], v) for k, v in (("rotate", 33.3), ("rotate", -135.0),
+                                           ("shear_x", 44.0), ("shear_y", -30.0),
+                                           ("translate", (-32, 5)))]
     fast = [f(image, v) for f, v in ops]
     monkeypatch.setattr(px, "_affine_nearest", None)
     assert all(torch.equal(f(image, v), a) for (f, v), a in zip(ops, fast))

@@ -55,15 +55,15 @@ class Producer(Protocol):
 
 def check_ops(backend: str, pipeline: Pipeline) -> None:
     """OpNotSupported when ``backend`` cannot run an op of ``pipeline``: checked when the loader
-    is made, never mid-epoch. ``dali`` runs the per-sample ops of ``DALI_PIXEL_OPS`` in DALI;
-    ``dali-native`` draws its own crops and runs none (nor a by_epoch size); the batch ops run
-    in the shared tail on every backend."""
+    is made, never mid-epoch. ``dali`` runs the per-sample ops of ``DALI_PIXEL_OPS`` (all but
+    Lambda) in DALI; ``dali-native`` draws its own crops and runs none (nor a by_epoch size);
+    the batch ops run in the shared tail on every backend."""
     if backend == "torch":
         return
     if backend == "dali-native" and pipeline.schedule is not None:
         raise OpNotSupported("RandomResizedCrop with a by_epoch size: backend='dali-native' "
                              "builds one fixed DALI graph; use backend='dali' or 'torch'")
-    from .dali_backend import DALI_PIXEL_OPS
+    from .dali_pixel import DALI_PIXEL_OPS
 
     for op in pipeline.pixel:
         name = getattr(op, "name", type(op).__name__)

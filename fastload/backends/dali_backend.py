@@ -34,10 +34,9 @@ from ..geometry import SamplePlan, is_random, plan_sample
 from ..image_info import check_pixels, image_size
 from ..ops import CenterCrop, RandomResizedCrop, Resize
 from ..options import LoaderOptions
-from ..photometric import (GaussianBlur, RandomGrayscale, RandomSolarize, ThreeAugment,
-                           fit_kernel)
 from ..sources.base import Source
 from ..spec import Pipeline
+from .dali_pixel import encode_steps, pixel_ops, slot_names
 from .tail import DeviceTail, apply_tail
 from .torch_backend import SKIP_TRIES
 
@@ -100,7 +99,7 @@ class Feeder:
         self.outputs = ["jpegs", "anchor", "shape"] + (["pad_anchor", "pad_shape"] if self.pad else []) \
             + (["roi_start", "roi_end"] if self.exact else []) \
             + (["flip"] if pipeline.flip is not None else []) \
-            + list(pixel_values(pipeline, tuple(() for _ in pipeline.pixel)))
+            + slot_names(pipeline)
         self.pending = TaskRun()
         self.current: Optional[Any] = None  # the task being read (for the timeout's message)
         self.meta: collections.deque = collections.deque()
@@ -139,7 +138,7 @@ class Feeder:
                       "pad_anchor": pad_anchor, "pad_shape": pad_shape,
                       "roi_start": np.asarray(roi_start, np.float32),
                       "roi_end": np.asarray(roi_end, np.float32), "flip": int(plan.flip),
-                      **pixel_values(self.pipeline, plan.steps)}
+                      **encode_steps(self.pipeline, plan.steps, plan.flip)}
             for name, column in columns.items():
                 value = values[name]
                 column.append(np.asarray(value) if isinstance(value, (np.ndarray, np.generic))
@@ -148,49 +147,6 @@ class Feeder:
                                    self.seed, self.epoch, tuple(skipped)))
         self.current = None
         return tuple(columns.values())
-
-
-#: The per-sample ops the DALI backend runs in DALI (with the plan's draws, as arguments).
-DALI_PIXEL_OPS: tuple[type, ...] = (RandomGrayscale, RandomSolarize, GaussianBlur, ThreeAugment)
-
-
-def pixel_values(pipeline: Pipeline, steps: tuple) -> dict[str, np.ndarray]:
-    """The external_source columns of the pipeline's per-sample ops for one sample's plan
-    steps: ``grey{k}`` (saturation: 0 makes it grey, 1 leaves it), ``solar{k}`` (threshold;
-    256 leaves it), ``sigma{k}`` / ``window{k}`` (a 1-pixel window leaves it)."""
-    out: dict[str, np.ndarray] = {}
-    size = pipeline.output_size
-    for k, (op, op_steps) in enumerate(zip(pipeline.pixel, steps)):
-        drawn = dict(op_steps)
-        if isinstance(op, (RandomGrayscale, ThreeAugment)):
-            out[f"grey{k}"] = np.float32(0.0 if "grayscale" in drawn else 1.0)
-        if isinstance(op, (RandomSolarize, ThreeAugment)):
-            out[f"solar{k}"] = np.float32(drawn.get("solarize", 256.0))
-        if isinstance(op, (GaussianBlur, ThreeAugment)):
-            kx, ky, sigma = drawn.get("blur", (1, 1, 1.0))
-            out[f"sigma{k}"] = np.float32(sigma)
-            out[f"window{k}"] = np.asarray([fit_kernel(ky, size[0]), fit_kernel(kx, size[1])],
-                                           np.int32)
-    return out
-
-
-def _pixel_ops(images: Any, inputs: dict[str, Any], pipeline: Pipeline) -> Any:
-    """The lowered per-sample ops, in pipeline order, on uint8 HWC images (before the flip:
-    each of them commutes with it)."""
-    import nvidia.dali.fn as fn
-    import nvidia.dali.types as types
-
-    for k in range(len(pipeline.pixel)):
-        if f"grey{k}" in inputs:
-            images = fn.hsv(images, saturation=inputs[f"grey{k}"])
-        if f"solar{k}" in inputs:
-            x = fn.cast(images, dtype=types.INT16)
-            high = fn.cast(x >= inputs[f"solar{k}"], dtype=types.INT16)
-            images = fn.cast(x + high * (255 - 2 * x), dtype=types.UINT8)
-        if f"sigma{k}" in inputs:
-            images = fn.gaussian_blur(images, sigma=inputs[f"sigma{k}"],
-                                      window_size=inputs[f"window{k}"])
-    return images
 
 
 def normalize_arguments(pipeline: Pipeline) -> dict[str, Any]:
@@ -228,7 +184,7 @@ def _graph(feeder: Feeder, pipeline: Pipeline, gpu: bool) -> Any:
     images = fn.resize(images, size=list(pipeline.output_size), antialias=True,
                        interp_type=types.INTERP_LINEAR, **roi)
     if pipeline.pixel:
-        images = _pixel_ops(images, inputs, pipeline)
+        images = pixel_ops(images, inputs, pipeline, gpu)
     return fn.crop_mirror_normalize(images, mirror=inputs.get("flip", 0), output_layout="CHW",
                                     **normalize_arguments(pipeline))
 
@@ -280,7 +236,8 @@ class DaliProducer:
                 _graph, batch_size=self.options.batch_size,
                 num_threads=max(1, self.options.num_workers),
                 device_id=self.device.index if self.gpu else None,
-                prefetch_queue_depth=self.options.prefetch_factor)(feeder, pipeline, self.gpu)
+                prefetch_queue_depth=self.options.prefetch_factor,
+                enable_conditionals=bool(pipeline.pixel))(feeder, pipeline, self.gpu)
             pipe.build()
             self._pipes[size] = (pipe, feeder)
         return self._pipes[size]

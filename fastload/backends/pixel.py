@@ -25,6 +25,7 @@ try:
 except ImportError:  # pragma: no cover - the C extension is optional (numpy does the same)
     _affine_nearest = None
 
+Matrix = tuple[float, float, float, float, float, float]
 LAMBDA_KEY = 0x1A3B  # separates a Lambda's generator from the sample's plan draws
 _LUMA = (0.2989, 0.587, 0.114)
 
@@ -173,30 +174,33 @@ def autocontrast(image: torch.Tensor, _: Any = None) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
-def equalize(image: torch.Tensor, _: Any = None) -> torch.Tensor:
-    """PIL's histogram equalization, per channel."""
-    out = np.empty((3, *image.shape[1:]), dtype=np.uint8)
-    pixels = image.numpy()
-    for c in range(3):
-        hist = np.bincount(pixels[c].ravel(), minlength=256)
+def equalize_planes(planes: np.ndarray) -> np.ndarray:
+    """PIL's histogram equalization of each row of a (C, N) uint8 array (the DALI backend
+    runs it too): level v -> (pixels below v + step // 2) // step, where step = (pixels -
+    pixels at the top level) // 255; a step of 0 leaves the row as it is."""
+    out = np.empty_like(planes)
+    for c, plane in enumerate(planes):
+        hist = np.bincount(plane, minlength=256)
         used = hist[hist > 0]
         step = (int(used.sum()) - int(used[-1])) // 255 if len(used) > 1 else 0
         if step == 0:
-            out[c] = pixels[c]
+            out[c] = plane
             continue
         lut = (np.concatenate(([0], np.cumsum(hist)[:-1])) + step // 2) // step
-        out[c] = np.minimum(lut, 255).astype(np.uint8).take(pixels[c])
-    return torch.from_numpy(out)
+        out[c] = np.minimum(lut, 255).astype(np.uint8).take(plane)
+    return out
 
 
-def _affine(image: torch.Tensor, angle: float, translate: tuple[int, int],
-            shear: tuple[float, float], corner: bool) -> torch.Tensor:
-    """torchvision's affine of a tensor image, nearest sampling, fill 0: the inverse map of
-    each output pixel centre (coordinates centred on the image; on its top-left corner when
-    ``corner``) through rotation ``angle`` (degrees, clockwise), ``shear`` (degrees) and
-    ``translate`` (pixels), rounded half to even as grid_sample does. fastload._kernels does
-    it in one pass; numpy the same arithmetic where the extension is not built."""
-    _, height, width = image.shape
+def equalize(image: torch.Tensor, _: Any = None) -> torch.Tensor:
+    return torch.from_numpy(equalize_planes(image.numpy().reshape(3, -1))).view_as(image)
+
+
+def _affine_matrix(height: int, width: int, angle: float, translate: tuple[int, int],
+                   shear: tuple[float, float], corner: bool) -> Matrix:
+    """torchvision's inverse affine map, in pixel indices: output pixel (x, y) samples source
+    pixel (m0 x + m1 y + c0, m3 x + m4 y + c1), rounded. The map takes each output pixel centre
+    (coordinates centred on the image; on its top-left corner when ``corner``) through
+    rotation ``angle`` (degrees, clockwise), ``shear`` (degrees) and ``translate`` (pixels)."""
     cx, cy = (-width * 0.5, -height * 0.5) if corner else (0.0, 0.0)
     rot, sx, sy = (math.radians(v) for v in (angle, *shear))
     a = math.cos(rot - sy) / math.cos(sy)
@@ -211,15 +215,37 @@ def _affine(image: torch.Tensor, angle: float, translate: tuple[int, int],
     ox, oy = 0.5 - width * 0.5, 0.5 - height * 0.5
     c0 = m[0] * ox + m[1] * oy + m[2] + width * 0.5 - 0.5
     c1 = m[3] * ox + m[4] * oy + m[5] + height * 0.5 - 0.5
+    return (m[0], m[1], c0, m[3], m[4], c1)
+
+
+def affine_matrix(kernel: str, value: Any, height: int, width: int) -> Matrix:
+    """The index-space matrix of one geometric step (``AFFINE_KERNELS``) on a height x width
+    image."""
+    if kernel == "shear_x":
+        return _affine_matrix(height, width, 0.0, (0, 0), (value, 0.0), corner=True)
+    if kernel == "shear_y":
+        return _affine_matrix(height, width, 0.0, (0, 0), (0.0, value), corner=True)
+    if kernel == "translate":
+        return _affine_matrix(height, width, 0.0, value, (0.0, 0.0), corner=False)
+    assert kernel == "rotate"  # counter-clockwise by ``value`` degrees about the centre
+    return _affine_matrix(height, width, -value, (0, 0), (0.0, 0.0), corner=False)
+
+
+def warp_nearest(image: torch.Tensor, matrix: Matrix) -> torch.Tensor:
+    """Nearest sampling through an index-space matrix, fill 0, rounded half to even as
+    grid_sample does. fastload._kernels does it in one pass; numpy the same arithmetic where
+    the extension is not built."""
+    _, height, width = image.shape
+    m0, m1, c0, m3, m4, c1 = matrix
     src = image.contiguous()
     out = torch.empty_like(src)
     if _affine_nearest is not None:
-        _affine_nearest(src.numpy(), out.numpy(), height, width, m[0], m[1], c0, m[3], m[4], c1)
+        _affine_nearest(src.numpy(), out.numpy(), height, width, m0, m1, c0, m3, m4, c1)
         return out
     xs = np.arange(width, dtype=np.float64)
     ys = np.arange(height, dtype=np.float64)[:, None]
-    src_x = np.rint(m[0] * xs + (m[1] * ys + c0))
-    src_y = np.rint(m[3] * xs + (m[4] * ys + c1))
+    src_x = np.rint(m0 * xs + (m1 * ys + c0))
+    src_y = np.rint(m3 * xs + (m4 * ys + c1))
     inside = (src_x >= 0) & (src_x < width) & (src_y >= 0) & (src_y < height)
     flat = np.where(inside, src_y * width + src_x, height * width).astype(np.intp)
     padded = np.zeros((3, height * width + 1), np.uint8)  # the last pixel: the fill
@@ -228,26 +254,19 @@ def _affine(image: torch.Tensor, angle: float, translate: tuple[int, int],
     return out
 
 
-def shear_x(image: torch.Tensor, degrees: float) -> torch.Tensor:
-    return _affine(image, 0.0, (0, 0), (degrees, 0.0), corner=True)
+AFFINE_KERNELS = ("shear_x", "shear_y", "translate", "rotate")
 
 
-def shear_y(image: torch.Tensor, degrees: float) -> torch.Tensor:
-    return _affine(image, 0.0, (0, 0), (0.0, degrees), corner=True)
-
-
-def translate(image: torch.Tensor, offset: tuple[int, int]) -> torch.Tensor:
-    return _affine(image, 0.0, offset, (0.0, 0.0), corner=False)
-
-
-def rotate(image: torch.Tensor, degrees: float) -> torch.Tensor:
-    """Counter-clockwise by ``degrees`` about the centre (torchvision's rotate)."""
-    return _affine(image, -degrees, (0, 0), (0.0, 0.0), corner=False)
+def _geometric(kernel: str) -> Callable[[torch.Tensor, Any], torch.Tensor]:
+    def run(image: torch.Tensor, value: Any) -> torch.Tensor:
+        return warp_nearest(image, affine_matrix(kernel, value, *image.shape[1:]))
+    run.__name__ = kernel
+    return run
 
 
 KERNELS: dict[str, Callable[[torch.Tensor, Any], torch.Tensor]] = {
     "brightness": brightness, "contrast": contrast, "saturation": saturation, "hue": hue,
     "grayscale": grayscale, "solarize": solarize, "blur": blur, "sharpness": sharpness,
     "posterize": posterize, "autocontrast": autocontrast, "equalize": equalize,
-    "shear_x": shear_x, "shear_y": shear_y, "translate": translate, "rotate": rotate,
+    **{name: _geometric(name) for name in AFFINE_KERNELS},
 }
