@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
 
 from .errors import FastloadError, SourceError
 from .formats import protowire, tfrecord
+from .formats.caffe_lmdb import check_datum, shared_env
 from .formats.manifest import Manifest, ShardInfo, read_manifest
 
 
@@ -71,29 +73,18 @@ def _check_tfrecord(folder: Path, manifest: Manifest, k: int, shard: ShardInfo) 
 
 
 def _check_lmdb(folder: Path, manifest: Manifest, k: int, shard: ShardInfo) -> int:
-    import lmdb
-
     path = folder / shard.file
     _expect(path, "data.mdb size", (path / "data.mdb").stat().st_size, shard.bytes)
     expected = [str(i).zfill(manifest.key_width).encode()
                 for i in range(k, manifest.samples, len(manifest.shards))]
     digest, count = hashlib.sha256(), 0
-    try:
-        env = lmdb.open(str(path), readonly=True, lock=False, subdir=True)
-    except lmdb.Error as exc:
-        raise FastloadError(f"{path}: cannot open as LMDB: {exc}") from None
-    try:
-        with env.begin(buffers=False) as txn:
-            for key, value in txn.cursor():
-                if count >= len(expected) or key != expected[count]:
-                    raise FastloadError(f"{path}: unexpected key {key!r} at record {count}")
-                data, _, encoded = protowire.decode_datum(value)
-                if not encoded or not data:
-                    raise FastloadError(f"{path} key {key!r}: Datum is not an encoded image")
-                digest.update(key + b"\0" + value)
-                count += 1
-    finally:
-        env.close()
+    with shared_env(os.path.realpath(path)).begin(buffers=False) as txn:
+        for key, value in txn.cursor():
+            if count >= len(expected) or key != expected[count]:
+                raise FastloadError(f"{path}: unexpected key {key!r} at record {count}")
+            check_datum(value, f"{path} key {key!r}")
+            digest.update(key + b"\0" + value)
+            count += 1
     _expect(path, "record count", count, shard.records)
     _expect(path, "sha256", digest.hexdigest(), shard.sha256)
     return count

@@ -33,7 +33,9 @@ def test_example_matches_the_protobuf_library():
 
 def test_datum_round_trip():
     buf = protowire.encode_datum(b"\x89PNG...", 42)
-    assert protowire.decode_datum(buf) == (b"\x89PNG...", 42, True)
+    crc = protowire.crc32c(b"\x89PNG...")
+    assert protowire.decode_datum(buf) == (b"\x89PNG...", 42, True, crc)
+    assert protowire.decode_datum(buf[:-6]) == (b"\x89PNG...", 42, True, None)  # no CRC field
     assert protowire.decode_datum(protowire.encode_datum(b"x", -1))[1] == -1
 
 

@@ -184,6 +184,62 @@ def test_lmdb_is_read_only_and_formats_hold_no_pickle(jpeg_folder, tmp_path):
             assert b"\x80\x04\x95" not in path.read_bytes() and b"\x80\x05\x95" not in path.read_bytes()
 
 
+LMDB_READ_ALL = """
+import sys, fastload as fl
+with fl.loader(sys.argv[1], fl.Pipeline(fl.Decode(), fl.Resize(8), fl.CenterCrop(8)), 4) as ld:
+    for batch in ld:
+        pass
+"""
+
+
+@pytest.mark.parametrize("manifest", [True, False])
+def test_a_truncated_lmdb_is_named_before_it_is_mapped(jpeg_folder, tmp_path, manifest):
+    """Cut to 60%: the meta pages survive, so LMDB opens it; reading a page past the end
+    would kill the process with SIGBUS. The size checks name it instead (a subprocess, so a
+    regression fails this test rather than the whole run)."""
+    convert(jpeg_folder, tmp_path / "l", format="lmdb", shards=1)
+    env = next((tmp_path / "l").glob("*.lmdb"))
+    data = env / "data.mdb"
+    os.truncate(data, data.stat().st_size * 6 // 10)
+    target = tmp_path / "l" if manifest else env
+    run = subprocess.run([sys.executable, "-c", LMDB_READ_ALL, str(target)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1, run.stderr[-2000:]
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("fastload.errors.FormatError: ") and str(data) in last
+    assert ("but manifest.json lists" if manifest else "but its pages need") in last
+    report = verify(tmp_path / "l")
+    assert not report.ok and "data.mdb size" in report.summary()
+
+
+def flip_inside_jpeg(env_path, key):
+    """Flip one byte in the middle of the JPEG stored under ``key`` (in place, same size)."""
+    import lmdb
+
+    data = (env_path / "data.mdb").read_bytes()
+    with lmdb.open(str(env_path), readonly=True, lock=False) as env, env.begin() as txn:
+        value = txn.get(key)
+    at = data.index(value) + len(value) // 2
+    with open(env_path / "data.mdb", "r+b") as f:
+        f.seek(at)
+        f.write(bytes([data[at] ^ 0x10]))
+
+
+def test_a_flipped_byte_in_an_lmdb_image_is_an_error_or_a_skip_never_pixels(jpeg_folder,
+                                                                           tmp_path):
+    convert(jpeg_folder, tmp_path / "l", format="lmdb", shards=1)
+    env = next((tmp_path / "l").glob("*.lmdb"))
+    flip_inside_jpeg(env, b"00000003")
+    with pytest.raises(fl.FormatError, match=r"key '00000003' \(sample 3\): the stored image "
+                                             r"does not match its CRC32C"):
+        with fl.loader(tmp_path / "l", EVAL, 4) as ld:
+            list(ld)
+    with fl.loader(tmp_path / "l", EVAL, 4, on_error="skip") as ld:
+        batches = list(ld)
+    assert ld.skipped_count == 1 and 3 not in torch.cat([b.indices for b in batches]).tolist()
+    assert "CRC32C" in verify(tmp_path / "l").summary()
+
+
 @pytest.mark.slow
 def test_convert_killed_at_random_points_resumes_and_never_shows_a_partial_shard(photo_folder, tmp_path):
     src_hash = {p: p.read_bytes() for p in photo_folder.rglob("*") if p.is_file()}

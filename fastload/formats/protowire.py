@@ -7,9 +7,10 @@ parses them without pickle, rejects malformed bytes with FormatError, and stays 
 from __future__ import annotations
 
 import struct
-from typing import Union
+from typing import Optional, Union
 
 from ..errors import FormatError
+from .checksum import crc32c
 
 VARINT, FIXED64, BYTES, FIXED32 = 0, 1, 2, 5
 Feature = Union[bytes, int, list[int], list[bytes], list[float]]
@@ -57,9 +58,14 @@ def encode_example(features: dict[str, Feature]) -> bytes:
     return _field(1, BYTES, b"".join(entries))
 
 
+DATUM_CRC = 100  # fastload's field: CRC32C of Datum.data (fixed32); Caffe and DALI skip it
+
+
 def encode_datum(data: bytes, label: int) -> bytes:
-    """caffe.Datum with encoded=true: the image file's bytes and its label."""
-    return _field(4, BYTES, data) + _field(5, VARINT, _varint(label)) + _field(7, VARINT, _varint(1))
+    """caffe.Datum with encoded=true: the image file's bytes, its label, and the CRC32C of the
+    bytes in field ``DATUM_CRC`` (an unknown field to Caffe's and DALI's parsers)."""
+    return (_field(4, BYTES, data) + _field(5, VARINT, _varint(label)) + _field(7, VARINT, _varint(1))
+            + _field(DATUM_CRC, FIXED32, struct.pack("<I", crc32c(data))))
 
 
 # --- decoding ------------------------------------------------------------------------------
@@ -166,9 +172,9 @@ def decode_example(buf: bytes) -> dict[str, Feature]:
     return out
 
 
-def decode_datum(buf: bytes) -> tuple[bytes, int, bool]:
-    """caffe.Datum -> (data, label, encoded)."""
-    data, label, encoded = b"", 0, False
+def decode_datum(buf: bytes) -> tuple[bytes, int, bool, Optional[int]]:
+    """caffe.Datum -> (data, label, encoded, the stored CRC32C of data or None)."""
+    data, label, encoded, crc = b"", 0, False, None
     for number, wire, value in fields(buf):
         if number == 4:
             data = _expect_bytes(wire, value, "Datum.data")
@@ -177,4 +183,6 @@ def decode_datum(buf: bytes) -> tuple[bytes, int, bool]:
             label = label - (1 << 32) if label >= 1 << 31 else label
         elif number == 7 and wire == VARINT:
             encoded = bool(value)
-    return data, label, encoded
+        elif number == DATUM_CRC and wire == FIXED32:
+            crc = struct.unpack("<I", value)[0]  # type: ignore[arg-type]
+    return data, label, encoded, crc

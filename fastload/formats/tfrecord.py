@@ -17,10 +17,7 @@ import numpy as np
 
 from ..errors import FormatError
 
-try:
-    from crc32c import crc32c as _crc32c
-except ImportError:  # pragma: no cover - google-crc32c spells it differently
-    from google_crc32c import value as _crc32c  # type: ignore[no-redef]
+from .checksum import crc32c
 
 HEADER = 12  # length + its CRC
 FOOTER = 4   # data CRC
@@ -28,7 +25,7 @@ _MASK_DELTA = 0xA282EAD8
 
 
 def masked_crc(data: bytes) -> int:
-    crc = _crc32c(data)
+    crc = crc32c(data)
     return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
 
 

@@ -3,10 +3,10 @@
 A folder with ``manifest.json`` (what ``fastload convert --format lmdb`` writes) holds several
 environments; sample ``i`` has key ``str(i).zfill(key_width)`` in environment ``i % S``. A bare
 environment (a folder with ``data.mdb``, e.g. made by Caffe tools) is read in key order.
-Environments are opened once per process on first use (``lock=False``: no lock file is written
-beside the data, so read-only media work) and never pickled. LMDB allows one open handle per
-environment per process, so all sources in a process share it (``_shared_env``); a forked worker
-drops the handles it inherited and opens its own.
+Environments are opened once per process (``open_env``: read-only, sizes checked first) and
+never pickled. LMDB allows one open handle per environment per process, so all sources in a
+process share it (``shared_env``); a forked worker drops the handles it inherited and opens its own.
+Each value is checked on read (``check_datum``: a CRC32C of the image stored beside it).
 """
 
 from __future__ import annotations
@@ -16,39 +16,9 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from ..errors import FormatError, SourceError
-from ..formats import protowire
+from ..formats.caffe_lmdb import check_datum, check_size, lmdb_error, shared_env
 from ..formats.manifest import MANIFEST, read_manifest
 from .base import StringTable
-
-_ENVS: dict[str, Any] = {}
-_ENVS_PID = os.getpid()
-
-
-def _lmdb() -> Any:
-    import lmdb
-
-    return lmdb
-
-
-def _shared_env(path: str) -> Any:
-    """This process's read-only handle on the environment at ``path``."""
-    global _ENVS_PID
-    if _ENVS_PID != os.getpid():  # forked: close the inherited copies (read-only, no lock file)
-        for env in _ENVS.values():
-            env.close()
-        _ENVS.clear()
-        _ENVS_PID = os.getpid()
-    env = _ENVS.get(path)
-    if env is None:
-        lmdb = _lmdb()
-        try:
-            env = lmdb.open(path, readonly=True, lock=False, readahead=False, subdir=True,
-                            max_readers=1024, max_dbs=0)
-        except lmdb.Error as exc:
-            raise FormatError(f"{path}: cannot open as LMDB: {exc}") from None
-        _ENVS[path] = env
-    return env
-
 
 class LMDBSource:
     def __init__(self, path: Union[str, Path]) -> None:
@@ -67,8 +37,9 @@ class LMDBSource:
             self.envs = [os.path.realpath(root / s.file) for s in self.manifest.shards]
             self.classes = list(self.manifest.classes)
             self._count = self.manifest.samples
-            for env in self.envs:
+            for env, shard in zip(self.envs, self.manifest.shards):
                 _check_env(Path(env))
+                check_size(env, shard.bytes)
         else:
             _check_env(root)
             self.manifest = None
@@ -76,11 +47,13 @@ class LMDBSource:
             self.classes = []
             self._keys = StringTable([k.decode("utf-8", "surrogateescape") for k in self._all_keys()])
             self._count = len(self._keys)
+        for env in self.envs:
+            shared_env(env)  # opened (and its size checked) here, not first in a worker
         if not self._count:
             raise SourceError(f"{root}: the LMDB holds no records")
 
     def _all_keys(self) -> list[bytes]:
-        with _shared_env(self.envs[0]).begin(buffers=False) as txn:
+        with shared_env(self.envs[0]).begin(buffers=False) as txn:
             return [key for key in txn.cursor().iternext(keys=True, values=False)]
 
     def _where(self, index: int) -> tuple[int, bytes]:
@@ -99,21 +72,14 @@ class LMDBSource:
     def read(self, index: int) -> tuple[bytes, int]:
         shard, key = self._where(index)
         try:
-            with _shared_env(self.envs[shard]).begin(buffers=False) as txn:
+            with shared_env(self.envs[shard]).begin(buffers=False) as txn:
                 value = txn.get(key)
-        except _lmdb().Error as exc:
+        except lmdb_error() as exc:
             raise FormatError(f"{self.locate(index)}: LMDB read failed: {exc}") from None
         if value is None:
             raise FormatError(f"{self.locate(index)}: key missing; the environment does not "
                               f"match {MANIFEST}")
-        try:
-            data, label, encoded = protowire.decode_datum(value)
-        except FormatError as exc:
-            raise FormatError(f"{self.locate(index)}: malformed Datum: {exc}") from None
-        if not encoded or not data:
-            raise FormatError(f"{self.locate(index)}: Datum holds raw pixels, not an encoded "
-                              "image; re-create it with encoded=true (e.g. `fastload convert`)")
-        return data, label
+        return check_datum(value, self.locate(index))
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "lmdb", "root": str(self.root), "shards": len(self.envs),

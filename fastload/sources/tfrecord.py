@@ -12,7 +12,7 @@ import numpy as np
 from ..errors import FormatError, SourceError
 from ..formats import protowire, tfrecord
 from ..formats.manifest import MANIFEST, Manifest, read_manifest
-from .lazy import PerProcess
+from ..per_process import PerProcess
 
 IMAGE_KEY = "image/encoded"
 LABEL_KEY = "image/class/label"
