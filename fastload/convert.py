@@ -17,17 +17,20 @@ import hashlib
 import io
 import json
 import math
+import errno
 import multiprocessing
 import os
 import shutil
 import sys
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, TextIO, Union
 
 from PIL import Image
 
-from .errors import DecodeError, SourceError, SpecError
+from .errors import DecodeError, FastloadError, SourceError, SpecError
 from .formats import protowire, tfrecord
 from .formats.manifest import FORMATS, MANIFEST, Manifest, ShardInfo
 from .image_info import open_image
@@ -183,23 +186,40 @@ def _tick_shared(n: int) -> None:
 def _pool_shards(context: "_Job", jobs: list[tuple[int, int]], nproc: int,
                  meter: Progress) -> Iterator[tuple[int, ShardInfo]]:
     """(shard, info) of each job as ``nproc`` processes finish them; the meter follows every
-    record, not only whole shards."""
+    record, not only whole shards. A worker that dies (the OOM killer, a signal) fails the
+    conversion with the shards it left unfinished, instead of waiting for them forever."""
     ctx = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
     counter = ctx.Value("q", 0)
     base = meter.count
     context.tick = _tick_shared
-    with ctx.Pool(nproc, initializer=_pool_init, initargs=(counter,)) as pool:
-        results = pool.imap_unordered(_run_job, [(context, job) for job in jobs])
-        remaining = len(jobs)
-        while remaining:
-            try:
-                k, info = results.next(timeout=0.2)
-            except multiprocessing.TimeoutError:
+    lost: list[int] = []
+    with ProcessPoolExecutor(nproc, mp_context=ctx, initializer=_pool_init,
+                             initargs=(counter,)) as pool:
+        pending = {pool.submit(_run_job, (context, job)): job[0] for job in jobs}
+        try:
+            while pending and not lost:
+                done, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
                 meter.update(base + counter.value)
-                continue
-            remaining -= 1
-            meter.update(base + counter.value)
-            yield k, info
+                for future in done:
+                    shard = pending.pop(future)
+                    try:
+                        result = future.result()
+                    except BrokenProcessPool:
+                        lost = sorted({shard, *pending.values()})
+                        break
+                    yield result
+        finally:
+            for future in pending:
+                future.cancel()
+    if lost:  # the pool is shut down: no worker is writing any more
+        names = [shard_name(context.options, k, jobs[0][1]) for k in lost]
+        for name in names:
+            remove_temporary(Path(context.dst), name)
+        raise FastloadError(
+            f"convert: a worker process died (killed by a signal, e.g. the out-of-memory "
+            f"killer) while writing {', '.join(names[:4])}{' ...' if len(names) > 4 else ''} in "
+            f"{context.dst}; the finished shards are kept: re-run the same command to resume "
+            "(with --workers 1 if memory is short)")
 
 
 def _run_job(arg: tuple["_Job", tuple[int, int]]) -> tuple[int, ShardInfo]:
@@ -218,9 +238,22 @@ class _Job:
         k, count = job
         name = shard_name(self.options, k, count)
         indices = range(k, len(self.source), count)
-        if self.options.format == "tfrecord":
-            return self._tfrecord(name, indices)
-        return self._lmdb(name, indices)
+        try:
+            if self.options.format == "tfrecord":
+                return self._tfrecord(name, indices)
+            return self._lmdb(name, indices)
+        except Exception as exc:
+            remove_temporary(Path(self.dst), name)
+            if not _is_write_error(exc):
+                raise
+            need = sum(os.path.getsize(self.source.path(i)) for i in indices)
+            free = shutil.disk_usage(self.dst).free
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT) or free < need:
+                raise FastloadError(
+                    f"convert: {self.dst} is full: writing {name} needs about {need} bytes "
+                    f"and {free} are free; free some space (or convert elsewhere) and re-run "
+                    "the same command: the finished shards are kept") from None
+            raise FastloadError(f"convert: cannot write {Path(self.dst) / name}: {exc}") from None
 
     def _payloads(self, indices: range):
         for i in indices:
@@ -283,6 +316,24 @@ class _Job:
         os.replace(tmp, final)
         return ShardInfo(file=name, records=records, bytes=(final / "data.mdb").stat().st_size,
                          sha256=digest.hexdigest())
+
+
+def _is_write_error(exc: BaseException) -> bool:
+    """An error of the output's filesystem (not of an input image): OSError while writing, or
+    LMDB's own error (``mdb_txn_commit: Input/output error`` on a full disk)."""
+    if isinstance(exc, FastloadError):
+        return False
+    return isinstance(exc, OSError) or type(exc).__module__.startswith("lmdb")
+
+
+def remove_temporary(dst: Path, name: str) -> None:
+    """Remove a shard's temporary file or folder (and a TFRecord's index written beside it)."""
+    tmp = dst / f".{name}.tmp"
+    if tmp.is_dir():
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        tmp.unlink(missing_ok=True)
+    (dst / f".{tfrecord.index_path(dst / name).name}.tmp").unlink(missing_ok=True)
 
 
 def prepare_image(data: bytes, where: str, max_size: Optional[int],

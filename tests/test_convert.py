@@ -187,3 +187,54 @@ def test_an_error_during_convert_starts_on_its_own_line(tmp_path, capsys):
     err = capsys.readouterr().err
     error_line = next(line for line in err.split("\n") if "error:" in line)
     assert error_line.startswith("fastload convert: error:") and "img_00003.jpg" in error_line
+
+
+def test_a_pool_worker_killed_mid_convert_fails_the_job_and_a_rerun_resumes(photo_folder,
+                                                                           tmp_path, monkeypatch):
+    """multiprocessing.Pool would wait forever for the lost shard; the executor notices."""
+    import signal
+
+    import fastload.convert as fc
+
+    write = fc._Job.__call__
+
+    def dies_on_shard_2(self, job):
+        if job[0] == 2:
+            os.kill(os.getpid(), signal.SIGKILL)  # as the OOM killer would
+        return write(self, job)
+
+    monkeypatch.setattr(fc._Job, "__call__", dies_on_shard_2)
+    with pytest.raises(fl.FastloadError, match=r"a worker process died .* writing .*"
+                                               r"train-00002-of-00004\.tfrecord.*re-run"):
+        convert(photo_folder, tmp_path / "o", shards=4, workers=2)
+    assert not list((tmp_path / "o").glob(".*.tmp"))
+    monkeypatch.setattr(fc._Job, "__call__", write)
+    convert(photo_folder, tmp_path / "o", shards=4, workers=2)
+    assert verify(tmp_path / "o").ok
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 96 KiB tmpfs: a real full disk (needs permission to mount; skipped without)."""
+    import subprocess
+
+    where = tmp_path / "small"
+    where.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(where)],
+                      capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    yield where
+    subprocess.run(["umount", str(where)], check=True)
+
+
+@pytest.mark.parametrize("fmt", ["tfrecord", "lmdb"])
+def test_convert_on_a_full_disk_names_the_output_and_leaves_no_temporary(photo_folder,
+                                                                         small_disk, fmt):
+    size = sum(p.stat().st_size for p in photo_folder.rglob("*.jpg"))
+    assert size > 96 * 1024  # the images do not fit
+    with pytest.raises(fl.FastloadError, match=rf"convert: {small_disk}/out is full: writing "
+                                               rf"train-0000\d-of-00002\.{fmt} needs about \d+ "
+                                               r"bytes and \d+ are free"):
+        convert(photo_folder, small_disk / "out", format=fmt, shards=2, workers=1)
+    leftovers = [p.name for p in (small_disk / "out").iterdir() if p.name.endswith(".tmp")]
+    assert leftovers == []

@@ -92,8 +92,11 @@ def write_index(rows: np.ndarray, path: Union[str, Path]) -> None:
     """Write an index atomically (temporary name, then rename)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(f"{o} {n}\n" for o, n in rows.tolist()))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text("".join(f"{o} {n}\n" for o, n in rows.tolist()))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def read_index(path: Union[str, Path], data_path: Union[str, Path]) -> np.ndarray:
