@@ -90,8 +90,31 @@ def test_verify_finds_damage(jpeg_folder, tmp_path):
     manifest = json.loads((tmp_path / "l" / "manifest.json").read_text())
     manifest["shards"][0]["sha256"] = "0" * 64
     (tmp_path / "l" / "manifest.json").write_text(json.dumps(manifest))
-    report = verify(tmp_path / "l")
-    assert not report.ok and "sha256" in report.errors[0]
+    with pytest.raises(FormatError, match="manifest.json: edited after conversion"):
+        verify(tmp_path / "l")
+
+
+@pytest.mark.parametrize("edit", ["swap shards", "drop a class", "version 1, swap shards"])
+def test_an_edited_manifest_is_named_not_obeyed(jpeg_folder, tmp_path, edit):
+    """Swapping two shard entries would re-map half the indices; dropping a class would shift
+    labels' names. The digest (and, for version-1 manifests, the shard names) catch both."""
+    convert(jpeg_folder, tmp_path / "t", shards=2)
+    path = tmp_path / "t" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    if "swap" in edit:
+        manifest["shards"].reverse()
+    else:
+        manifest["classes"].pop()
+    if "version 1" in edit:
+        manifest["version"] = 1
+        del manifest["digest"]
+    path.write_text(json.dumps(manifest))
+    message = "shard 0 is 'train-00001-of-00002.tfrecord', out of place" if "version 1" in edit \
+        else "manifest.json: edited after conversion"
+    with pytest.raises(FormatError, match=message):
+        fl.loader(tmp_path / "t", fl.Pipeline(fl.Decode(), fl.Resize(8), fl.CenterCrop(8)), 4)
+    with pytest.raises(FormatError, match=message):
+        verify(tmp_path / "t")
 
 
 @pytest.mark.parametrize("setup, message", [

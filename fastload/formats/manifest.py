@@ -6,6 +6,7 @@ every shard holds every class and global indices equal the source folder's indic
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -15,8 +16,16 @@ from typing import Any, Optional, Union
 from ..errors import FormatError
 
 MANIFEST = "manifest.json"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: with "digest"; 1 (no digest) is still read
 FORMATS = ("tfrecord", "lmdb")
+
+
+def content_digest(data: dict[str, Any]) -> str:
+    """sha256 of the manifest's canonical JSON without its ``digest``: written by ``convert``,
+    checked by every reader, so an edited manifest (shards reordered, a class dropped) is named
+    instead of obeyed."""
+    body = {key: value for key, value in data.items() if key != "digest"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -46,7 +55,9 @@ class Manifest:
         return index % count, index // count
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1, sort_keys=True) + "\n"
+        data = asdict(self)
+        data["digest"] = content_digest(data)
+        return json.dumps(data, indent=1, sort_keys=True) + "\n"
 
     def write(self, folder: Union[str, Path]) -> Path:
         path = Path(folder) / MANIFEST
@@ -66,8 +77,12 @@ def read_manifest(folder: Union[str, Path]) -> Manifest:
     except json.JSONDecodeError as exc:
         raise FormatError(f"{path}: not valid JSON ({exc}); re-run `fastload convert`") from None
     try:
-        if data["version"] != MANIFEST_VERSION:
+        if data["version"] not in (1, MANIFEST_VERSION):
             raise FormatError(f"{path}: manifest version {data['version']!r} is not supported")
+        if data["version"] >= 2 and data.pop("digest", None) != content_digest(data):
+            raise FormatError(f"{path}: edited after conversion (its digest does not match its "
+                              "content: shards, classes, counts); restore it or re-run "
+                              "`fastload convert`")
         shards = [ShardInfo(**s) for s in data.pop("shards")]
         manifest = Manifest(shards=shards, **data)
     except (KeyError, TypeError) as exc:
@@ -80,7 +95,12 @@ def read_manifest(folder: Union[str, Path]) -> Manifest:
         raise FormatError(f"{path}: shards hold {sum(s.records for s in shards)} records but "
                           f"samples={manifest.samples}")
     count = len(shards)
+    ext = "tfrecord" if manifest.format == "tfrecord" else "lmdb"
     for k, shard in enumerate(shards):
+        if shard.file != f"{manifest.split}-{k:05d}-of-{count:05d}.{ext}":
+            raise FormatError(f"{path}: shard {k} is {shard.file!r}, out of place (shard k of "
+                              f"the striped layout is {manifest.split}-<k>-of-{count:05d}.{ext}); "
+                              "restore the manifest or re-run `fastload convert`")
         expect = len(range(k, manifest.samples, count))
         if manifest.layout == "striped" and shard.records != expect:
             raise FormatError(f"{path}: shard {shard.file} lists {shard.records} records; the "
