@@ -13,8 +13,9 @@
  *
  * Returns None (the caller then decodes the whole image by other means, which reports errors
  * properly) when the data is not a JPEG libjpeg can turn into RGB (CMYK, for one), when
- * libjpeg warns (corrupt or truncated data), or on any libjpeg error. The GIL is released
- * while libjpeg works.
+ * libjpeg warns (corrupt data), or on any libjpeg error. Raises EOFError when the data ends
+ * before the rows the box needs (the other decoders would fill them with grey silently). The
+ * GIL is released while libjpeg works.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -25,6 +26,7 @@
 #include <string.h>
 
 #include <jpeglib.h>
+#include <jerror.h>
 
 #ifndef LIBJPEG_TURBO_VERSION
 #error "fastload._jpeg needs libjpeg-turbo (jpeg_crop_scanline, jpeg_skip_scanlines)"
@@ -37,6 +39,7 @@ typedef struct {
     struct jpeg_error_mgr pub;
     jmp_buf jump;
     int warned;
+    int ended; /* JWRN_JPEG_EOF: the data ran out before the image did */
 } error_state;
 
 static void on_error(j_common_ptr cinfo) {
@@ -44,11 +47,14 @@ static void on_error(j_common_ptr cinfo) {
 }
 
 static void on_message(j_common_ptr cinfo, int level) {
-    if (level < 0) /* a warning: corrupt data; let the caller's full decoder judge the file */
+    if (level < 0) { /* a warning: corrupt data; let the caller's full decoder judge the file */
         ((error_state *)cinfo->err)->warned = 1;
+        if (cinfo->err->msg_code == JWRN_JPEG_EOF) /* ...unless the data ends early: the full */
+            ((error_state *)cinfo->err)->ended = 1; /* decoders would fill the rest with grey */
+    }
 }
 
-enum { OK = 0, FALLBACK = 1, NO_MEMORY = 2 };
+enum { OK = 0, FALLBACK = 1, NO_MEMORY = 2, ENDED = 3 };
 
 /* Decode the box into out (height * width * channels bytes). Runs without the GIL. */
 static int decode(const unsigned char *data, size_t size, int reduce, JDIMENSION top,
@@ -62,7 +68,7 @@ static int decode(const unsigned char *data, size_t size, int reduce, JDIMENSION
     cinfo.err = jpeg_std_error(&err.pub);
     err.pub.error_exit = on_error;
     err.pub.emit_message = on_message;
-    err.warned = 0;
+    err.warned = err.ended = 0;
     if (setjmp(err.jump)) {
         jpeg_destroy_decompress(&cinfo);
         free(row);
@@ -128,7 +134,7 @@ static int decode(const unsigned char *data, size_t size, int reduce, JDIMENSION
                            row + (size_t)i * cinfo.output_width * channels + shift,
                            (size_t)width * channels);
     }
-    status = err.warned ? FALLBACK : OK;
+    status = err.ended ? ENDED : err.warned ? FALLBACK : OK;
 done:
     jpeg_destroy_decompress(&cinfo); /* also aborts a decompression left midway */
     free(row);
@@ -166,10 +172,45 @@ static PyObject *decode_region(PyObject *self, PyObject *args) {
     Py_DECREF(out);
     if (status == NO_MEMORY)
         return PyErr_NoMemory();
+    if (status == ENDED)
+        return PyErr_Format(PyExc_EOFError, "the JPEG data ends before the image does "
+                            "(truncated, or a header that declares more rows than the data holds)");
+    Py_RETURN_NONE;
+}
+
+/* check_header(data) -> None; ValueError with libjpeg's message when the markers up to the
+ * first scan (tables, frame) are malformed: what a decoder would stop on before any pixel. */
+static PyObject *check_header(PyObject *self, PyObject *args) {
+    Py_buffer data;
+    if (!PyArg_ParseTuple(args, "y*:check_header", &data))
+        return NULL;
+    struct jpeg_decompress_struct cinfo;
+    error_state err;
+    char message[JMSG_LENGTH_MAX] = "";
+    volatile int failed = 0;
+    cinfo.err = jpeg_std_error(&err.pub);
+    err.pub.error_exit = on_error;
+    err.pub.emit_message = on_message;
+    err.warned = err.ended = 0;
+    if (setjmp(err.jump)) {
+        err.pub.format_message((j_common_ptr)&cinfo, message);
+        failed = 1;
+    } else {
+        jpeg_create_decompress(&cinfo);
+        jpeg_mem_src(&cinfo, (const unsigned char *)data.buf, (unsigned long)data.len);
+        jpeg_read_header(&cinfo, TRUE);
+    }
+    jpeg_destroy_decompress(&cinfo);
+    PyBuffer_Release(&data);
+    if (failed)
+        return PyErr_Format(PyExc_ValueError, "%s", message);
     Py_RETURN_NONE;
 }
 
 static PyMethodDef methods[] = {
+    {"check_header", check_header, METH_VARARGS,
+     "check_header(data) -> None\n\nValueError naming libjpeg's complaint when the JPEG's "
+     "markers before the first scan are malformed."},
     {"decode_region", decode_region, METH_VARARGS,
      "decode_region(data, reduce, top, left, height, width, channels) -> bytearray | None\n\n"
      "RGB(X) pixels of a box of the JPEG decoded at 1/reduce scale, decoding only what the box "

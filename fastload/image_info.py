@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import re
 import warnings
+from typing import Optional
 
 from PIL import Image
 
@@ -15,6 +16,7 @@ from .errors import DecodeError
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError,
                  Image.DecompressionBombWarning)
 _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+_ARITHMETIC_SOF = {0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 _BYTESIO = re.compile(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>")
 
 
@@ -39,19 +41,9 @@ def image_size(data: bytes, where: str) -> tuple[int, int]:
     if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24 and data[12:16] == b"IHDR":
         return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
     if data[:2] == b"\xff\xd8":
-        pos, end = 2, len(data)
-        while pos + 4 <= end:
-            if data[pos] != 0xFF:
-                break
-            marker = data[pos + 1]
-            if marker == 0xFF:  # fill byte
-                pos += 1
-                continue
-            length = int.from_bytes(data[pos + 2:pos + 4], "big")
-            if marker in _SOF and pos + 9 <= end:
-                return (int.from_bytes(data[pos + 7:pos + 9], "big"),
-                        int.from_bytes(data[pos + 5:pos + 7], "big"))
-            pos += 2 + length
+        frame = _jpeg_frame(data)
+        if frame is not None:
+            return frame[1], frame[2]
     return open_image(data, where).size
 
 
@@ -66,3 +58,32 @@ def check_pixels(width: int, height: int, where: str) -> None:
         raise DecodeError(f"{where}: {width}x{height} = {width * height} pixels exceeds the "
                           f"decompression-bomb limit of {limit} (PIL.Image.MAX_IMAGE_PIXELS); "
                           "raise that limit if the image is genuine")
+
+
+def check_payload(data: bytes, width: int, height: int, where: str) -> None:
+    """Refuse a JPEG whose header declares more pixels than its data can hold: Huffman coding
+    spends at least one bit per 8x8 luma block (a DC code), so a file of fewer bytes than
+    blocks / 8 is damaged or forged (decoders would fill the missing rows with grey)."""
+    frame = _jpeg_frame(data) if data[:2] == b"\xff\xd8" else None
+    if frame is None or frame[0] in _ARITHMETIC_SOF:
+        return
+    need = -(-width // 8) * -(-height // 8) // 8
+    if len(data) < need:
+        raise DecodeError(f"{where}: the header declares a {width}x{height} image, which needs at "
+                          f"least {need} bytes of data, but the file has {len(data)}: it is "
+                          "damaged (or its header was changed); check it, or replace it")
+
+
+def _jpeg_frame(data: bytes) -> Optional[tuple[int, int, int]]:
+    """(SOF marker, width, height) from a marker scan of a JPEG's header; None if not found."""
+    pos, end = 2, len(data)
+    while pos + 4 <= end and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in _SOF and pos + 9 <= end:
+            return (marker, int.from_bytes(data[pos + 7:pos + 9], "big"),
+                    int.from_bytes(data[pos + 5:pos + 7], "big"))
+        pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
+    return None

@@ -27,8 +27,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .errors import DecodeError
 from .geometry import SamplePlan
-from .image_info import DECODE_ERRORS, check_pixels, fail, image_size, open_image
+from .image_info import DECODE_ERRORS, check_payload, check_pixels, fail, image_size, open_image
 
 try:
     import simplejpeg
@@ -83,11 +84,15 @@ def render(data: bytes, where: str, planner: Callable[[int, int], SamplePlan],
     ``out`` (channels first: what the resampling kernel produces and the tail consumes)."""
     width, height = image_size(data, where)
     check_pixels(width, height, where)
+    check_payload(data, width, height, where)
     plan = planner(height, width)
     reduce = 1
     if plan.reduced_decode and plan.scale >= 2:
         reduce = 2 ** min(3, int(math.log2(plan.scale)))
-    region = decode_box(data, plan.box, (height, width), reduce)
+    try:
+        region = decode_box(data, plan.box, (height, width), reduce)
+    except EOFError as exc:
+        raise DecodeError(f"{where}: {exc}; check the file, or replace it") from None
     if region is None:
         pixels, (y0, x0) = decode_rgb(data, where, reduce), (0, 0)
         sy, sx = pixels.shape[0] / height, pixels.shape[1] / width

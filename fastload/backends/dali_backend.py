@@ -27,18 +27,23 @@ from typing import Any, Callable, Iterator, Optional
 import numpy as np
 import torch
 
+try:
+    from .. import _jpeg
+except ImportError:  # pragma: no cover - the C extension is optional
+    _jpeg = None
+
 from ..batch import Batch, HostBatch, TaskRun, describe_samples
 from ..draws import sample_rng
-from ..errors import DecodeError, SourceError
+from ..errors import DecodeError
 from ..geometry import SamplePlan, is_random, plan_sample
-from ..image_info import check_pixels, image_size
+from ..image_info import check_payload, check_pixels, image_size, open_image
 from ..ops import CenterCrop, RandomResizedCrop, Resize
 from ..options import LoaderOptions
 from ..sources.base import Source
 from ..spec import Pipeline
 from .dali_pixel import encode_steps, pixel_ops, slot_names
+from .skips import read_sample, sample_error
 from .tail import DeviceTail, apply_tail
-from .torch_backend import SKIP_TRIES
 
 
 def may_exceed_image(pipeline: Pipeline) -> bool:
@@ -76,20 +81,33 @@ def dali_window(plan: SamplePlan, height: int, width: int, pad: bool,
 
 
 def check_encoded(data: bytes, where: str) -> tuple[int, int]:
-    """What the feeder can check before DALI decodes: a readable header, a sane pixel count,
-    and (JPEG) an end-of-image marker, whose absence means a truncated file. -> (w, h)."""
+    """What the feeder can check before DALI decodes (DALI's decode errors fail a whole batch,
+    which ``on_error="skip"`` cannot split): a readable header, a sane pixel count, a payload
+    that can hold it, libjpeg's own parse of the JPEG tables, and an end marker (JPEG's EOI,
+    PNG's IEND) whose absence means a truncated file. -> (w, h)."""
     width, height = image_size(data, where)
     check_pixels(width, height, where)
-    if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-64:]:
-        raise DecodeError(f"{where}: truncated JPEG (no end-of-image marker); check the file, "
-                          "or replace it")
+    check_payload(data, width, height, where)
+    if data[:2] == b"\xff\xd8":
+        if _jpeg is not None:
+            try:
+                _jpeg.check_header(data)
+            except ValueError as exc:
+                raise DecodeError(f"{where}: malformed JPEG header ({exc}); check the file, or "
+                                  "replace it") from None
+        if b"\xff\xd9" not in data[-64:]:
+            raise DecodeError(f"{where}: truncated JPEG (no end-of-image marker); check the "
+                              "file, or replace it")
+    elif data[:8] == b"\x89PNG\r\n\x1a\n" and b"IEND" not in data[-16:]:
+        raise DecodeError(f"{where}: truncated PNG (no IEND chunk); check the file, or replace it")
     return width, height
 
 
 class Feeder:
     """``fn.external_source`` callback (batch mode): one batch task per call, in order."""
 
-    def __init__(self, source: Source, pipeline: Pipeline, on_error: str = "raise") -> None:
+    def __init__(self, source: Source, pipeline: Pipeline, on_error: str = "raise",
+                 known_bad: Optional[dict[int, str]] = None) -> None:
         self.source, self.pipeline, self.on_error = source, pipeline, on_error
         self.random = is_random(pipeline)
         self.pad = may_exceed_image(pipeline)
@@ -101,6 +119,8 @@ class Feeder:
             + (["flip"] if pipeline.flip is not None else []) \
             + slot_names(pipeline)
         self.pending = TaskRun()
+        # samples DALI failed on (on_error="skip"), kept by the producer across pipelines
+        self.known_bad: dict[int, str] = {} if known_bad is None else known_bad
         self.current: Optional[Any] = None  # the task being read (for the timeout's message)
         self.meta: collections.deque = collections.deque()
         self.seed = self.epoch = 0
@@ -118,22 +138,21 @@ class Feeder:
         labels, erase = np.empty(len(task.indices), np.int64), np.zeros((len(task.indices), 4), np.int32)
         indices, skipped = task.indices.copy(), []
         for k, position in enumerate(task.positions.tolist()):
-            for attempt in range(SKIP_TRIES if self.on_error == "skip" else 1):
-                index = (int(task.indices[k]) + attempt) % len(self.source)
-                try:
-                    data, labels[k] = self.source.read(index)
-                    width, height = check_encoded(data, self.source.locate(index))
-                    break
-                except (DecodeError, SourceError) as exc:
-                    if self.on_error != "skip" or attempt == SKIP_TRIES - 1:
-                        raise
-                    skipped.append((self.source.locate(index), str(exc)))
+            def work(index: int) -> tuple[bytes, SamplePlan, tuple]:
+                if index in self.known_bad:
+                    raise DecodeError(self.known_bad[index])
+                data, labels[k] = self.source.read(index)
+                width, height = check_encoded(data, self.source.locate(index))
+                rng = sample_rng(self.seed, self.epoch, position) if self.random else None
+                plan = plan_sample(self.pipeline, height, width, rng)
+                return data, plan, dali_window(plan, height, width, self.pad, self.exact)
+
+            index, (data, plan, window), missed = read_sample(
+                self.source, int(task.indices[k]), self.on_error, work)
+            skipped.extend(missed)
             indices[k] = index
-            rng = sample_rng(self.seed, self.epoch, position) if self.random else None
-            plan = plan_sample(self.pipeline, height, width, rng)
             erase[k] = plan.erase
-            anchor, shape, pad_anchor, pad_shape, roi_start, roi_end = dali_window(
-                plan, height, width, self.pad, self.exact)
+            anchor, shape, pad_anchor, pad_shape, roi_start, roi_end = window
             values = {"jpegs": np.frombuffer(data, np.uint8), "anchor": anchor, "shape": shape,
                       "pad_anchor": pad_anchor, "pad_shape": pad_shape,
                       "roi_start": np.asarray(roi_start, np.float32),
@@ -204,6 +223,37 @@ def dali_to_torch(images: Any, shape: tuple[int, ...], dtype: torch.dtype,
     return out
 
 
+class SampleChecker:
+    """Decodes one encoded image at a time in a DALI pipeline of its own (rebuilt after a
+    failure, which leaves a DALI pipeline unusable): does DALI accept this sample?"""
+
+    def __init__(self, gpu: bool, device: torch.device) -> None:
+        self.gpu, self.device, self.pipe, self.data = gpu, device, None, b""
+
+    def _source(self) -> list[np.ndarray]:
+        return [np.frombuffer(self.data, np.uint8)]
+
+    def check(self, data: bytes, where: str) -> None:
+        from nvidia.dali import fn, pipeline_def
+
+        self.data = data
+        if self.pipe is None:
+            def graph() -> Any:
+                jpegs = fn.external_source(source=self._source, batch=True)
+                return fn.decoders.image(jpegs, device="mixed" if self.gpu else "cpu")
+
+            self.pipe = pipeline_def(graph, batch_size=1, num_threads=1, prefetch_queue_depth=1,
+                                     device_id=self.device.index if self.gpu else None)()
+            self.pipe.build()
+        try:
+            self.pipe.run()
+        except RuntimeError as exc:
+            self.pipe = None
+            lines = [line for line in str(exc).splitlines() if line.strip()]
+            raise DecodeError(f"{where}: DALI cannot decode it ({lines[-1] if lines else exc}); "
+                              "check the file, or replace it") from None
+
+
 class DaliProducer:
     """Runs batch tasks through a DALI pipeline, in order, into final Batches.
 
@@ -222,6 +272,7 @@ class DaliProducer:
         self._tail = DeviceTail(pipeline, device, normalized_input=True)
         self._dtype = output_dtype(pipeline)
         self._pipes: Optional[dict[tuple[int, int], tuple[Any, Feeder]]] = {}
+        self._known_bad: dict[int, str] = {}
         self.feeder = self._pipe_for(pipeline.at_epoch(0))[1]
 
     def _pipe_for(self, pipeline: Pipeline) -> tuple[Any, Feeder]:
@@ -231,7 +282,7 @@ class DaliProducer:
         assert self._pipes is not None
         size = pipeline.output_size
         if size not in self._pipes:
-            feeder = Feeder(self.source, pipeline, self.options.on_error)
+            feeder = Feeder(self.source, pipeline, self.options.on_error, self._known_bad)
             pipe = pipeline_def(
                 _graph, batch_size=self.options.batch_size,
                 num_threads=max(1, self.options.num_workers),
@@ -248,9 +299,47 @@ class DaliProducer:
         runs one epoch at a time."""
         if self._pipes is None:
             raise RuntimeError("this loader was closed")
-        pipe, self.feeder = self._pipe_for(self.pipeline.at_epoch(epoch))
-        self.feeder.start(tasks, seed, epoch)
-        return apply_tail(self._run(pipe), self._tail, self.timeout, self._describe)
+        return apply_tail(self._run_tasks(list(tasks), seed, epoch), self._tail, self.timeout,
+                          self._describe)
+
+    def _run_tasks(self, tasks: list[Any], seed: int, epoch: int) -> Iterator[HostBatch]:
+        """``tasks`` through DALI. With ``on_error="skip"``, a batch DALI cannot decode (its
+        pipeline is then dead) is decoded sample by sample on the host to find the culprits,
+        which the feeder then skips like any unreadable sample; a new DALI pipeline resumes
+        at that batch, with the same draws."""
+        pipeline = self.pipeline.at_epoch(epoch)
+        while True:
+            pipe, self.feeder = self._pipe_for(pipeline)
+            self.feeder.start(tasks, seed, epoch)
+            done = 0
+            try:
+                for batch in self._run(pipe):
+                    done += 1
+                    yield batch
+                return
+            except DecodeError:
+                if self.options.on_error != "skip" or not self._find_culprits():
+                    raise
+                assert self._pipes is not None
+                del self._pipes[pipeline.output_size]  # DALI's pipeline is unusable now
+                tasks = tasks[done:]
+
+    def _find_culprits(self) -> bool:
+        """Decode every sample of the batches DALI held when it failed, one at a time, with
+        PIL and then with DALI's own decoder alone (DALI's JPEG parser is stricter than
+        libjpeg); remember the ones that fail as known bad. -> whether any did."""
+        found, checker = False, SampleChecker(self.gpu, self.device)
+        for meta in list(self.feeder.meta):
+            for index in meta.indices.tolist():
+                try:
+                    data, _ = self.source.read(index)
+                    where = self.source.locate(index)
+                    open_image(data, where).load()
+                    checker.check(data, where)
+                except Exception as exc:  # noqa: BLE001 - any failure marks the sample bad
+                    self.feeder.known_bad[index] = str(sample_error(exc, self.source, index))
+                    found = True
+        return found
 
     def _describe(self) -> str:
         task = self.feeder.current
@@ -259,7 +348,7 @@ class DaliProducer:
         return f" (DALI's feeder was reading {describe_samples(self.feeder.source, task.indices)})"
 
     def _run(self, pipe: Any) -> Iterator[HostBatch]:
-        finished = False
+        finished = failed = False
         try:
             while True:
                 try:
@@ -268,11 +357,12 @@ class DaliProducer:
                     finished = True
                     return
                 except RuntimeError as exc:
+                    failed = True
                     raise self._decode_error(exc) from None
                 meta = self.feeder.meta.popleft()
                 yield meta._replace(images=self._to_torch(images))
         finally:
-            if not finished:  # abandoned mid-epoch, or failed: drop what DALI prefetched
+            if not finished and not failed:  # abandoned mid-epoch: drop what DALI prefetched
                 self.feeder.pending.clear()
                 for _ in range(64):  # at most the prefetch depth; a failing batch ends it too
                     try:
@@ -280,9 +370,11 @@ class DaliProducer:
                     except Exception:  # StopIteration once drained, or the batch's own error
                         break
             try:
-                pipe.reset()
+                if not failed:
+                    pipe.reset()
             finally:
-                self.feeder.meta.clear()
+                if not failed:  # the culprit search reads them
+                    self.feeder.meta.clear()
 
     def _to_torch(self, images: Any) -> torch.Tensor:
         shape = (len(images), 3, *self.feeder.pipeline.output_size)

@@ -21,14 +21,15 @@ from torch.utils.data import DataLoader, Dataset
 from .. import errors
 from ..batch import Batch, BatchTask, HostBatch, TaskRun, describe_samples
 from ..draws import sample_rng
-from ..errors import DecodeError, FastloadError, LoaderTimeout, SourceError
-from ..geometry import is_random, plan_sample
+from ..errors import FastloadError, LoaderTimeout
+from ..geometry import SamplePlan, is_random, plan_sample
 from ..imaging import render
 from ..main_guard import check_main_guard
 from ..options import LoaderOptions
 from ..sources.base import Source
 from ..spec import Pipeline
 from .pixel import apply_steps
+from .skips import read_sample
 from .tail import DeviceTail, apply_tail
 from .task_queue import (LIVENESS_POLL_S, Deadline, ExitWithParent, TaskQueue,
                          no_wakeup_preemption)
@@ -107,9 +108,6 @@ class Failed(NamedTuple):
         return cls(self.message)
 
 
-SKIP_TRIES = 16  # on_error="skip": how many following samples to try in place of a bad one
-
-
 def render_batch(source: Source, pipeline: Pipeline, task: BatchTask, random: bool,
                  on_error: str = "raise", out: Optional[torch.Tensor] = None) -> HostBatch:
     """Read, decode and transform every sample of ``task`` into one uint8 NCHW tensor.
@@ -128,18 +126,15 @@ def render_batch(source: Source, pipeline: Pipeline, task: BatchTask, random: bo
     skipped = []
     for k in range(count):
         position = int(task.positions[k])
-        for attempt in range(SKIP_TRIES if on_error == "skip" else 1):
-            index = (int(task.indices[k]) + attempt) % len(source)
-            rng = sample_rng(task.seed, task.epoch, position) if random else None
-            try:
-                data, labels[k] = source.read(index)
-                plan = render(data, source.locate(index),
-                              lambda h, w: plan_sample(pipeline, h, w, rng), images[k])
-                break
-            except (DecodeError, SourceError) as exc:
-                if on_error != "skip" or attempt == SKIP_TRIES - 1:
-                    raise
-                skipped.append((source.locate(index), str(exc)))
+
+        def work(index: int) -> SamplePlan:
+            rng = sample_rng(task.seed, task.epoch, position) if random else None  # per try
+            data, labels[k] = source.read(index)
+            return render(data, source.locate(index),
+                          lambda h, w: plan_sample(pipeline, h, w, rng), images[k])
+
+        index, plan, missed = read_sample(source, int(task.indices[k]), on_error, work)
+        skipped.extend(missed)
         indices[k] = index
         erase[k] = plan.erase
         if plan.steps:

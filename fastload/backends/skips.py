@@ -1,0 +1,50 @@
+"""One sample's read-and-decode under the loader's ``on_error``, shared by both backends.
+
+Any exception while reading, checking, planning or decoding a sample becomes a fastload error
+naming the sample (a user Source's KeyError, a codec's ValueError...): ``on_error="raise"``
+stops with it; ``"skip"`` replaces the sample by the next index that works (up to
+``SKIP_TRIES``), with the same random draws (they belong to the position), and reports it.
+Errors that are not about the sample (a bad argument: SpecError; a user op's TransformError;
+MemoryError) pass through unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, TypeVar
+
+from ..errors import DecodeError, FastloadError, SourceError
+from ..sources.base import Source
+
+SKIP_TRIES = 16  # on_error="skip": how many following samples to try in place of a bad one
+
+T = TypeVar("T")
+
+
+def sample_error(exc: Exception, source: Source, index: int) -> FastloadError:
+    """``exc`` as the error of sample ``index``: fastload's own as they are, others wrapped."""
+    if isinstance(exc, (DecodeError, SourceError)):
+        return exc
+    return DecodeError(f"{source.locate(index)}: {type(exc).__name__}: {exc} (while reading or "
+                       "decoding this sample); check the sample, or pass on_error='skip'")
+
+
+def read_sample(source: Source, index: int, on_error: str,
+                work: Callable[[int], T]) -> tuple[int, T, list[tuple[str, str]]]:
+    """``work(i)`` for sample ``index``, or with ``on_error="skip"`` for the first of
+    ``index + 1, + 2, ...`` (modulo the source) for which it succeeds.
+    -> (the index used, its result, the (file, reason) of each sample skipped)."""
+    skipped: list[tuple[str, str]] = []
+    for attempt in range(SKIP_TRIES if on_error == "skip" else 1):
+        current = (index + attempt) % len(source)
+        try:
+            return current, work(current), skipped
+        except (MemoryError, FastloadError) as exc:
+            if not isinstance(exc, (DecodeError, SourceError)):
+                raise
+            error = exc
+        except Exception as exc:  # noqa: BLE001 - a user Source or a codec: any error, named
+            error = sample_error(exc, source, current)
+        if on_error != "skip" or attempt == SKIP_TRIES - 1:
+            raise error from None
+        skipped.append((source.locate(current), str(error)))
+    raise AssertionError("unreachable")
