@@ -16,22 +16,41 @@ class FakeBatch(tuple):
     pass
 
 
-def slow_every(n, period, sleep_ms, batch=8):
-    """Yields n batches; every ``period``-th one takes ``sleep_ms`` to arrive (a starved worker)."""
+class FakeClock:
+    """A clock that moves only when told: ``sleep`` advances it (the step), so do slow batches."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+def slow_every(n, period, sleep_ms, batch=8, clock=None):
+    """Yields n batches; every ``period``-th one takes ``sleep_ms`` to arrive (a starved worker).
+    With ``clock`` (a FakeClock) the wait is exact; without, real sleeps."""
     for i in range(n):
         if i % period == period - 1:
-            time.sleep(sleep_ms / 1000)
+            (clock.sleep if clock else time.sleep)(sleep_ms / 1000)
         yield (list(range(batch)), None)
 
 
 def test_known_sleeps_give_the_right_percentiles_and_spike_period():
-    stats = measure(slow_every(60, 4, 40), warmup=4, name="fake", memory=False)
+    """On a fake clock: every 4th batch waits exactly 40 ms, the others 0; steps take 10 ms."""
+    clock = FakeClock()
+    stats = measure(slow_every(60, 4, 40, clock=clock), step_ms=10, warmup=4, name="fake",
+                    memory=False, clock=clock, sleep=clock.sleep)
     assert stats.iterations == 60 and stats.images == 480
     w = stats.wait_ms
-    assert w["p50"] < 1.0
-    assert 38 <= w["p90"] <= 60 and 38 <= w["p99"] <= 60 and 38 <= w["max"] <= 80
-    assert stats.stalled_fraction == pytest.approx(14 / 56, abs=0.02)
-    assert stats.spikes.period == 4 and 38 <= stats.spikes.mean_ms <= 60
+    assert w["p50"] == 0.0
+    assert w["p90"] == pytest.approx(40.0) and w["p99"] == pytest.approx(40.0)
+    assert w["max"] == pytest.approx(40.0)
+    assert stats.stalled_fraction == 14 / 56  # steps 4..59: 14 of them are every 4th
+    assert stats.spikes.period == 4 and stats.spikes.mean_ms == pytest.approx(40.0)
+    assert stats.seconds == pytest.approx(60 * 0.010 + 15 * 0.040)
     text = diagnose(stats, step_ms=10, workers=4)
     assert "a 4" in text and "every 4th step" in text and "4 workers cannot keep up" in text
     assert "about" in text and "workers would" in text
@@ -199,6 +218,6 @@ def test_bench_refuses_recipes_the_baseline_or_backend_cannot_run_before_running
     err = capsys.readouterr().err
     assert "baseline does not run TrivialAugmentWide, MixupOrCutMix" in err
     assert "batches: torch" not in err  # refused before any run
-    assert main(["bench", str(jpeg_folder), "--pipeline", "deit3:32", "--backend", "dali",
+    assert main(["bench", str(jpeg_folder), "--pipeline", "deit3:32", "--backend", "dali-native",
                  "--no-baseline"]) == 2
-    assert "ColorJitter runs only on backend='torch'" in capsys.readouterr().err
+    assert "ThreeAugment: backend='dali-native' draws its own" in capsys.readouterr().err

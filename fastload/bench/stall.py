@@ -70,42 +70,41 @@ def _ready(batch: Any) -> None:
         torch.cuda.current_stream(first.device).synchronize()
 
 
-def _step(step_ms: float) -> None:
-    if step_ms > 0:
-        time.sleep(step_ms / 1000.0)
-
-
 def measure(batches: Iterable[Any], *, step_ms: float = 0.0, max_steps: Optional[int] = None,
             warmup: int = 5, name: str = "loader", memory: bool = True,
-            on_step: Optional[Callable[[int], Any]] = None) -> RunStats:
+            on_step: Optional[Callable[[int], Any]] = None,
+            clock: Callable[[], float] = time.perf_counter,
+            sleep: Callable[[float], Any] = time.sleep) -> RunStats:
     """Run a training-like loop over ``batches`` and return its stall statistics.
 
     ``step_ms`` simulates the work of one step (the loop sleeps, like a process waiting on its
     GPU). ``max_steps`` stops early. The first ``warmup`` iterations count for time-to-first-
     batch and the warm-up figures but not for the steady-state percentiles. ``on_step(k)`` is
-    called after step ``k`` (a progress display), outside the timed wait.
+    called after step ``k`` (a progress display), outside the timed wait. ``clock`` (seconds)
+    and ``sleep`` are the real ones unless a test gives a fake pair.
     """
     waits: list[float] = []
     taken: list[tuple[float, int]] = []  # (time, images so far) after each batch
     images = 0
     with TreeMemory(enabled=memory) as mem:
-        start = time.perf_counter()
+        start = clock()
         iterator = iter(batches)
         while max_steps is None or len(waits) < max_steps:
-            t0 = time.perf_counter()
+            t0 = clock()
             try:
                 batch = next(iterator)
             except StopIteration:
                 break
             _ready(batch)
-            now = time.perf_counter()
+            now = clock()
             waits.append((now - t0) * 1000.0)
             images += _count(batch)
             taken.append((now - start, images))
-            _step(step_ms)
+            if step_ms > 0:
+                sleep(step_ms / 1000.0)
             if on_step is not None:
                 on_step(len(waits))
-        seconds = time.perf_counter() - start
+        seconds = clock() - start
     if not waits:
         raise ValueError(f"{name}: the iterable yielded no batches")
     return summarize(name, waits, images, seconds, warmup, mem.peak_rss, mem.peak_pss, taken)
@@ -200,5 +199,6 @@ def replay(batches: list[Any], steps: int, step_ms: float) -> float:
         batch = batches[k % len(batches)]
         _ready(batch)
         images += _count(batch)
-        _step(step_ms)
+        if step_ms > 0:
+            time.sleep(step_ms / 1000.0)
     return images / (time.perf_counter() - start)
