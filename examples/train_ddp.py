@@ -9,6 +9,7 @@ sample of the interrupted epoch once.
 """
 
 import argparse
+import gc
 import os
 
 import torch
@@ -70,8 +71,8 @@ def main():
                                 "loader": loader.state_dict()}, args.checkpoint)
                 print(f"rank {rank}: stopped at step {step}, checkpoint {args.checkpoint}")
                 loader.close()
-                dist.barrier()
-                dist.destroy_process_group()
+                del model, opt
+                finish()
                 return
         total = torch.tensor([seen], device=loader.device)
         dist.all_reduce(total)  # reached by every rank: equal batch counts, no hang
@@ -79,7 +80,16 @@ def main():
               f"loss {loss.item():.3f}")
     loader.close()
     evaluate(model, data, args.batch_size, rank)
-    dist.barrier()  # no rank tears the process group down while a peer still uses it
+    del model, opt
+    finish()
+
+
+def finish():
+    """Tear DDP down after dropping the model (its reducer holds the last backward's gloo
+    work objects; destroyed by a gloo thread during interpreter exit they abort the process:
+    std::terminate, SIGABRT), and only when every rank is done with the group."""
+    gc.collect()
+    dist.barrier()
     dist.destroy_process_group()
 
 

@@ -49,7 +49,7 @@ static void on_error(j_common_ptr cinfo) {
 static void on_message(j_common_ptr cinfo, int level) {
     if (level < 0) { /* a warning: corrupt data; let the caller's full decoder judge the file */
         ((error_state *)cinfo->err)->warned = 1;
-        if (cinfo->err->msg_code == JWRN_JPEG_EOF) /* ...unless the data ends early: the full */
+        if (cinfo->err->msg_code == JWRN_JPEG_EOF) /* ...unless the file ends early: the full */
             ((error_state *)cinfo->err)->ended = 1; /* decoders would fill the rest with grey */
     }
 }

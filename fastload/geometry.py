@@ -14,7 +14,6 @@ from typing import Optional
 import numpy as np
 
 from . import draws
-from .ops import CenterCrop, RandomResizedCrop, Resize
 from .spec import Pipeline
 from .user_ops import Lambda
 
@@ -36,32 +35,22 @@ class SamplePlan:
         return min(self.box[2] / self.out_size[0], self.box[3] / self.out_size[1])
 
 
-def resized_size(height: int, width: int, size: int) -> tuple[int, int]:
-    """torchvision's Resize(int): the shorter side becomes ``size``, the longer scales (floor)."""
-    if height <= width:
-        return size, int(size * width / height)
-    return int(size * height / width), size
-
-
 def plan_sample(pipeline: Pipeline, height: int, width: int,
                 rng: Optional[np.random.Generator]) -> SamplePlan:
     """The plan for one sample; ``rng`` may be None only for a pipeline with no random op."""
     geometry = pipeline.geometry
-    first = geometry[0]
-    out_h, out_w = pipeline.output_size
-    if isinstance(first, RandomResizedCrop):
-        top, left, h, w = draws.crop_box(rng, height, width, first.scale, first.ratio)
+    out_h, out_w = geometry.output_size
+    if geometry.random_crop is not None:
+        scale, ratio = geometry.random_crop
+        top, left, h, w = draws.crop_box(rng, height, width, scale, ratio)
         box = (float(top), float(left), float(h), float(w))
-    elif isinstance(first, Resize) and len(geometry) == 1:
+    elif geometry.crop is None:  # Resize((h, w)): the whole image
         box = (0.0, 0.0, float(height), float(width))
-    elif isinstance(first, Resize):
-        new_h, new_w = resized_size(height, width, first.size)  # type: ignore[arg-type]
+    else:  # [Resize] + CenterCrop: the centre box of the resized image, in source pixels
+        new_h, new_w = geometry.resized(height, width)
         top, left, h, w = draws.center_box(new_h, new_w, (out_h, out_w))
         sy, sx = height / new_h, width / new_w
         box = (top * sy, left * sx, h * sy, w * sx)
-    else:
-        assert isinstance(first, CenterCrop)
-        box = draws.center_box(height, width, (out_h, out_w))
     flip = draws.flip(rng, pipeline.flip.p) if pipeline.flip is not None else False
     steps = pixel_steps(pipeline, rng)
     erase = NO_ERASE
@@ -69,7 +58,7 @@ def plan_sample(pipeline: Pipeline, height: int, width: int,
         e = pipeline.erasing
         erase = draws.erase_box(rng, out_h, out_w, e.p, e.scale, e.ratio)
     return SamplePlan(box=box, out_size=(out_h, out_w), flip=flip, erase=erase,
-                      reduced_decode=isinstance(first, RandomResizedCrop), steps=steps)
+                      reduced_decode=geometry.random, steps=steps)
 
 
 def pixel_steps(pipeline: Pipeline, rng: Optional[np.random.Generator]) -> tuple:
@@ -82,6 +71,6 @@ def pixel_steps(pipeline: Pipeline, rng: Optional[np.random.Generator]) -> tuple
 
 def is_random(pipeline: Pipeline) -> bool:
     """Whether any op draws random numbers (so plans need a per-sample generator)."""
-    return (isinstance(pipeline.geometry[0], RandomResizedCrop) or pipeline.flip is not None
+    return (pipeline.at_epoch(0).geometry.random or pipeline.flip is not None
             or pipeline.erasing is not None
             or any(not isinstance(op, Lambda) for op in pipeline.pixel))

@@ -16,9 +16,8 @@ the order given; batch ops on the finished batch.
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator, Optional
-
-from dataclasses import fields, replace
+from dataclasses import dataclass, fields, replace
+from typing import Any, Iterator, Optional, Union
 
 from .errors import SpecError
 from .mixing import CutMix, Mixup, MixupOrCutMix
@@ -50,8 +49,8 @@ MIXING_OPS: tuple[type, ...] = (Mixup, CutMix, MixupOrCutMix)
 class Pipeline:
     """An immutable, validated sequence of ops; ``Pipeline(Decode(), RandomResizedCrop(224))``."""
 
-    __slots__ = ("ops", "geometry", "flip", "pixel", "normalize", "erasing", "mixing",
-                 "batch_fns", "schedule", "_output_size", "_epochs")
+    __slots__ = ("ops", "geometry_ops", "flip", "pixel", "normalize", "erasing", "mixing",
+                 "batch_fns", "schedule", "_geometry", "_epochs")
 
     def __init__(self, *ops: Op) -> None:
         if len(ops) == 1 and isinstance(ops[0], (list, tuple)):
@@ -77,14 +76,14 @@ class Pipeline:
         geometry: list[Op] = []
         while rest and isinstance(rest[0], (RandomResizedCrop, Resize, CenterCrop)):
             geometry.append(rest.pop(0))
-        self._set("geometry", tuple(geometry))
+        self._set("geometry_ops", tuple(geometry))
         sizes = getattr(geometry[0], "size", None) if geometry else None
         self._set("schedule", sizes if isinstance(sizes, ByEpoch) else None)
         self._set("_epochs", {})
         first_size = [replace(geometry[0], size=self.schedule.at(0)), *geometry[1:]] \
             if self.schedule else geometry
-        size = _output_size(first_size)  # checks the geometry (at epoch 0's size)
-        self._set("_output_size", None if self.schedule else size)
+        value = _geometry(first_size)  # checks the geometry (at epoch 0's size)
+        self._set("_geometry", None if self.schedule else value)
         self._set("flip", _take(rest, RandomFlip))
         self._set("pixel", _take_all(rest, PIXEL_OPS))
         self._set("normalize", _take(rest, Normalize))
@@ -111,10 +110,16 @@ class Pipeline:
     def output_size(self) -> tuple[int, int]:
         """(height, width) of every output image; a pipeline whose size follows the epoch has
         one per epoch: ``at_epoch(e).output_size``."""
-        if self._output_size is None:
+        return self.geometry.output_size
+
+    @property
+    def geometry(self) -> Geometry:
+        """The geometry ops as one value (``Geometry``); a pipeline whose size follows the epoch
+        has one per epoch: ``at_epoch(e).geometry``."""
+        if self._geometry is None:
             raise SpecError("Pipeline: the output size follows the epoch (by_epoch); use "
                             "pipeline.at_epoch(epoch).output_size")
-        return self._output_size
+        return self._geometry
 
     def at_epoch(self, epoch: int) -> "Pipeline":
         """The fixed-size pipeline of ``epoch`` (this one when no size follows the epoch)."""
@@ -122,8 +127,8 @@ class Pipeline:
             return self
         size = self.schedule.at(epoch)
         if size not in self._epochs:
-            first = replace(self.geometry[0], size=size)
-            self._epochs[size] = Pipeline(*(first if op is self.geometry[0] else op
+            first = replace(self.geometry_ops[0], size=size)
+            self._epochs[size] = Pipeline(*(first if op is self.geometry_ops[0] else op
                                             for op in self.ops))
         return self._epochs[size]
 
@@ -230,15 +235,59 @@ def op_from_dict(data: dict[str, Any]) -> Op:
     return cls(**kwargs)
 
 
-def _output_size(geometry: list[Op]) -> tuple[int, int]:
-    """The fixed (height, width) a geometry section produces, or a SpecError saying why not."""
-    kinds = [type(op) for op in geometry]
-    if kinds == [RandomResizedCrop] or kinds == [CenterCrop] or kinds == [Resize, CenterCrop]:
-        return geometry[-1].size  # type: ignore[attr-defined, return-value]
-    if kinds == [Resize]:
-        size = geometry[0].size  # type: ignore[attr-defined]
+@dataclass(frozen=True)
+class Geometry:
+    """What a pipeline's geometry ops do, as one value every backend reads: a random resized
+    crop (``random_crop``: (scale, ratio) ranges), or a deterministic ``resize`` (Resize's size:
+    the shorter side, or (height, width)) and/or centre ``crop`` ((height, width)); each image
+    comes out ``output_size`` (height, width)."""
+
+    output_size: tuple[int, int]
+    random_crop: Optional[tuple[tuple[float, float], tuple[float, float]]] = None
+    resize: Union[None, int, tuple[int, int]] = None
+    crop: Optional[tuple[int, int]] = None
+
+    @property
+    def random(self) -> bool:
+        return self.random_crop is not None
+
+    def resized(self, height: int, width: int) -> tuple[int, int]:
+        """The (height, width) an image has after ``resize`` (torchvision's Resize: an int sets
+        the shorter side, the longer scales and is floored)."""
+        size = self.resize
+        if size is None:
+            return height, width
         if isinstance(size, tuple):
             return size
+        if height <= width:
+            return size, int(size * width / height)
+        return int(size * height / width), size
+
+    def may_exceed_image(self) -> bool:
+        """Can the crop reach outside the (resized) image? Then it is padded with zeros."""
+        if self.crop is None:
+            return False
+        if self.resize is None:
+            return True
+        if isinstance(self.resize, tuple):
+            return self.crop[0] > self.resize[0] or self.crop[1] > self.resize[1]
+        return max(self.crop) > self.resize
+
+
+def _geometry(ops: list[Op]) -> Geometry:
+    """The Geometry of a geometry section, or a SpecError saying why it has no fixed size."""
+    kinds = [type(op) for op in ops]
+    if kinds == [RandomResizedCrop]:
+        rrc = ops[0]
+        return Geometry(rrc.size, random_crop=(rrc.scale, rrc.ratio))  # type: ignore[attr-defined]
+    if kinds == [CenterCrop]:
+        return Geometry(ops[0].size, crop=ops[0].size)  # type: ignore[attr-defined]
+    if kinds == [Resize, CenterCrop]:
+        return Geometry(ops[1].size, resize=ops[0].size, crop=ops[1].size)  # type: ignore[attr-defined]
+    if kinds == [Resize]:
+        size = ops[0].size  # type: ignore[attr-defined]
+        if isinstance(size, tuple):
+            return Geometry(size, resize=size)
         raise SpecError(f"Resize: size={size!r} sets only the shorter side, so batches would not "
                         "stack; add CenterCrop(...) after it or give Resize((height, width))")
     if not kinds:

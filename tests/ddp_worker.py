@@ -5,6 +5,7 @@ Each rank trains a tiny DDP model through fastload.loader and writes what it saw
 and the sum over ranks of the batch counts (an all_reduce that only completes if no rank hangs).
 """
 
+import gc
 import json
 import socket
 from contextlib import closing
@@ -96,5 +97,15 @@ def run(rank, world, cfg):
             break
     loader.close()
     Path(cfg["out"], f"rank{rank}.json").write_text(json.dumps(record))
+    del model, opt  # before the process group goes: see finish()
+    finish()
+
+
+def finish():
+    """End DDP cleanly, after the caller dropped its DDP model (the reducer keeps the last
+    backward's gloo work objects alive): collect it while the process group still exists, then
+    tear the group down together. Left to interpreter exit, a gloo thread may destroy such a
+    work object after Python has finalized (it needs the GIL): std::terminate, SIGABRT."""
+    gc.collect()
     dist.barrier()  # no rank tears gloo down while a peer still talks to it
     dist.destroy_process_group()

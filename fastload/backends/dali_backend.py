@@ -37,23 +37,12 @@ from ..draws import sample_rng
 from ..errors import DecodeError
 from ..geometry import SamplePlan, is_random, plan_sample
 from ..image_info import check_payload, check_pixels, image_size, open_image
-from ..ops import CenterCrop, RandomResizedCrop, Resize
 from ..options import LoaderOptions
 from ..sources.base import Source
 from ..spec import Pipeline
 from .dali_pixel import encode_steps, pixel_ops, slot_names
 from .skips import read_sample, sample_error
 from .tail import DeviceTail, apply_tail
-
-
-def may_exceed_image(pipeline: Pipeline) -> bool:
-    """Can a box reach outside its image? (CenterCrop larger than the (resized) image.)"""
-    kinds = [type(op) for op in pipeline.geometry]
-    if kinds == [CenterCrop]:
-        return True
-    if kinds == [Resize, CenterCrop]:
-        return max(pipeline.geometry[1].size) > pipeline.geometry[0].size  # type: ignore[attr-defined]
-    return False
 
 
 def dali_window(plan: SamplePlan, height: int, width: int, pad: bool,
@@ -110,10 +99,10 @@ class Feeder:
                  known_bad: Optional[dict[int, str]] = None) -> None:
         self.source, self.pipeline, self.on_error = source, pipeline, on_error
         self.random = is_random(pipeline)
-        self.pad = may_exceed_image(pipeline)
+        self.pad = pipeline.geometry.may_exceed_image()
         # RandomResizedCrop boxes are whole pixels: decode exactly the box and resize all of it
         # (DALI's resize is ~12% faster without a per-sample ROI); other boxes need the ROI.
-        self.exact = not isinstance(pipeline.geometry[0], RandomResizedCrop)
+        self.exact = not pipeline.geometry.random
         self.outputs = ["jpegs", "anchor", "shape"] + (["pad_anchor", "pad_shape"] if self.pad else []) \
             + (["roi_start", "roi_end"] if self.exact else []) \
             + (["flip"] if pipeline.flip is not None else []) \

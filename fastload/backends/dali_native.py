@@ -27,7 +27,6 @@ from ..batch import Batch, HostBatch
 from ..draws import sample_rng, erase_box
 from ..errors import SpecError
 from ..options import LoaderOptions
-from ..ops import CenterCrop, RandomResizedCrop, Resize
 from ..sources import FolderSource, LMDBSource, TFRecordSource
 from ..sources.base import Source
 from ..spec import Pipeline
@@ -63,23 +62,23 @@ def _graph(source: Source, pipeline: Pipeline, gpu: bool, shuffle: bool, seed: i
 
     jpegs, labels = _reader(source, shuffle, seed, rank, world)
     device = "mixed" if gpu else "cpu"
-    first = pipeline.geometry[0]
+    geometry = pipeline.geometry
     crop: dict[str, Any] = {}
-    if isinstance(first, RandomResizedCrop):
+    if geometry.random_crop is not None:
+        scale, ratio = geometry.random_crop
         images = fn.decoders.image_random_crop(jpegs, device=device, output_type=types.RGB,
-                                               random_area=list(first.scale),
-                                               random_aspect_ratio=list(first.ratio),
+                                               random_area=list(scale), random_aspect_ratio=list(ratio),
                                                num_attempts=10, adjust_orientation=False)
-        images = fn.resize(images, size=list(first.size), antialias=True)
+        images = fn.resize(images, size=list(geometry.output_size), antialias=True)
     else:
         images = fn.decoders.image(jpegs, device=device, output_type=types.RGB,
                                    adjust_orientation=False)
-        if isinstance(first, Resize):
-            resize = {"size": list(first.size)} if isinstance(first.size, tuple) else \
-                {"resize_shorter": first.size}
+        if geometry.resize is not None:
+            resize = {"size": list(geometry.resize)} if isinstance(geometry.resize, tuple) else \
+                {"resize_shorter": geometry.resize}
             images = fn.resize(images, antialias=True, **resize)
-        if isinstance(pipeline.geometry[-1], CenterCrop):
-            crop = {"crop": list(pipeline.geometry[-1].size), "out_of_bounds_policy": "pad"}
+        if geometry.crop is not None:
+            crop = {"crop": list(geometry.crop), "out_of_bounds_policy": "pad"}
     mirror = fn.random.coin_flip(probability=pipeline.flip.p) if pipeline.flip else 0
     images = fn.crop_mirror_normalize(images, mirror=mirror, output_layout="CHW", **crop,
                                       **normalize_arguments(pipeline))

@@ -12,7 +12,6 @@ from typing import Any, Callable
 
 from PIL import Image
 
-from ..ops import CenterCrop, RandomResizedCrop, Resize
 from ..sources.base import Source
 from ..spec import Pipeline
 
@@ -32,13 +31,14 @@ def _torchvision_transform(pipeline: Pipeline) -> Callable[[Image.Image], Any]:
     import torchvision.transforms as T
 
     steps: list[Any] = []
-    for op in pipeline.geometry:
-        if isinstance(op, RandomResizedCrop):
-            steps.append(T.RandomResizedCrop(op.size, scale=op.scale, ratio=op.ratio))
-        elif isinstance(op, Resize):
-            steps.append(T.Resize(op.size))
-        elif isinstance(op, CenterCrop):
-            steps.append(T.CenterCrop(op.size))
+    geometry = pipeline.geometry
+    if geometry.random_crop is not None:
+        scale, ratio = geometry.random_crop
+        steps.append(T.RandomResizedCrop(geometry.output_size, scale=scale, ratio=ratio))
+    if geometry.resize is not None:
+        steps.append(T.Resize(geometry.resize))
+    if geometry.crop is not None:
+        steps.append(T.CenterCrop(geometry.crop))
     if pipeline.flip is not None:
         steps.append(T.RandomHorizontalFlip(pipeline.flip.p))
     if pipeline.normalize is not None:
@@ -63,21 +63,19 @@ class _HandWritten:
         import torch
 
         p = self.pipeline
-        for op in p.geometry:
-            if isinstance(op, RandomResizedCrop):
-                top, left, h, w = _rrc_params(img.size[1], img.size[0], op.scale, op.ratio)
-                img = img.resize(op.size[::-1], Image.BILINEAR, box=(left, top, left + w, top + h))
-            elif isinstance(op, Resize):
-                w, h = img.size
-                size = op.size
-                if isinstance(size, int):
-                    size = (size, int(size * w / h)) if h <= w else (int(size * h / w), size)
-                img = img.resize(size[::-1], Image.BILINEAR)
-            elif isinstance(op, CenterCrop):
-                w, h = img.size
-                ch, cw = op.size
-                top, left = int(round((h - ch) / 2.0)), int(round((w - cw) / 2.0))
-                img = img.crop((left, top, left + cw, top + ch))
+        geometry = p.geometry
+        if geometry.random_crop is not None:
+            top, left, h, w = _rrc_params(img.size[1], img.size[0], *geometry.random_crop)
+            height, width = geometry.output_size
+            img = img.resize((width, height), Image.BILINEAR, box=(left, top, left + w, top + h))
+        if geometry.resize is not None:
+            height, width = geometry.resized(img.size[1], img.size[0])
+            img = img.resize((width, height), Image.BILINEAR)
+        if geometry.crop is not None:
+            w, h = img.size
+            ch, cw = geometry.crop
+            top, left = int(round((h - ch) / 2.0)), int(round((w - cw) / 2.0))
+            img = img.crop((left, top, left + cw, top + ch))
         if p.flip is not None and random.random() < p.flip.p:
             img = img.transpose(Image.FLIP_LEFT_RIGHT)
         x = torch.from_numpy(np.array(img)).permute(2, 0, 1).contiguous()
