@@ -33,6 +33,20 @@ def test_eval_pixels_match_the_torch_backend(photo_folder):
         assert diff.mean() < 0.5 and diff.max() <= 12
 
 
+@pytest.mark.parametrize("ops", [
+    [fl.Resize((40, 50)), fl.CenterCrop(32)],  # an exact resize, then a crop inside it
+    [fl.Resize((40, 50)), fl.CenterCrop((44, 20))],  # a crop taller than the resize: padded
+    [fl.Resize((40, 50))],
+])
+def test_every_deterministic_geometry_matches_the_torch_backend(photo_folder, ops):
+    pipeline = fl.Pipeline(fl.Decode(), *ops)
+    a = batches(photo_folder, pipeline, "torch", shuffle=False)
+    b = batches(photo_folder, pipeline, "dali", shuffle=False)
+    for (xa, _, ia, _), (xb, _, ib, _) in zip(a, b):
+        assert torch.equal(ia, ib) and xa.shape == xb.shape
+        assert (xa.float() - xb.float()).abs().mean() < 0.5
+
+
 def test_train_pipeline_same_samples_boxes_flips_and_erasing(photo_folder):
     """Same seed: same sample ids, crop boxes and flips (pixels agree to resampling rounding
     where both decode at full resolution; the torch backend decodes boxes >= 2x the output at

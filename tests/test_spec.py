@@ -95,3 +95,22 @@ def test_import_fastload_imports_neither_dali_nor_torch():
     code = "import sys, fastload; print('nvidia.dali' in sys.modules, 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_geometry_is_one_value_for_every_form():
+    from fastload.spec import Geometry
+
+    rrc = fl.Pipeline(fl.Decode(), fl.RandomResizedCrop(32, scale=(0.3, 1.0)))
+    assert rrc.geometry == Geometry((32, 32), random_crop=((0.3, 1.0), (3 / 4, 4 / 3)))
+    assert rrc.geometry.random and not rrc.geometry.may_exceed_image()
+    shorter = fl.Pipeline(fl.Decode(), fl.Resize(40), fl.CenterCrop(32)).geometry
+    assert shorter == Geometry((32, 32), resize=40, crop=(32, 32))
+    assert shorter.resized(100, 200) == (40, 80) and shorter.resized(200, 100) == (80, 40)
+    assert not shorter.may_exceed_image()
+    exact = fl.Pipeline(fl.Decode(), fl.Resize((40, 50)), fl.CenterCrop((44, 20))).geometry
+    assert exact.resized(7, 9) == (40, 50) and exact.may_exceed_image()  # 44 rows of 40
+    assert fl.Pipeline(fl.Decode(), fl.CenterCrop(8)).geometry.may_exceed_image()
+    scheduled = fl.Pipeline(fl.Decode(), fl.RandomResizedCrop(fl.by_epoch({0: 16, 2: 24})))
+    with pytest.raises(fl.SpecError, match="follows the epoch"):
+        scheduled.geometry
+    assert scheduled.at_epoch(3).geometry.output_size == (24, 24)

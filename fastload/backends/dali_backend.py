@@ -33,40 +33,46 @@ except ImportError:  # pragma: no cover - the C extension is optional
     _jpeg = None
 
 from ..batch import Batch, HostBatch, TaskRun, describe_samples
+from .. import draws
 from ..draws import sample_rng
 from ..errors import DecodeError
 from ..geometry import SamplePlan, is_random, plan_sample
 from ..image_info import check_payload, check_pixels, image_size, open_image
 from ..options import LoaderOptions
 from ..sources.base import Source
-from ..spec import Pipeline
+from ..spec import Geometry, Pipeline
 from .dali_pixel import encode_steps, pixel_ops, slot_names
 from .skips import read_sample, sample_error
 from .tail import DeviceTail, apply_tail
 
 
-def dali_window(plan: SamplePlan, height: int, width: int, pad: bool,
-                exact: bool) -> tuple[list[int], list[int], list[int], list[int], list[float], list[float]]:
-    """Integer regions and float ROI for one plan.
-
-    Returns (decode anchor (x, y), decode shape (w, h), pad anchor, pad shape (relative to the
-    decoded region, (x, y) / (w, h)), roi start and end (y, x) relative to the padded region).
-    ``exact``: the decoded region is the box plus the resampling filter's reach, clipped to the
-    image, so borders resample as a box resize of the whole image does (fractional boxes of eval
-    pipelines). Otherwise (integer RandomResizedCrop boxes) the region is the box itself.
-    """
+def dali_window(plan: SamplePlan, height: int, width: int,
+                exact: bool) -> dict[str, list[Any]]:
+    """The decode region and the resize ROI of one plan whose box lies inside the image:
+    ``anchor`` (x, y) and ``shape`` (w, h) to decode, ``roi_start`` / ``roi_end`` (y, x) of the
+    box relative to them. ``exact``: the decoded region is the box plus the resampling filter's
+    reach, clipped to the image, so borders resample as a box resize of the whole image does
+    (fractional boxes of eval pipelines). Otherwise (integer RandomResizedCrop boxes) the
+    region is the box itself."""
     top, left, h, w = plan.box
     reach = math.ceil(max(h / plan.out_size[0], w / plan.out_size[1], 1.0)) + 1 if exact else 0
     x0, y0 = max(0, math.floor(left) - reach), max(0, math.floor(top) - reach)
     x1, y1 = min(width, math.ceil(left + w) + reach), min(height, math.ceil(top + h) + reach)
     x0, y0 = min(x0, width - 1), min(y0, height - 1)
     x1, y1 = max(x1, x0 + 1), max(y1, y0 + 1)
-    px0, py0 = min(x0, math.floor(left)), min(y0, math.floor(top))
-    px1, py1 = max(x1, math.ceil(left + w)), max(y1, math.ceil(top + h))
-    if not pad:
-        px0, py0, px1, py1 = x0, y0, x1, y1
-    return ([x0, y0], [x1 - x0, y1 - y0], [px0 - x0, py0 - y0], [px1 - px0, py1 - py0],
-            [top - py0, left - px0], [top + h - py0, left + w - px0])
+    return {"anchor": [x0, y0], "shape": [x1 - x0, y1 - y0],
+            "roi_start": [top - y0, left - x0], "roi_end": [top + h - y0, left + w - x0]}
+
+
+def padded_window(geometry: Geometry, height: int, width: int) -> dict[str, list[Any]]:
+    """A centre crop that may reach outside the (resized) image, as torchvision does it: the
+    whole image decoded, ``resized`` to (h, w), then the crop at ``pad_anchor`` (x, y; may be
+    negative) of ``pad_shape`` (w, h), zeros outside."""
+    new_h, new_w = geometry.resized(height, width)
+    top, left, _, _ = draws.center_box(new_h, new_w, geometry.output_size)
+    out_h, out_w = geometry.output_size
+    return {"anchor": [0, 0], "shape": [width, height], "resized": [new_h, new_w],
+            "pad_anchor": [int(left), int(top)], "pad_shape": [out_w, out_h]}
 
 
 def check_encoded(data: bytes, where: str) -> tuple[int, int]:
@@ -92,6 +98,9 @@ def check_encoded(data: bytes, where: str) -> tuple[int, int]:
     return width, height
 
 
+FLOATS = ("roi_start", "roi_end", "resized")  # float32 columns (the others: int32)
+
+
 class Feeder:
     """``fn.external_source`` callback (batch mode): one batch task per call, in order."""
 
@@ -103,8 +112,9 @@ class Feeder:
         # RandomResizedCrop boxes are whole pixels: decode exactly the box and resize all of it
         # (DALI's resize is ~12% faster without a per-sample ROI); other boxes need the ROI.
         self.exact = not pipeline.geometry.random
-        self.outputs = ["jpegs", "anchor", "shape"] + (["pad_anchor", "pad_shape"] if self.pad else []) \
-            + (["roi_start", "roi_end"] if self.exact else []) \
+        self.outputs = ["jpegs", "anchor", "shape"] \
+            + (["resized", "pad_anchor", "pad_shape"] if self.pad else
+               ["roi_start", "roi_end"] if self.exact else []) \
             + (["flip"] if pipeline.flip is not None else []) \
             + slot_names(pipeline)
         self.pending = TaskRun()
@@ -134,18 +144,18 @@ class Feeder:
                 width, height = check_encoded(data, self.source.locate(index))
                 rng = sample_rng(self.seed, self.epoch, position) if self.random else None
                 plan = plan_sample(self.pipeline, height, width, rng)
-                return data, plan, dali_window(plan, height, width, self.pad, self.exact)
+                window = padded_window(self.pipeline.geometry, height, width) if self.pad else \
+                    dali_window(plan, height, width, self.exact)
+                return data, plan, window
 
             index, (data, plan, window), missed = read_sample(
                 self.source, int(task.indices[k]), self.on_error, work)
             skipped.extend(missed)
             indices[k] = index
             erase[k] = plan.erase
-            anchor, shape, pad_anchor, pad_shape, roi_start, roi_end = window
-            values = {"jpegs": np.frombuffer(data, np.uint8), "anchor": anchor, "shape": shape,
-                      "pad_anchor": pad_anchor, "pad_shape": pad_shape,
-                      "roi_start": np.asarray(roi_start, np.float32),
-                      "roi_end": np.asarray(roi_end, np.float32), "flip": int(plan.flip),
+            values = {"jpegs": np.frombuffer(data, np.uint8), "flip": int(plan.flip),
+                      **{name: np.asarray(v, np.float32 if name in FLOATS else np.int32)
+                         for name, v in window.items()},
                       **encode_steps(self.pipeline, plan.steps, plan.flip)}
             for name, column in columns.items():
                 value = values[name]
@@ -184,13 +194,18 @@ def _graph(feeder: Feeder, pipeline: Pipeline, gpu: bool) -> Any:
                                      device="mixed" if gpu else "cpu", output_type=types.RGB,
                                      normalized_anchor=False, normalized_shape=False,
                                      adjust_orientation=False)  # as PIL: EXIF is not applied
-    if feeder.pad:
+    if feeder.pad:  # resize the whole image, then crop with zeros outside it
+        if pipeline.geometry.resize is not None:
+            images = fn.resize(images, size=inputs["resized"], antialias=True,
+                               interp_type=types.INTERP_LINEAR)
         images = fn.slice(images, inputs["pad_anchor"], inputs["pad_shape"],
                           normalized_anchor=False, normalized_shape=False,
                           out_of_bounds_policy="pad", fill_values=0)
-    roi = {"roi_start": inputs["roi_start"], "roi_end": inputs["roi_end"]} if feeder.exact else {}
-    images = fn.resize(images, size=list(pipeline.output_size), antialias=True,
-                       interp_type=types.INTERP_LINEAR, **roi)
+    else:
+        roi = {"roi_start": inputs["roi_start"], "roi_end": inputs["roi_end"]} \
+            if feeder.exact else {}
+        images = fn.resize(images, size=list(pipeline.output_size), antialias=True,
+                           interp_type=types.INTERP_LINEAR, **roi)
     if pipeline.pixel:
         images = pixel_ops(images, inputs, pipeline, gpu)
     return fn.crop_mirror_normalize(images, mirror=inputs.get("flip", 0), output_layout="CHW",
