@@ -13,6 +13,7 @@ from fastload.backends.torch_backend import render_batch
 from fastload.batch import BatchTask
 from fastload.draws import sample_rng
 from fastload.geometry import plan_sample
+from fastload.image_info import read_header
 from fastload.imaging import render
 
 
@@ -35,8 +36,9 @@ def test_random_resized_crop_224(benchmark, encoded):
 
     def run():
         for i, d in enumerate(encoded):
-            rng = sample_rng(0, 0, i)
-            render(d, "bench", lambda h, w: plan_sample(pipeline, h, w, rng), out)
+            width, height = read_header(d, "bench")
+            plan = plan_sample(pipeline, height, width, sample_rng(0, 0, i))
+            render(d, "bench", plan, (height, width), out)
 
     benchmark(run)
     benchmark.extra_info["images"] = len(encoded)

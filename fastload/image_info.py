@@ -87,3 +87,12 @@ def _jpeg_frame(data: bytes) -> Optional[tuple[int, int, int]]:
                     int.from_bytes(data[pos + 5:pos + 7], "big"))
         pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
     return None
+
+
+def read_header(data: bytes, where: str) -> tuple[int, int]:
+    """(width, height) of an encoded image, checked before anything is allocated: a readable
+    header, a sane pixel count, a payload that can hold it. What both backends do first."""
+    width, height = image_size(data, where)
+    check_pixels(width, height, where)
+    check_payload(data, width, height, where)
+    return width, height

@@ -20,7 +20,7 @@
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ from PIL import Image
 
 from .errors import DecodeError
 from .geometry import SamplePlan
-from .image_info import DECODE_ERRORS, check_payload, check_pixels, fail, image_size, open_image
+from .image_info import DECODE_ERRORS, fail, image_size, open_image
 
 try:
     import simplejpeg
@@ -78,14 +78,12 @@ def decode_rgb(data: bytes, where: str, reduce: int = 1) -> np.ndarray:
         raise fail(where, exc) from None
 
 
-def render(data: bytes, where: str, planner: Callable[[int, int], SamplePlan],
-           out: torch.Tensor) -> SamplePlan:
-    """Decode ``data``, plan it from its header size, write the uint8 (3, H, W) result into
+def render(data: bytes, where: str, plan: SamplePlan, size: tuple[int, int],
+           out: torch.Tensor) -> None:
+    """Decode what ``plan`` needs of ``data`` (a ``size`` (height, width) image, from its
+    checked header: ``image_info.read_header``) and write the uint8 (3, H, W) result into
     ``out`` (channels first: what the resampling kernel produces and the tail consumes)."""
-    width, height = image_size(data, where)
-    check_pixels(width, height, where)
-    check_payload(data, width, height, where)
-    plan = planner(height, width)
+    height, width = size
     reduce = 1
     if plan.reduced_decode and plan.scale >= 2:
         reduce = 2 ** min(3, int(math.log2(plan.scale)))
@@ -101,7 +99,6 @@ def render(data: bytes, where: str, planner: Callable[[int, int], SamplePlan],
         sy, sx = -(-height // reduce) / height, -(-width // reduce) / width
     top, left, h, w = plan.box
     resample_into(pixels, (top * sy - y0, left * sx - x0, h * sy, w * sx), out, plan.flip)
-    return plan
 
 
 def decode_box(data: bytes, box: tuple[float, float, float, float], size: tuple[int, int],

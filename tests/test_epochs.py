@@ -43,7 +43,7 @@ def test_next_epoch_is_queued_behind_this_one_and_continued(jpeg_folder, workers
     with loader(jpeg_folder, num_workers=workers) as ld:
         first = snapshot(ld)
         # epoch 0 is done; epoch 1's tasks are already on the stream (workers busy with them)
-        pending = list(producer(ld)._pending)
+        pending = list(producer(ld)._sampler.pending)
         assert len(pending) == len(ld) and {t.epoch for t in pending} == {1}
         stream = producer(ld)._stream
         second = snapshot(ld)

@@ -14,6 +14,7 @@ import fastload as fl
 from fastload import imaging
 from fastload.draws import sample_rng
 from fastload.geometry import plan_sample
+from fastload.image_info import read_header
 
 try:
     from fastload import _jpeg
@@ -98,9 +99,10 @@ def test_region_decode_declines_what_it_cannot_do():
 
 def test_truncated_jpeg_is_a_decode_error_naming_the_file():
     data = jpeg_bytes(photo(64, 48))
-    planner = lambda h, w: plan_sample(fl.presets.imagenet_train(16), h, w, sample_rng(0, 0, 0))  # noqa: E731
+    plan = plan_sample(fl.presets.imagenet_train(16), 48, 64, sample_rng(0, 0, 0))
     with pytest.raises(fl.DecodeError, match="cut.jpg"):
-        imaging.render(data[: len(data) // 2], "cut.jpg", planner, torch.empty(3, 16, 16, dtype=torch.uint8))
+        imaging.render(data[: len(data) // 2], "cut.jpg", plan, (48, 64),
+                       torch.empty(3, 16, 16, dtype=torch.uint8))
 
 
 @needs_kernels
@@ -151,8 +153,9 @@ def test_same_pixels_with_and_without_the_extensions(preset, monkeypatch):
         scaled = []
         for k in range(count):
             data = encoded[k % len(encoded)]
-            planner = lambda h, w: plan_sample(pipeline, h, w, sample_rng(3, 0, k))  # noqa: E731
-            plan = imaging.render(data, f"img{k}", planner, out[k])
+            width, height = read_header(data, f"img{k}")
+            plan = plan_sample(pipeline, height, width, sample_rng(3, 0, k))
+            imaging.render(data, f"img{k}", plan, (height, width), out[k])
             scaled.append(plan.reduced_decode and plan.scale >= 2)
         return out, torch.tensor(scaled)
 

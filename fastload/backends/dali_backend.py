@@ -37,7 +37,7 @@ from .. import draws
 from ..draws import sample_rng
 from ..errors import DecodeError
 from ..geometry import SamplePlan, is_random, plan_sample
-from ..image_info import check_payload, check_pixels, image_size, open_image
+from ..image_info import open_image, read_header
 from ..options import LoaderOptions
 from ..sources.base import Source
 from ..spec import Geometry, Pipeline
@@ -80,9 +80,7 @@ def check_encoded(data: bytes, where: str) -> tuple[int, int]:
     which ``on_error="skip"`` cannot split): a readable header, a sane pixel count, a payload
     that can hold it, libjpeg's own parse of the JPEG tables, and an end marker (JPEG's EOI,
     PNG's IEND) whose absence means a truncated file. -> (w, h)."""
-    width, height = image_size(data, where)
-    check_pixels(width, height, where)
-    check_payload(data, width, height, where)
+    width, height = read_header(data, where)
     if data[:2] == b"\xff\xd8":
         if _jpeg is not None:
             try:

@@ -13,17 +13,20 @@ from .torch_internals import helper_threads, is_timeout
 
 
 class TaskQueue:
-    """The DataLoader's batch_sampler: hands out queued tasks one ``[task]`` at a time.
+    """The DataLoader's batch_sampler and the producer's record of what it owes: every task
+    queued and not yet delivered, of which the first ``dispatched`` were handed to the
+    DataLoader (one ``[task]`` at a time).
 
     Tasks may be added while the DataLoader runs (the next epoch's, so the workers never idle
-    at an epoch boundary); once the queue has run dry, that iteration is over and ``extend``
-    says so (returns False). With a buffer pool, each task gets a slot that no batch in flight
-    uses and that ``lent(slot)`` does not report as still held by the caller (else no slot: the
-    worker writes into a fresh buffer).
+    at an epoch boundary); once every queued task was handed out, that iteration is over and
+    ``extend`` says so (returns False). With a buffer pool, each task gets a slot that no batch
+    in flight uses and that ``lent(slot)`` does not report as still held by the caller (else no
+    slot: the worker writes into a fresh buffer).
     """
 
     def __init__(self, slots: int = 0, lent: Callable[[int], bool] = lambda slot: False) -> None:
-        self._queue = TaskRun()
+        self.pending = TaskRun()  # queued, not yet delivered (read it; change it through here)
+        self._dispatched = 0
         self._lock = threading.Lock()
         self._finished = False
         self.slots = slots
@@ -33,8 +36,19 @@ class TaskQueue:
     def reset(self, *tasks: Sequence[BatchTask]) -> None:
         """A new iteration (the DataLoader has drained the old one: nothing is in flight)."""
         with self._lock:
-            self._queue, self._finished = TaskRun(*tasks), False
+            self.pending, self._dispatched, self._finished = TaskRun(*tasks), 0, False
             self._in_flight.clear()
+
+    def drop(self) -> None:
+        """Owe nothing: the stream was dropped (hand out no more of its tasks either)."""
+        with self._lock:
+            self.pending, self._dispatched, self._finished = TaskRun(), 0, True
+
+    def delivered(self) -> None:
+        """The first pending task's batch reached the caller."""
+        with self._lock:
+            self.pending.popleft()
+            self._dispatched -= 1
 
     def arrived(self, slot: int) -> None:
         """The batch written into ``slot`` reached the main process."""
@@ -45,16 +59,17 @@ class TaskQueue:
         with self._lock:
             if self._finished:
                 return False
-            self._queue.extend(tasks)
+            self.pending.extend(tasks)
             return True
 
     def __iter__(self) -> Iterator[list[BatchTask]]:
         while True:
             with self._lock:
-                if not self._queue:
+                if self._dispatched >= len(self.pending):
                     self._finished = True
                     return
-                task = self._queue.popleft()
+                task = self.pending[self._dispatched]
+                self._dispatched += 1
                 slot = self._free_slot()
                 if slot >= 0:
                     self._in_flight.add(slot)
@@ -68,7 +83,7 @@ class TaskQueue:
         return -1
 
     def __len__(self) -> int:
-        return len(self._queue)
+        return len(self.pending) - self._dispatched
 
 
 def no_wakeup_preemption(iterator: Any) -> None:

@@ -19,10 +19,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .. import errors
-from ..batch import Batch, BatchTask, HostBatch, TaskRun, describe_samples
+from ..batch import Batch, BatchTask, HostBatch, describe_samples
 from ..draws import sample_rng
 from ..errors import FastloadError, LoaderTimeout
 from ..geometry import SamplePlan, is_random, plan_sample
+from ..image_info import read_header
 from ..imaging import render
 from ..main_guard import check_main_guard
 from ..options import LoaderOptions
@@ -127,11 +128,14 @@ def render_batch(source: Source, pipeline: Pipeline, task: BatchTask, random: bo
     for k in range(count):
         position = int(task.positions[k])
 
-        def work(index: int) -> SamplePlan:
-            rng = sample_rng(task.seed, task.epoch, position) if random else None  # per try
+        def work(index: int) -> SamplePlan:  # header -> plan -> pixels, as the DALI feeder
             data, labels[k] = source.read(index)
-            return render(data, source.locate(index),
-                          lambda h, w: plan_sample(pipeline, h, w, rng), images[k])
+            where = source.locate(index)
+            width, height = read_header(data, where)
+            rng = sample_rng(task.seed, task.epoch, position) if random else None  # per try
+            plan = plan_sample(pipeline, height, width, rng)
+            render(data, where, plan, (height, width), images[k])
+            return plan
 
         index, plan, missed = read_sample(source, int(task.indices[k]), on_error, work)
         skipped.extend(missed)
@@ -205,7 +209,6 @@ class TorchProducer:
         self._sampler = TaskQueue(slots, self._lent)
         self._stream: Optional[Iterator[Batch]] = None
         self._hosts: Any = None  # the DataLoader iterator behind the stream
-        self._pending = TaskRun()  # queued on the stream, not yet handed out
         self._timeout = options.timeout if workers else 0.0
         # DataLoader checks its workers' liveness only when a wait times out: poll at its own
         # interval, and let Deadline raise once the whole timeout has passed
@@ -242,25 +245,22 @@ class TorchProducer:
             return iter(())
         if not self._continues(tasks):
             self._restart(tasks, following() if following else ())
-        elif len(self._pending) == len(tasks) and following is not None:
-            ahead = following()
-            if self._sampler.extend(ahead):
-                self._pending.extend(ahead)
+        elif len(self._sampler.pending) == len(tasks) and following is not None:
+            self._sampler.extend(following())
         return self._take(len(tasks))
 
     def _continues(self, tasks: Sequence[BatchTask]) -> bool:
         """Is ``tasks`` what the stream has queued next? Tasks are a function of (seed, epoch,
         first position) for a given loader, so the first and last ones and the count decide
         (O(1) at an epoch start, not a comparison of every batch)."""
-        count = len(tasks)
-        return (self._stream is not None and len(self._pending) >= count
-                and same_task(self._pending[0], tasks[0])
-                and same_task(self._pending[count - 1], tasks[count - 1]))
+        count, pending = len(tasks), self._sampler.pending
+        return (self._stream is not None and len(pending) >= count
+                and same_task(pending[0], tasks[0])
+                and same_task(pending[count - 1], tasks[count - 1]))
 
     def _restart(self, *tasks: Sequence[BatchTask]) -> None:
         self._drop_stream()
         self._sampler.reset(*tasks)
-        self._pending = TaskRun(*tasks)
         assert self._loader is not None
         self._hosts = iter(self._loader)
         no_wakeup_preemption(self._hosts)
@@ -300,14 +300,15 @@ class TorchProducer:
                     raise self._workers_failed(exc) from None
                 self._drop_stream()  # e.g. a sample's error: the next iteration starts afresh
                 raise
-            self._pending.popleft()
+            self._sampler.delivered()
             yield batch
 
     def _workers_failed(self, exc: RuntimeError) -> Exception:
         """Stop every worker (the stuck one killed), so the next iteration starts fresh ones;
         the error to raise, naming the worker and the batch it owed."""
         awaited = awaited_worker(self._hosts)
-        task = self._pending[0] if self._pending else None
+        pending = self._sampler.pending
+        task = pending[0] if len(pending) else None
         if self._loader is not None:
             shutdown_workers(self._loader, self._hosts,
                              stuck=awaited[0] if awaited and is_timeout(exc) else None)
@@ -326,7 +327,7 @@ class TorchProducer:
 
     def _drop_stream(self) -> None:
         stream, self._stream = self._stream, None
-        self._pending.clear()
+        self._sampler.drop()
         close = getattr(stream, "close", None)
         if close is not None:
             close()  # runs the generator's cleanup now
