@@ -129,7 +129,7 @@ def test_pool_buffers_are_reused_and_never_overwritten_while_held(jpeg_folder):
 
     uint8 = fl.Pipeline(fl.Decode(), fl.RandomResizedCrop(16, scale=(0.5, 1.0)))
     with fl.loader(jpeg_folder, uint8, batch_size=2, num_workers=2, seed=1) as ld:
-        pool = {storage(buffer) for buffer in producer(ld)._pool}
+        pool = {storage(buffer) for buffer in producer(ld)._pool.buffers}
         assert len(pool) == 7
         seen = set()
         for batch in ld:

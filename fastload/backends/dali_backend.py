@@ -41,6 +41,7 @@ from ..image_info import open_image, read_header
 from ..options import LoaderOptions
 from ..sources.base import Source
 from ..spec import Geometry, Pipeline
+from .buffers import BufferPool
 from .dali_pixel import encode_steps, pixel_ops, slot_names
 from .skips import read_sample, sample_error
 from .tail import DeviceTail, apply_tail
@@ -210,17 +211,17 @@ def _graph(feeder: Feeder, pipeline: Pipeline, gpu: bool) -> Any:
                                     **normalize_arguments(pipeline))
 
 
-def dali_to_torch(images: Any, shape: tuple[int, ...], dtype: torch.dtype,
-                  tail: DeviceTail) -> torch.Tensor:
+def dali_to_torch(images: Any, shape: tuple[int, ...], device: torch.device,
+                  pool: BufferPool) -> torch.Tensor:
     """Copy a DALI batch into a torch tensor: on the GPU on the current stream, on the CPU into
-    one of the tail's recycled buffers (fresh memory would cost more in page faults)."""
+    a recycled buffer of ``pool`` (fresh memory would cost more in page faults)."""
     from nvidia.dali.plugin.pytorch import feed_ndarray
 
-    if tail.recycler is not None:
-        out = tail.recycler.take(shape, dtype)
+    if device.type == "cpu":
+        out = pool.take(shape)
         feed_ndarray(images.as_tensor(), out)
     else:
-        out = torch.empty(shape, dtype=dtype, device=tail.device)
+        out = torch.empty(shape, dtype=pool.dtype, device=device)
         feed_ndarray(images.as_tensor(), out, cuda_stream=torch.cuda.current_stream(out.device))
     return out
 
@@ -272,7 +273,8 @@ class DaliProducer:
         self.gpu = device.type == "cuda"
         self.device = device
         self._tail = DeviceTail(pipeline, device, normalized_input=True)
-        self._dtype = output_dtype(pipeline)
+        self._pool = BufferPool((options.batch_size, 3, *pipeline.largest_output_size()),
+                                output_dtype(pipeline), keep=6)  # CPU outputs
         self._pipes: Optional[dict[tuple[int, int], tuple[Any, Feeder]]] = {}
         self._known_bad: dict[int, str] = {}
         self.feeder = self._pipe_for(pipeline.at_epoch(0))[1]
@@ -380,7 +382,7 @@ class DaliProducer:
 
     def _to_torch(self, images: Any) -> torch.Tensor:
         shape = (len(images), 3, *self.feeder.pipeline.output_size)
-        return dali_to_torch(images, shape, self._dtype, self._tail)
+        return dali_to_torch(images, shape, self.device, self._pool)
 
     def _decode_error(self, exc: RuntimeError) -> DecodeError:
         meta = self.feeder.meta[0] if self.feeder.meta else None

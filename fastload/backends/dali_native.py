@@ -30,6 +30,7 @@ from ..options import LoaderOptions
 from ..sources import FolderSource, LMDBSource, TFRecordSource
 from ..sources.base import Source
 from ..spec import Pipeline
+from .buffers import BufferPool
 from .dali_backend import dali_to_torch, normalize_arguments, output_dtype
 from .tail import DeviceTail, apply_tail
 
@@ -102,7 +103,8 @@ class DaliNativeProducer:
         self.gpu = device.type == "cuda"
         self.source, self.pipeline, self.world, self.rank = source, pipeline, world, rank
         self._tail = DeviceTail(pipeline, device, normalized_input=True)
-        self._dtype = output_dtype(pipeline)
+        self._pool = BufferPool((options.batch_size, 3, *pipeline.output_size),
+                                output_dtype(pipeline), keep=6)  # CPU outputs
         self._index = {str(source.path(i)): i for i in range(len(source))} \
             if isinstance(source, FolderSource) else None
         self._pipe: Optional[Any] = pipeline_def(
@@ -127,8 +129,8 @@ class DaliNativeProducer:
             outputs = self._pipe.run()
             images, labels = outputs[0], outputs[1]
             count = len(task.indices)
-            out = dali_to_torch(images, (len(images), 3, *self.pipeline.output_size), self._dtype,
-                                self._tail)
+            out = dali_to_torch(images, (len(images), 3, *self.pipeline.output_size),
+                                self._tail.device, self._pool)
             label = np.array(labels.as_tensor()).reshape(-1)[:count].astype(np.int64)
             if self._index is not None:
                 names = [bytes(np.array(outputs[2][k])).decode("utf-8", "surrogateescape")

@@ -6,8 +6,8 @@ rectangles were drawn per sample from (seed, epoch, position) and are written th
 index of all erased pixels; only ``value="random"`` noise comes from here, from an explicit
 ``torch.Generator`` seeded by (seed, epoch, the batch's first position).
 
-On a CPU target the output batches come from a small pool of recycled buffers (``Recycler``):
-writing 38 MB of fresh memory per batch of 64 costs more in page faults than normalizing it. The
+On a CPU target the output batches are views of recycled buffers (``buffers.BufferPool``, given
+by the backend): fresh memory per batch costs more in page faults than normalizing it. The
 CPU arithmetic runs single-threaded: torch's intra-op threads spin while the decode workers
 need every core (measured: twice the CPU for the same work on 2 cores), and the caller's thread
 settings are theirs to keep. For float32 output, normalize and constant erasing run in one pass
@@ -18,9 +18,8 @@ fill); numpy does the same arithmetic, bit for bit, where the extension is not b
 from __future__ import annotations
 
 import queue
-import sys
 import threading
-from typing import Any, Callable, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -29,7 +28,6 @@ from ..batch import Batch, HostBatch
 from ..errors import LoaderTimeout, TransformError
 from ..spec import Pipeline
 from .mix import batch_draw, mix_images, soft_labels
-from .torch_internals import storage_uses
 
 try:
     from .._kernels import normalize_erase
@@ -39,42 +37,15 @@ except ImportError:  # pragma: no cover - the C extension is optional (numpy doe
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-_FREE_REFS = 3  # a pooled tensor nobody else holds: the pool's tuple, the loop variable, the call
-
-
-class Recycler:
-    """CPU output buffers, reused once the caller has let go of the batch they were lent in.
-
-    A buffer is free again when nothing but this pool refers to the tensor (Python refcount)
-    or to its memory (storage use count: views, ``.numpy()`` aliases). A caller that keeps a
-    batch (or any view of it) keeps its buffer; the pool then allocates a new one.
-    """
-
-    def __init__(self, keep: int = 6) -> None:
-        self.keep = keep
-        self.pool: list[tuple[torch.Tensor, Optional[int]]] = []
-
-    def take(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-        for tensor, uses in self.pool:
-            if (tensor.shape == shape and tensor.dtype == dtype and uses is not None
-                    and sys.getrefcount(tensor) <= _FREE_REFS and storage_uses(tensor) == uses):
-                return tensor
-        tensor = torch.empty(shape, dtype=dtype)
-        self.pool.append((tensor, storage_uses(tensor)))
-        if len(self.pool) > self.keep:
-            self.pool.pop(0)
-        return tensor
-
-
 class DeviceTail:
     """Turns HostBatch into Batch on ``device`` following the pipeline's Normalize/RandomErasing."""
 
     def __init__(self, pipeline: Pipeline, device: torch.device,
                  normalized_input: bool = False) -> None:
         """``normalized_input``: batches arrive already normalized, channels first (DALI's
-        crop_mirror_normalize did it); only the dtype and erasing remain."""
+        crop_mirror_normalize did it); only the dtype and erasing remain. On a CPU target the
+        caller gives the output buffers (``__call__``'s ``out``: a ``BufferPool`` view)."""
         self.device = device
-        self.recycler = Recycler() if device.type == "cpu" else None
         self.normalized_input = normalized_input
         self.normalize = pipeline.normalize
         self.erasing = pipeline.erasing
@@ -104,10 +75,7 @@ class DeviceTail:
             self._mix(out, host)
         else:
             images = host.images.to(self.device, non_blocking=True)
-            if self.recycler is not None:
-                out = self.recycler.take(tuple(images.shape), self.out_dtype)
-            else:
-                out = torch.empty(images.shape, dtype=self.out_dtype, device=self.device)
+            out = torch.empty(images.shape, dtype=self.out_dtype, device=self.device)
             self.finish(images, out, host)
         return self.batch(out, host)
 
@@ -282,26 +250,18 @@ def prefetch_in_thread(batches: Iterable[HostBatch], tail: DeviceTail, depth: in
     and leaves the stuck thread behind."""
     ready: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
-
-    def put(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                ready.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
-
     source = iter(batches)
 
     def work() -> None:
         try:
             for host in source:
-                if not put(tail(host)):
+                ready.put(tail(host))  # blocks while the caller is depth batches behind
+                if stop.is_set():
                     return
-            put(_END)
+            ready.put(_END)
         except BaseException as exc:  # handed to the caller, re-raised there
-            put(_Failure(exc))
+            if not stop.is_set():
+                ready.put(_Failure(exc))
         finally:
             close = getattr(source, "close", None)  # a generator's cleanup runs here, now
             if close is not None:
@@ -328,7 +288,12 @@ def prefetch_in_thread(batches: Iterable[HostBatch], tail: DeviceTail, depth: in
             yield item
     finally:
         stop.set()
-        if not stuck:
+        if not stuck:  # unblock a put the caller will never take, until the thread is done
+            while thread.is_alive():
+                try:
+                    ready.get(timeout=0.1)
+                except queue.Empty:
+                    pass
             thread.join()
 
 

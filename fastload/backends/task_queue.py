@@ -6,9 +6,10 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 from ..batch import BatchTask, TaskRun
+from .buffers import BufferPool
 from .torch_internals import helper_threads, is_timeout
 
 
@@ -20,17 +21,16 @@ class TaskQueue:
     Tasks may be added while the DataLoader runs (the next epoch's, so the workers never idle
     at an epoch boundary); once every queued task was handed out, that iteration is over and
     ``extend`` says so (returns False). With a buffer pool, each task gets a slot that no batch
-    in flight uses and that ``lent(slot)`` does not report as still held by the caller (else no
-    slot: the worker writes into a fresh buffer).
+    in flight uses and that the caller no longer holds (else no slot: the worker writes into a
+    fresh buffer).
     """
 
-    def __init__(self, slots: int = 0, lent: Callable[[int], bool] = lambda slot: False) -> None:
+    def __init__(self, pool: Optional[BufferPool] = None) -> None:
         self.pending = TaskRun()  # queued, not yet delivered (read it; change it through here)
         self._dispatched = 0
         self._lock = threading.Lock()
         self._finished = False
-        self.slots = slots
-        self._lent = lent
+        self._pool = pool
         self._in_flight: set[int] = set()
 
     def reset(self, *tasks: Sequence[BatchTask]) -> None:
@@ -70,17 +70,11 @@ class TaskQueue:
                     return
                 task = self.pending[self._dispatched]
                 self._dispatched += 1
-                slot = self._free_slot()
+                slot = self._pool.free_slot(self._in_flight) if self._pool is not None else -1
                 if slot >= 0:
                     self._in_flight.add(slot)
                     task = task._replace(slot=slot)
             yield [task]
-
-    def _free_slot(self) -> int:
-        for slot in range(self.slots):
-            if slot not in self._in_flight and not self._lent(slot):
-                return slot
-        return -1
 
     def __len__(self) -> int:
         return len(self.pending) - self._dispatched

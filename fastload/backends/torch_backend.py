@@ -29,13 +29,14 @@ from ..main_guard import check_main_guard
 from ..options import LoaderOptions
 from ..sources.base import Source
 from ..spec import Pipeline
+from .buffers import BufferPool
 from .pixel import apply_steps
 from .skips import read_sample
 from .tail import DeviceTail, apply_tail
 from .task_queue import (LIVENESS_POLL_S, Deadline, ExitWithParent, TaskQueue,
                          no_wakeup_preemption)
 from .torch_internals import (awaited_worker, is_timeout, new_shared_storage, shutdown_workers,
-                              storage_uses, worker_failure)
+                              worker_failure)
 
 
 class BatchDataset(Dataset):
@@ -47,13 +48,13 @@ class BatchDataset(Dataset):
     """
 
     def __init__(self, source: Source, pipeline: Pipeline, on_error: str = "raise",
-                 finish: Optional[DeviceTail] = None, pool: Sequence[torch.Tensor] = ()) -> None:
+                 finish: Optional[DeviceTail] = None, pool: Optional[BufferPool] = None) -> None:
         self.source = source
         self.pipeline = pipeline
         self.random = is_random(pipeline)
         self.on_error = on_error
         self.finish = finish
-        self.pool = pool  # shared (B, 3, H, W) buffers of the finished dtype
+        self.pool = pool  # shared buffers of the finished dtype (CPU targets)
         self._scratch: Optional[torch.Tensor] = None  # this process's uint8 batch (flat), reused
 
     def __len__(self) -> int:
@@ -78,7 +79,7 @@ class BatchDataset(Dataset):
             return render_batch(self.source, pipeline, task, self.random, self.on_error)
         count = len(task.indices)
         shape = (count, 3, *pipeline.output_size)
-        out = (slot_view(self.pool[task.slot], shape) if task.slot >= 0
+        out = (self.pool.view(task.slot, shape) if task.slot >= 0
                else empty_shared(shape, self.finish.out_dtype))
         if out.dtype == torch.uint8:  # nothing to finish: render straight into the output
             host = render_batch(self.source, pipeline, task, self.random, self.on_error, out)
@@ -89,12 +90,6 @@ class BatchDataset(Dataset):
                                 self._scratch[:out.numel()].view(shape))
             self.finish.finish(host.images, out, host)
         return host._replace(images=None if task.slot >= 0 else out, slot=task.slot)
-
-
-def slot_view(buffer: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    """A contiguous ``shape`` view at the start of a pool buffer (sized for the largest batch
-    of any epoch: a smaller image size or a partial batch uses its first bytes)."""
-    return buffer.view(-1)[:int(np.prod(shape))].view(shape)
 
 
 class Failed(NamedTuple):
@@ -202,11 +197,9 @@ class TorchProducer:
         slots = options.prefetch_factor * max(1, options.num_workers) + 3 if on_cpu else 0
         self._pipeline = pipeline
         height, width = pipeline.largest_output_size()
-        self._pool = [torch.empty((options.batch_size, 3, height, width),
-                                  dtype=self._tail.out_dtype).share_memory_()
-                      for _ in range(slots)]
-        self._pool_uses = [storage_uses(buffer) for buffer in self._pool]
-        self._sampler = TaskQueue(slots, self._lent)
+        self._pool = BufferPool((options.batch_size, 3, height, width), self._tail.out_dtype,
+                                count=slots, shared=True)
+        self._sampler = TaskQueue(self._pool)
         self._stream: Optional[Iterator[Batch]] = None
         self._hosts: Any = None  # the DataLoader iterator behind the stream
         self._timeout = options.timeout if workers else 0.0
@@ -229,11 +222,6 @@ class TorchProducer:
             prefetch_factor=options.prefetch_factor if workers else None,
             multiprocessing_context=context if workers else None, timeout=poll,
             worker_init_fn=ExitWithParent(os.getpid()) if workers else None)
-
-    def _lent(self, slot: int) -> bool:
-        """Does anything outside the pool still use this buffer (a batch, a view, an alias)?"""
-        uses = self._pool_uses[slot]
-        return uses is None or storage_uses(self._pool[slot]) != uses
 
     def batches(self, tasks: Sequence[BatchTask], seed: int, epoch: int,
                 following: Optional[Callable[[], Sequence[BatchTask]]] = None) -> Iterator[Batch]:
@@ -286,7 +274,7 @@ class TorchProducer:
             if host.slot >= 0:
                 self._sampler.arrived(host.slot)
                 size = self._pipeline.at_epoch(host.epoch).output_size
-                images = slot_view(self._pool[host.slot], (len(host.labels), 3, *size))
+                images = self._pool.view(host.slot, (len(host.labels), 3, *size))
             yield self._tail.batch(images, host)
 
     def _take(self, count: int) -> Iterator[Batch]:
