@@ -3,18 +3,19 @@
 - Decode: a crop box (RandomResizedCrop, CenterCrop) of a JPEG is decoded alone by fastload's C
   extension ``fastload._jpeg`` when it was built (libjpeg-turbo: rows above the box skip the
   inverse DCT, rows below are never decoded, columns outside are not transformed; the pixels
-  are the same as a full decode cropped, ~30% less time on ImageNet-like crops). Whole JPEGs
-  (and crops when the extension is missing) go to simplejpeg when it is installed
-  (libjpeg-turbo, bit-identical to PIL's output and ~20% faster here); everything else, and
+  are the same as a full decode cropped). Whole JPEGs (and crops when the extension is
+  missing) go to simplejpeg when it is installed (libjpeg-turbo, bit-identical to PIL's
+  output); everything else, and
   JPEGs either rejects, to PIL. A RandomResizedCrop box at least twice the output size is
   decoded at 1/2, 1/4 or 1/8 scale in the DCT domain (only powers of two: libjpeg-turbo's
   other scales are slower than a full decode).
 - Resample: antialiased bilinear with the arithmetic of torch's uint8 kernel (identical pixels;
   within 0.05 levels of Pillow's), by fastload's C extension ``fastload._kernels`` when it was
-  built (from RGBX rows, straight into the batch, mirrored there: ~1.5-2x faster than torch's
-  ``interpolate``), else by ``interpolate``. A whole-pixel box is cut out and resized; a
+  built (from RGBX rows, straight into the batch, mirrored there), else by ``interpolate``. A whole-pixel box is cut out and resized; a
   fractional box (Resize + CenterCrop) is done as torchvision does it: resize the whole image,
   then crop (the C kernel computes only the crop). Parts of a crop outside the image are zeros.
+
+What each choice gained, measured: benchmarks/README.md ("What was measured and kept").
 """
 
 from __future__ import annotations

@@ -109,7 +109,7 @@ class Feeder:
         self.random = is_random(pipeline)
         self.pad = pipeline.geometry.may_exceed_image()
         # RandomResizedCrop boxes are whole pixels: decode exactly the box and resize all of it
-        # (DALI's resize is ~12% faster without a per-sample ROI); other boxes need the ROI.
+        # (DALI's resize is faster without a per-sample ROI); other boxes need the ROI.
         self.exact = not pipeline.geometry.random
         self.outputs = ["jpegs", "anchor", "shape"] \
             + (["resized", "pad_anchor", "pad_shape"] if self.pad else

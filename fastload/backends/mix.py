@@ -22,8 +22,8 @@ def mix_images(images: torch.Tensor, draw: MixDraw, perm: np.ndarray) -> None:
         return
     index = torch.from_numpy(perm).to(images.device)
     if draw.kind == "mixup":
-        # on a CPU, a few rows of every image at a time: the partners' copy stays in cache
-        # (3-4x faster than one batch-wide copy); on a GPU, one pass
+        # on a CPU, a few rows of every image at a time, so the partners' copy stays in
+        # cache; on a GPU, one pass
         step = CPU_ROWS if images.device.type == "cpu" else images.shape[2]
         for top in range(0, images.shape[2], step):
             rows = images[:, :, top:top + step]

@@ -9,10 +9,11 @@ index of all erased pixels; only ``value="random"`` noise comes from here, from 
 On a CPU target the output batches are views of recycled buffers (``buffers.BufferPool``, given
 by the backend): fresh memory per batch costs more in page faults than normalizing it. The
 CPU arithmetic runs single-threaded: torch's intra-op threads spin while the decode workers
-need every core (measured: twice the CPU for the same work on 2 cores), and the caller's thread
-settings are theirs to keep. For float32 output, normalize and constant erasing run in one pass
-of the C extension ``fastload._kernels`` (~6x less time than numpy's multiply, add and indexed
-fill); numpy does the same arithmetic, bit for bit, where the extension is not built.
+need every core, and the caller's thread settings are theirs to keep. For float32 output,
+normalize and constant erasing run in one pass of the C extension ``fastload._kernels``; numpy
+does the same arithmetic, bit for bit, where the extension is not built (bfloat16: torch).
+Erasing is indexed on a CPU (only the erased pixels) and masked on CUDA (no data-dependent
+sizes, so no sync with the copy stream). Figures: benchmarks/README.md.
 """
 
 from __future__ import annotations

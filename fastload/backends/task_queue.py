@@ -83,10 +83,9 @@ class TaskQueue:
 def no_wakeup_preemption(iterator: Any) -> None:
     """SCHED_BATCH for the DataLoader's helper threads in this process (the index queues'
     feeder threads, the pin-memory thread): same CPU share, but waking one no longer preempts
-    the training loop's thread. Measured on 2 cores at 70% load: the loop's ``next()`` put a
-    task on an index queue, the woken feeder thread took the loop's CPU and a decode worker it
-    woke ran a full slice there: ~4 ms waits at p50-p99 -> p99 1.4 ms. Linux only; a kernel
-    that refuses leaves the threads as they are."""
+    the training loop's thread (otherwise a woken feeder takes the loop's CPU, and a decode
+    worker it wakes may hold it a whole slice; the effect on waits is in benchmarks/README.md).
+    Linux only; a kernel that refuses leaves the threads as they are."""
     if not hasattr(os, "sched_setscheduler"):
         return
     for thread in helper_threads(iterator):

@@ -208,7 +208,7 @@ class TorchProducer:
         poll = min(self._timeout, LIVENESS_POLL_S)
         context = options.multiprocessing_context
         if workers and context is None and "nvidia.dali" in sys.modules:
-            # DALI's threads may hold locks at fork time (seen: forked workers that never
+            # DALI's threads may hold locks at fork time (a forked worker may then never
             # answer); a fork server starts clean. Plain fork otherwise, as DataLoader does.
             context = "forkserver"
         if workers:

@@ -56,7 +56,7 @@ class FolderSource:
         return Path(self._file(index))
 
     def _file(self, index: int) -> str:
-        # a string join, not pathlib: two Path objects per sample cost ~2% of a worker's time
+        # a string join, not pathlib: no Path objects per sample on the hot path
         return os.path.join(self.root, self.relative_path(index))
 
     def locate(self, index: int) -> str:
