@@ -57,21 +57,27 @@ def test_known_sleeps_give_the_right_percentiles_and_spike_period():
 
 
 def test_no_stall_and_step_time():
-    stats = measure(slow_every(12, 100, 0), step_ms=5, warmup=2, name="fast", memory=False)
+    clock = FakeClock()
+    stats = measure(slow_every(12, 100, 0, clock=clock), step_ms=5, warmup=2, name="fast",
+                    memory=False, clock=clock, sleep=clock.sleep)
     assert stats.stalled_fraction == 0 and stats.spikes.count == 0
-    assert stats.seconds >= 12 * 0.005
+    assert stats.seconds == pytest.approx(12 * 0.005)
     assert "no stalls" in diagnose(stats, 5, 2)
 
 
 def test_warm_up_is_reported_separately():
+    clock = FakeClock()
+
     def slow_start():
-        time.sleep(0.05)
+        clock.sleep(0.05)
         yield ([0], None)
         for _ in range(9):
             yield ([0], None)
-    stats = measure(slow_start(), warmup=1, name="x", memory=False)
-    assert stats.time_to_first_batch_s >= 0.05 and stats.warmup_mean_wait_ms >= 50
-    assert stats.wait_ms["max"] < 5
+    stats = measure(slow_start(), warmup=1, name="x", memory=False, clock=clock,
+                    sleep=clock.sleep)
+    assert stats.time_to_first_batch_s == pytest.approx(0.05)
+    assert stats.warmup_mean_wait_ms == pytest.approx(50)
+    assert stats.wait_ms["max"] == 0
 
 
 def test_empty_iterable_is_an_error():
