@@ -68,3 +68,58 @@ def test_the_fuzzers_see_valid_input_too():
     assert protowire.decode_example(EXAMPLE)["image/class/label"] == [7]
     with pytest.raises(FormatError):
         tfrecord.unframe(mutate(FRAMED, [(20, 0)]), "x")
+
+
+try:
+    from fastload.formats import _wire
+except ImportError:  # the C extension is optional
+    _wire = None
+needs_wire = pytest.mark.skipif(_wire is None, reason="fastload.formats._wire not built")
+KEYS = (b"image/encoded", b"image/class/label")
+
+
+def python_features(buf):
+    """What TFRecordSource.read returns by the pure-Python path, or None where it refuses."""
+    try:
+        example = protowire.decode_example(buf)
+        image, label = example.get(KEYS[0].decode()), example.get(KEYS[1].decode())
+        return (bytes(image[0]), int(label[0])) if image and label else None
+    except (FormatError, TypeError, ValueError):
+        return None
+
+
+def c_features(buf):
+    found = _wire.example_features(buf, *KEYS)
+    if found is None:
+        return None
+    offset, length, label = found
+    assert 0 <= offset and offset + length <= len(buf)
+    return buf[offset:offset + length], label
+
+
+@needs_wire
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200), st.integers(-2 ** 63, 2 ** 63 - 1), st.booleans(),
+       st.dictionaries(st.text(max_size=8), st.binary(max_size=20), max_size=3))
+def test_the_c_reader_agrees_with_protowire_on_valid_examples(image, label, packed, others):
+    features = {k: v for k, v in others.items() if k not in ("image/encoded", "image/class/label")}
+    features.update({"image/encoded": image, "image/class/label": [label, 5] if packed else label})
+    buf = protowire.encode_example(features)
+    assert c_features(buf) == python_features(buf) == (image, label)
+
+
+@needs_wire
+@settings(max_examples=400, deadline=None)
+@given(mutations, st.integers(0, len(EXAMPLE)))
+def test_the_c_reader_on_mutated_examples_is_none_or_what_protowire_reads(changes, cut):
+    buf = mutate(EXAMPLE, changes)[:cut]
+    got = c_features(buf)
+    assert got is None or got == python_features(buf)
+
+
+@needs_wire
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_the_c_reader_on_random_bytes(buf):
+    got = c_features(buf)
+    assert got is None or got == python_features(buf)

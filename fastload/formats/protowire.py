@@ -69,7 +69,7 @@ def encode_datum(data: bytes, label: int) -> bytes:
 
 
 # --- decoding ------------------------------------------------------------------------------
-def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
+def _read_varint(buf: "Buffer", pos: int) -> tuple[int, int]:
     result = shift = 0
     while True:
         if pos >= len(buf):
@@ -89,8 +89,12 @@ def _signed(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
-def fields(buf: bytes) -> list[tuple[int, int, Union[int, bytes]]]:
-    """(field number, wire type, value) for each field of one message, in order."""
+Buffer = Union[bytes, memoryview]
+
+
+def fields(buf: Buffer) -> list[tuple[int, int, Union[int, Buffer]]]:
+    """(field number, wire type, value) for each field of one message, in order. Slices of a
+    memoryview are views: nested messages and payloads are not copied while parsing."""
     out = []
     pos, end = 0, len(buf)
     while pos < end:
@@ -116,18 +120,18 @@ def fields(buf: bytes) -> list[tuple[int, int, Union[int, bytes]]]:
     return out
 
 
-def _expect_bytes(wire: int, value: Union[int, bytes], what: str) -> bytes:
+def _expect_bytes(wire: int, value: Union[int, Buffer], what: str) -> Buffer:
     if wire != BYTES:
         raise FormatError(f"{what}: expected a length-delimited field, found wire type {wire}")
     return value  # type: ignore[return-value]
 
 
-def _decode_feature(buf: bytes, key: str) -> Feature:
+def _decode_feature(buf: Buffer, key: str) -> Feature:
     for number, wire, value in fields(buf):
         body = _expect_bytes(wire, value, f"feature {key!r}")
         items = fields(body)
         if number == 1:  # BytesList
-            return [_expect_bytes(w, v, f"feature {key!r}") for n, w, v in items if n == 1]
+            return [bytes(_expect_bytes(w, v, f"feature {key!r}")) for n, w, v in items if n == 1]
         if number == 3:  # Int64List, packed or not
             ints: list[int] = []
             for n, w, v in items:
@@ -148,15 +152,16 @@ def _decode_feature(buf: bytes, key: str) -> Feature:
                     raw = v if w in (FIXED32, BYTES) else b""
                     if len(raw) % 4:  # type: ignore[arg-type]
                         raise FormatError(f"feature {key!r}: float list of {len(raw)} bytes")  # type: ignore[arg-type]
-                    floats.extend(struct.unpack(f"<{len(raw) // 4}f", raw))  # type: ignore[arg-type]
+                    floats.extend(struct.unpack(f"<{len(raw) // 4}f", bytes(raw)))  # type: ignore[arg-type]
             return floats
     return []
 
 
-def decode_example(buf: bytes) -> dict[str, Feature]:
-    """tf.train.Example -> {key: list of values}."""
+def decode_example(buf: Buffer, keys: Optional[frozenset] = None) -> dict[str, Feature]:
+    """tf.train.Example -> {key: list of values}; with ``keys``, only those features' values
+    are parsed (the others are skipped: a reader needs two of six)."""
     out: dict[str, Feature] = {}
-    for number, wire, value in fields(buf):
+    for number, wire, value in fields(memoryview(buf)):
         if number != 1:
             continue
         for n, w, entry in fields(_expect_bytes(wire, value, "Example.features")):
@@ -165,24 +170,25 @@ def decode_example(buf: bytes) -> dict[str, Feature]:
             key, feature = "", b""
             for en, ew, ev in fields(_expect_bytes(w, entry, "Features.feature")):
                 if en == 1:
-                    key = _expect_bytes(ew, ev, "feature key").decode("utf-8", "replace")
+                    key = bytes(_expect_bytes(ew, ev, "feature key")).decode("utf-8", "replace")
                 elif en == 2:
                     feature = _expect_bytes(ew, ev, f"feature {key!r}")
-            out[key] = _decode_feature(feature, key)
+            if keys is None or key in keys:
+                out[key] = _decode_feature(feature, key)
     return out
 
 
-def decode_datum(buf: bytes) -> tuple[bytes, int, bool, Optional[int]]:
+def decode_datum(buf: Buffer) -> tuple[bytes, int, bool, Optional[int]]:
     """caffe.Datum -> (data, label, encoded, the stored CRC32C of data or None)."""
     data, label, encoded, crc = b"", 0, False, None
-    for number, wire, value in fields(buf):
+    for number, wire, value in fields(memoryview(buf)):
         if number == 4:
-            data = _expect_bytes(wire, value, "Datum.data")
+            data = bytes(_expect_bytes(wire, value, "Datum.data"))
         elif number == 5 and wire == VARINT:
             label = _signed(value)  # type: ignore[arg-type]
             label = label - (1 << 32) if label >= 1 << 31 else label
         elif number == 7 and wire == VARINT:
             encoded = bool(value)
         elif number == DATUM_CRC and wire == FIXED32:
-            crc = struct.unpack("<I", value)[0]  # type: ignore[arg-type]
+            crc = int.from_bytes(value, "little")  # type: ignore[arg-type]
     return data, label, encoded, crc

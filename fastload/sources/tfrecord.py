@@ -14,6 +14,11 @@ from ..formats import protowire, tfrecord
 from ..formats.manifest import MANIFEST, Manifest, read_manifest
 from ..per_process import PerProcess
 
+try:
+    from ..formats import _wire
+except ImportError:  # pragma: no cover - the C extension is optional (protowire does the same)
+    _wire = None
+
 IMAGE_KEY = "image/encoded"
 LABEL_KEY = "image/class/label"
 
@@ -31,6 +36,7 @@ class TFRecordSource:
                  image_key: str = IMAGE_KEY, label_key: str = LABEL_KEY,
                  verify_crc: bool = True, build_missing_index: bool = False) -> None:
         self.image_key, self.label_key, self.verify_crc = image_key, label_key, verify_crc
+        self._keys = (image_key.encode("utf-8"), label_key.encode("utf-8"))
         self.manifest, shards = _resolve(path)
         self.shards = [str(s) for s in shards]
         self.classes = list(self.manifest.classes) if self.manifest else []
@@ -76,16 +82,23 @@ class TFRecordSource:
         return tfrecord.unframe(buf, self.locate(index), verify=self.verify_crc)
 
     def read(self, index: int) -> tuple[bytes, int]:
+        record = self.read_record(index)
+        if _wire is not None:  # the two features alone, in C; anything unusual: parse below
+            found = _wire.example_features(record, self._keys[0], self._keys[1])
+            if found is not None:
+                offset, length, label = found
+                return record[offset:offset + length], label
         try:
-            example = protowire.decode_example(self.read_record(index))
+            example = protowire.decode_example(record, frozenset((self.image_key, self.label_key)))
         except FormatError as exc:
             if str(exc).startswith(self.shards[self._shard[index]]):
                 raise
             raise FormatError(f"{self.locate(index)}: malformed Example: {exc}") from None
         image, label = example.get(self.image_key), example.get(self.label_key)
         if not image or not label:
+            found = sorted(protowire.decode_example(self.read_record(index)))
             raise FormatError(f"{self.locate(index)}: Example lacks {self.image_key!r} or "
-                              f"{self.label_key!r} (has {sorted(example)})")
+                              f"{self.label_key!r} (has {found})")
         return bytes(image[0]), int(label[0])  # type: ignore[arg-type]
 
     def describe(self) -> dict[str, Any]:
