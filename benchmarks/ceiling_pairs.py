@@ -1,6 +1,10 @@
 """The torch backend against the decode-only ceiling, measured in adjacent pairs.
 
     python benchmarks/ceiling_pairs.py [--samples 1024] [--pairs 7] [--pipeline train|eval]
+                                       [--photos synthetic|real]
+
+``--photos real``: real photographs (``real_photos.py``: recut from the photos shipped in
+scikit-image and scikit-learn) instead of the synthetic generator.
 
 On a shared VM the speed of the whole machine drifts by 10-30% within minutes, and
 pytest-benchmark runs all rounds of one benchmark before the next: the two sides of a ratio
@@ -78,6 +82,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=7)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--pipeline", choices=("train", "eval"), default="train")
+    parser.add_argument("--photos", choices=("synthetic", "real"), default="synthetic")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -87,7 +92,15 @@ def main() -> None:
     from fastload.synthetic import make_image_folder
 
     with tempfile.TemporaryDirectory() as tmp:
-        folder = str(make_image_folder(Path(tmp) / "photos", args.samples, classes=10, workers=2))
+        if args.photos == "real":
+            from real_photos import make_photo_folder
+
+            made, stats = make_photo_folder(Path(tmp) / "photos", args.samples, classes=10)
+            folder = str(made)
+            print(f"real photographs: {stats}", flush=True)
+        else:
+            folder = str(make_image_folder(Path(tmp) / "photos", args.samples, classes=10,
+                                           workers=2))
         ratios = []
         for k in range(args.pairs):
             order = ("ceiling", "torch") if k % 2 == 0 else ("torch", "ceiling")
