@@ -16,7 +16,7 @@ from .loading import Loader, loader
 from .mixing import CutMix, Mixup, MixupOrCutMix
 from .ops import (IMAGENET_MEAN, IMAGENET_STD, CenterCrop, Decode, Normalize, RandomErasing,
                   RandomFlip, RandomResizedCrop, Resize)
-from .sources import DatasetSource, FolderSource, Source, open_source
+from .sources import DatasetSource, FolderSource, RemoteTFRecordSource, Source, open_source
 from .autoaugment import RandAugment, TrivialAugmentWide
 from .photometric import ColorJitter, GaussianBlur, RandomGrayscale, RandomSolarize, ThreeAugment
 from .schedule import by_epoch
@@ -35,6 +35,7 @@ __all__ = [
     "TrivialAugmentWide", "Decode", "DecodeError", "DistInfo",
     "ExactMean", "FastloadError", "FolderSource", "FormatError", "Lambda", "LoaderTimeout",
     "Mixup", "MixupOrCutMix", "OpNotSupported", "IMAGENET_MEAN", "IMAGENET_STD", "Loader", "Normalize", "Pipeline",
-    "RandomErasing", "RandomFlip", "RandomResizedCrop", "Resize", "Source", "SourceError",
+    "RandomErasing", "RandomFlip", "RandomResizedCrop", "RemoteTFRecordSource", "Resize",
+    "Source", "SourceError",
     "SpecError", "TransformError", "by_epoch", "loader", "mixing", "open_source", "presets",
 ]

@@ -43,7 +43,7 @@ from ..sources.base import Source
 from ..spec import Geometry, Pipeline
 from .buffers import BufferPool
 from .dali_pixel import encode_steps, pixel_ops, slot_names
-from .skips import read_sample, sample_error
+from .skips import prefetch, read_sample, sample_error
 from .tail import DeviceTail, apply_tail
 
 
@@ -135,6 +135,7 @@ class Feeder:
         columns: dict[str, list[np.ndarray]] = {name: [] for name in self.outputs}
         labels, erase = np.empty(len(task.indices), np.int64), np.zeros((len(task.indices), 4), np.int32)
         indices, skipped = task.indices.copy(), []
+        prefetch(self.source, task.indices)
         for k, position in enumerate(task.positions.tolist()):
             def work(index: int) -> tuple[bytes, SamplePlan, tuple]:
                 if index in self.known_bad:

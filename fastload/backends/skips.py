@@ -10,7 +10,7 @@ MemoryError) pass through unchanged.
 
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 from ..errors import DecodeError, FastloadError, SourceError
 from ..sources.base import Source
@@ -18,6 +18,14 @@ from ..sources.base import Source
 SKIP_TRIES = 16  # on_error="skip": how many following samples to try in place of a bad one
 
 T = TypeVar("T")
+
+
+def prefetch(source: Source, indices: Any) -> None:
+    """Let a source that fetches over a network start a batch's reads together (optional
+    ``Source.prefetch``; a local source has none)."""
+    fetch = getattr(source, "prefetch", None)
+    if fetch is not None:
+        fetch(indices)
 
 
 def sample_error(exc: Exception, source: Source, index: int) -> FastloadError:

@@ -31,7 +31,7 @@ from ..sources.base import Source
 from ..spec import Pipeline
 from .buffers import BufferPool
 from .pixel import apply_steps
-from .skips import read_sample
+from .skips import prefetch, read_sample
 from .tail import DeviceTail, apply_tail
 from .task_queue import (LIVENESS_POLL_S, Deadline, ExitWithParent, TaskQueue,
                          no_wakeup_preemption)
@@ -120,6 +120,7 @@ def render_batch(source: Source, pipeline: Pipeline, task: BatchTask, random: bo
     erase = np.zeros((count, 4), dtype=np.int32)
     indices = task.indices.copy()
     skipped = []
+    prefetch(source, task.indices)
     for k in range(count):
         position = int(task.positions[k])
 

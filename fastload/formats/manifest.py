@@ -71,9 +71,16 @@ def read_manifest(folder: Union[str, Path]) -> Manifest:
     """Parse and check ``folder/manifest.json``; FormatError names the file and the problem."""
     path = Path(folder) / MANIFEST
     try:
-        data = json.loads(path.read_text())
+        text = path.read_text()
     except OSError as exc:
         raise FormatError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    return parse_manifest(text, str(path))
+
+
+def parse_manifest(text: str, path: str) -> Manifest:
+    """A manifest's JSON text (read from ``path``, a file or a URL) -> Manifest, checked."""
+    try:
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise FormatError(f"{path}: not valid JSON ({exc}); re-run `fastload convert`") from None
     try:

@@ -106,12 +106,16 @@ def read_index(path: Union[str, Path], data_path: Union[str, Path]) -> np.ndarra
         text = Path(path).read_text()
     except OSError as exc:
         raise FormatError(f"{path}: cannot read index: {exc.strerror or exc}") from None
+    return parse_index(text, str(path), str(data_path), os.path.getsize(data_path))
+
+
+def parse_index(text: str, path: str, data_path: str, size: int) -> np.ndarray:
+    """An index's text -> (offset, length) rows, checked against its shard of ``size`` bytes."""
     try:
         rows = np.asarray([line.split() for line in text.splitlines() if line.strip()],
                           dtype=np.int64).reshape(-1, 2)
     except ValueError:
         raise FormatError(f"{path}: not an index file (expected 'offset length' lines)") from None
-    size = os.path.getsize(data_path)
     ends = rows[:, 0] + rows[:, 1]
     if len(rows) and (rows[0, 0] != 0 or np.any(rows[1:, 0] != ends[:-1]) or ends[-1] != size
                       or np.any(rows[:, 1] < HEADER + FOOTER)):

@@ -1,4 +1,5 @@
-"""Sources give encoded bytes + label by sample index: folder, TFRecord, LMDB."""
+"""Sources give encoded bytes + label by sample index: folder, TFRecord (local or at a URL),
+LMDB."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from ..formats.manifest import MANIFEST, read_manifest
 from .base import DatasetSource, Source, StringTable
 from .folder import FolderSource
 from .lmdb import LMDBSource
+from .remote import RemoteTFRecordSource, is_url
 from .tfrecord import TFRecordSource
 
-__all__ = ["DatasetSource", "FolderSource", "LMDBSource", "Source", "StringTable", "TFRecordSource", "open_source"]
+__all__ = ["DatasetSource", "FolderSource", "LMDBSource", "RemoteTFRecordSource", "Source",
+           "StringTable", "TFRecordSource", "open_source"]
 
 KINDS = {"folder": FolderSource, "tfrecord": TFRecordSource, "lmdb": LMDBSource}
 
@@ -20,6 +23,10 @@ KINDS = {"folder": FolderSource, "tfrecord": TFRecordSource, "lmdb": LMDBSource}
 def open_source(source: Union[str, Path, Any]) -> Source:
     """A Source object as is, a map-style dataset of ``(encoded bytes, label)`` items wrapped
     as a ``DatasetSource``, or a path, optionally prefixed ``folder:``, ``tfrecord:``, ``lmdb:``.
+
+    A URL (``s3://bucket/prefix``, ``gs://``, ``https://``: any fsspec URL but ``file://``)
+    is a converted TFRecord dataset read remotely (``RemoteTFRecordSource``; pass one made
+    with ``storage_options=`` for credentials or an endpoint).
 
     Unprefixed paths are detected: a folder with ``manifest.json`` (its format), an LMDB
     environment (``data.mdb``), a ``.tfrecord`` file or glob, a folder of ``.tfrecord`` files,
@@ -34,6 +41,8 @@ def open_source(source: Union[str, Path, Any]) -> Source:
                           "read(i) -> (bytes, label), describe(), locate(i)) or a map-style "
                           "dataset of (encoded image bytes, label) items")
     text = str(source)
+    if isinstance(source, str) and is_url(text):
+        return RemoteTFRecordSource(text)
     kind, sep, rest = text.partition(":")
     if sep and kind in KINDS and rest:
         return KINDS[kind](rest)

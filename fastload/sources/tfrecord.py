@@ -41,19 +41,8 @@ class TFRecordSource:
         self.shards = [str(s) for s in shards]
         self.classes = list(self.manifest.classes) if self.manifest else []
         rows = [_load_index(s, build_missing_index) for s in shards]
-        counts = np.array([len(r) for r in rows], dtype=np.int64)
-        if self.manifest is not None:
-            for shard, info, count in zip(self.shards, self.manifest.shards, counts):
-                if count != info.records:
-                    raise FormatError(f"{shard}: index has {count} records, {MANIFEST} says "
-                                      f"{info.records}; the shard or its index is stale")
-        self._shard = np.concatenate([np.full(c, k, np.int32) for k, c in enumerate(counts)])
-        self._record = np.concatenate([np.arange(c, dtype=np.int64) for c in counts])
-        table = np.concatenate(rows) if rows else np.zeros((0, 2), np.int64)
-        if self.manifest is not None and self.manifest.layout == "striped":
-            order = _striped_order(counts)
-            self._shard, self._record, table = self._shard[order], self._record[order], table[order]
-        self._offset, self._length = table[:, 0].copy(), table[:, 1].copy()
+        self._shard, self._record, self._offset, self._length = record_table(
+            self.shards, rows, self.manifest)
         if not len(self._offset):
             raise SourceError(f"{path}: the TFRecord shards hold no records")
         self._files = PerProcess(self._open, os.close)
@@ -82,24 +71,7 @@ class TFRecordSource:
         return tfrecord.unframe(buf, self.locate(index), verify=self.verify_crc)
 
     def read(self, index: int) -> tuple[bytes, int]:
-        record = self.read_record(index)
-        if _wire is not None:  # the two features alone, in C; anything unusual: parse below
-            found = _wire.example_features(record, self._keys[0], self._keys[1])
-            if found is not None:
-                offset, length, label = found
-                return record[offset:offset + length], label
-        try:
-            example = protowire.decode_example(record, frozenset((self.image_key, self.label_key)))
-        except FormatError as exc:
-            if str(exc).startswith(self.shards[self._shard[index]]):
-                raise
-            raise FormatError(f"{self.locate(index)}: malformed Example: {exc}") from None
-        image, label = example.get(self.image_key), example.get(self.label_key)
-        if not image or not label:
-            found = sorted(protowire.decode_example(self.read_record(index)))
-            raise FormatError(f"{self.locate(index)}: Example lacks {self.image_key!r} or "
-                              f"{self.label_key!r} (has {found})")
-        return bytes(image[0]), int(label[0])  # type: ignore[arg-type]
+        return image_and_label(self.read_record(index), self._keys, self.locate(index))
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "tfrecord", "shards": len(self.shards), "samples": len(self),
@@ -107,6 +79,48 @@ class TFRecordSource:
 
     def __repr__(self) -> str:
         return f"TFRecordSource(shards={len(self.shards)}, samples={len(self)})"
+
+
+def record_table(shards: Sequence[str], rows: Sequence[np.ndarray], manifest: Optional[Manifest]
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per global sample: (shard number, record number, offset, length), from each shard's index
+    rows; striped (sample i in shard i % S) with a manifest, else the shards back to back."""
+    counts = np.array([len(r) for r in rows], dtype=np.int64)
+    if manifest is not None:
+        for shard, info, count in zip(shards, manifest.shards, counts):
+            if count != info.records:
+                raise FormatError(f"{shard}: index has {count} records, {MANIFEST} says "
+                                  f"{info.records}; the shard or its index is stale")
+    shard = np.concatenate([np.full(c, k, np.int32) for k, c in enumerate(counts)]) \
+        if len(counts) else np.zeros(0, np.int32)
+    record = np.concatenate([np.arange(c, dtype=np.int64) for c in counts]) \
+        if len(counts) else np.zeros(0, np.int64)
+    table = np.concatenate(rows) if len(rows) else np.zeros((0, 2), np.int64)
+    if manifest is not None and manifest.layout == "striped":
+        order = _striped_order(counts)
+        shard, record, table = shard[order], record[order], table[order]
+    return shard, record, table[:, 0].copy(), table[:, 1].copy()
+
+
+def image_and_label(record: bytes, keys: tuple[bytes, bytes], where: str) -> tuple[bytes, int]:
+    """The image bytes and label of a serialized Example: by the C reader when it is built and
+    the record is plain; else by protowire, whose FormatError names ``where``."""
+    if _wire is not None:
+        found = _wire.example_features(record, keys[0], keys[1])
+        if found is not None:
+            offset, length, label = found
+            return record[offset:offset + length], label
+    image_key, label_key = (k.decode("utf-8") for k in keys)
+    try:
+        example = protowire.decode_example(record, frozenset((image_key, label_key)))
+    except FormatError as exc:
+        raise FormatError(f"{where}: malformed Example: {exc}") from None
+    image, label = example.get(image_key), example.get(label_key)
+    if not image or not label:
+        found_keys = sorted(protowire.decode_example(record))
+        raise FormatError(f"{where}: Example lacks {image_key!r} or {label_key!r} (has "
+                          f"{found_keys})")
+    return bytes(image[0]), int(label[0])  # type: ignore[arg-type]
 
 
 def _striped_order(counts: np.ndarray) -> np.ndarray:

@@ -1,0 +1,160 @@
+"""TFRecord shards written by ``fastload convert``, read from object storage (``s3://``,
+``gs://``, ``https://``, any fsspec URL) by byte-range requests.
+
+The manifest and every shard's index are read once, when the source is made; after that each
+sample is one range request (its record), verified by its CRCs as a local read is. A batch's
+records are fetched together (``prefetch``: fsspec's ``cat_ranges``, concurrent requests on
+one connection pool per process), so the network's latency is paid once per batch, not once
+per sample. Transient failures are retried with exponential backoff; then the error names the
+object and the byte range. Each process makes its own filesystem object (never shared across a
+fork); credentials and endpoints come from ``storage_options`` (passed to fsspec as given) or
+the filesystem's own defaults.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+
+from ..errors import BackendUnavailable, FormatError, SourceError
+from ..formats import tfrecord
+from ..formats.manifest import MANIFEST, parse_manifest
+from ..per_process import PerProcess
+from .tfrecord import IMAGE_KEY, LABEL_KEY, image_and_label, record_table
+
+REMOTE_INSTALL = "pip install 'fastload-images[remote]'  (fsspec + s3fs; gcsfs for gs://)"
+
+
+def is_url(text: str) -> bool:
+    """``scheme://...`` other than a local ``file://`` path."""
+    scheme, sep, _ = text.partition("://")
+    return bool(sep) and scheme.isidentifier() and scheme not in ("file", "local")
+
+
+def _forget(fs: Any) -> None:
+    """A filesystem inherited across a fork is dropped, not closed (its connections are the
+    parent's)."""
+
+
+class RemoteTFRecordSource:
+    """Samples of a converted TFRecord dataset at ``url`` (the folder holding manifest.json)."""
+
+    def __init__(self, url: str, *, storage_options: Optional[dict[str, Any]] = None,
+                 image_key: str = IMAGE_KEY, label_key: str = LABEL_KEY, verify_crc: bool = True,
+                 retries: int = 4, backoff_s: float = 0.2) -> None:
+        try:
+            import fsspec
+        except ImportError:
+            raise BackendUnavailable(f"{url}: reading URLs needs fsspec; {REMOTE_INSTALL}") from None
+        self.url = url.rstrip("/")
+        self.protocol = fsspec.utils.get_protocol(self.url)
+        self.storage_options = dict(storage_options or {})
+        self.verify_crc, self.retries, self.backoff_s = verify_crc, retries, backoff_s
+        self._keys = (image_key.encode("utf-8"), label_key.encode("utf-8"))
+        self._fs = PerProcess(self._new_fs, _forget)
+        self._cache: dict[int, bytes] = {}
+        where = f"{self.url}/{MANIFEST}"
+        self.manifest = parse_manifest(self._whole(where).decode("utf-8", "replace"), where)
+        if self.manifest.format != "tfrecord":
+            raise SourceError(f"{self.url}: holds {self.manifest.format} shards; from a URL only "
+                              "TFRecord is read (LMDB needs a local file to map): convert with "
+                              "--format tfrecord, or copy the shards to a local disk")
+        self.shards = [f"{self.url}/{s.file}" for s in self.manifest.shards]
+        rows = [tfrecord.parse_index(self._whole(f"{self.url}/{s.index}").decode("ascii", "replace"),
+                                     f"{self.url}/{s.index}", shard, s.bytes)
+                for shard, s in zip(self.shards, self.manifest.shards)]
+        self._shard, self._record, self._offset, self._length = record_table(
+            self.shards, rows, self.manifest)
+        self.classes = list(self.manifest.classes)
+        if not len(self._offset):
+            raise SourceError(f"{self.url}: the TFRecord shards hold no records")
+
+    # --- the filesystem, once per process ------------------------------------------------------
+    def _new_fs(self, _: int = 0) -> Any:
+        import fsspec
+
+        try:
+            return fsspec.filesystem(self.protocol, skip_instance_cache=True,
+                                     **self.storage_options)
+        except ImportError as exc:
+            raise BackendUnavailable(f"{self.url}: {exc}; {REMOTE_INSTALL}") from None
+
+    def _call(self, what: str, fetch: Callable[[Any], Any]) -> Any:
+        """``fetch(fs)`` with retries on transient errors; a missing object or a refusal is
+        final at once. The SourceError names ``what`` (the object and range)."""
+        error: BaseException = RuntimeError("no attempt")
+        for attempt in range(max(1, self.retries)):
+            try:
+                return fetch(self._fs.get(0))
+            except FileNotFoundError as exc:
+                raise SourceError(f"{what}: not found ({exc}); check the URL, the bucket and the "
+                                  "prefix") from None
+            except PermissionError as exc:
+                raise SourceError(f"{what}: access denied ({exc}); check the credentials in "
+                                  "storage_options (or the environment fsspec reads)") from None
+            except Exception as exc:  # noqa: BLE001 - network, server: retried, then named
+                error = exc
+                if attempt + 1 < self.retries:
+                    time.sleep(self.backoff_s * 4 ** attempt)
+        raise SourceError(f"{what}: failed after {self.retries} tries ({type(error).__name__}: "
+                          f"{error}); check the endpoint and the network") from None
+
+    def _whole(self, url: str) -> bytes:
+        return self._call(url, lambda fs: fs.cat_file(url))
+
+    # --- samples ----------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._offset)
+
+    def _range(self, index: int) -> tuple[str, int, int]:
+        offset = int(self._offset[index])
+        return self.shards[self._shard[index]], offset, offset + int(self._length[index])
+
+    def locate(self, index: int) -> str:
+        path, start, end = self._range(index)
+        return f"{path} record {self._record[index]} (bytes {start}-{end - 1}, sample {index})"
+
+    def prefetch(self, indices: Sequence[int]) -> None:
+        """Fetch these samples' records together (one concurrent ``cat_ranges``); a failed one
+        is left for ``read`` to fetch alone, and to name if it fails again."""
+        batch = {int(i) for i in np.asarray(indices).ravel()}
+        self._cache = {i: v for i, v in self._cache.items() if i in batch}  # earlier, unread
+        wanted = sorted(batch - set(self._cache))
+        if not wanted:
+            return
+        paths, starts, ends = zip(*(self._range(i) for i in wanted))
+        try:
+            data = self._call(f"{len(wanted)} records of {self.url}", lambda fs: fs.cat_ranges(
+                list(paths), list(starts), list(ends), on_error="return"))
+        except SourceError:
+            return
+        for index, value in zip(wanted, data):
+            if isinstance(value, (bytes, bytearray)):
+                self._cache[index] = bytes(value)
+
+    def read_record(self, index: int) -> bytes:
+        buf = self._cache.pop(index, None)
+        if buf is None:
+            path, start, end = self._range(index)
+            buf = self._call(self.locate(index), lambda fs: fs.cat_file(path, start, end))
+        if len(buf) != int(self._length[index]):
+            raise FormatError(f"{self.locate(index)}: got {len(buf)} bytes; the object is "
+                              "shorter than its index says (replaced after conversion?)")
+        return tfrecord.unframe(buf, self.locate(index), verify=self.verify_crc)
+
+    def read(self, index: int) -> tuple[bytes, int]:
+        return image_and_label(self.read_record(index), self._keys, self.locate(index))
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "tfrecord", "url": self.url, "shards": len(self.shards),
+                "samples": len(self), "classes": len(self.classes), "manifest": True}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_cache"] = {}
+        return state
+
+    def __repr__(self) -> str:
+        return f"RemoteTFRecordSource({self.url!r}, shards={len(self.shards)}, samples={len(self)})"

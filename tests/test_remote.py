@@ -1,0 +1,178 @@
+"""Shards from object storage: a real S3 API on loopback (moto's server, started here), the
+converted TFRecord shards uploaded to it, and the loader reading them by byte ranges: the same
+batches as from the local shards, exact resume, retried transient errors, and named failures."""
+
+import http.client
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import torch
+
+import fastload as fl
+from fastload.backends import dali_available
+from fastload.convert import convert
+
+s3fs = pytest.importorskip("s3fs")
+moto_server = pytest.importorskip("moto.server")
+
+PIPE = fl.Pipeline(fl.Decode(), fl.RandomResizedCrop(24), fl.RandomFlip())
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def options(endpoint):
+    return {"key": "testing", "secret": "testing",
+            "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"},
+            "config_kwargs": {"retries": {"max_attempts": 1}}}  # fastload's retries, not boto's
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory, jpeg_folder):
+    """A moto S3 server on 127.0.0.1 with the converted shards at s3://data/train."""
+    port = free_port()
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    local = tmp_path_factory.mktemp("shards") / "train"
+    convert(jpeg_folder, local, format="tfrecord", shards=2)
+    import boto3
+
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                 aws_secret_access_key="testing").create_bucket(Bucket="data")
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **options(endpoint))
+    for path in sorted(local.iterdir()):
+        fs.put_file(str(path), f"data/train/{path.name}")
+    yield endpoint, local
+    server.stop()
+
+
+class Faulty(ThreadingHTTPServer):
+    """A proxy in front of the S3 server that answers 500 to the first ``fail`` range reads of
+    a shard (all of them with ``fail=-1``), and forwards everything else."""
+
+    def __init__(self, upstream, fail):
+        self.upstream, self.fail, self.failed = upstream, fail, 0
+        self.lock = threading.Lock()
+        super().__init__(("127.0.0.1", 0), _Forward)
+
+    def should_fail(self, handler):
+        if handler.command != "GET" or ".tfrecord" not in handler.path or \
+                handler.path.endswith(".idx") or "Range" not in handler.headers:
+            return False
+        with self.lock:
+            if self.fail < 0 or self.failed < self.fail:
+                self.failed += 1
+                return True
+        return False
+
+
+class _Forward(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def _forward(self):
+        size = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(size) if size else None
+        if self.server.should_fail(self):
+            self.send_response(500)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        host, port = self.server.upstream
+        upstream = http.client.HTTPConnection(host, port, timeout=30)
+        upstream.request(self.command, self.path, body, dict(self.headers))
+        response = upstream.getresponse()
+        data = response.read()
+        self.send_response(response.status)
+        for key, value in response.getheaders():
+            if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    do_GET = do_PUT = do_HEAD = do_POST = do_DELETE = _forward
+
+
+@pytest.fixture
+def faulty(s3):
+    def start(fail):
+        proxy = Faulty(("127.0.0.1", int(s3[0].rsplit(":", 1)[1])), fail)
+        threading.Thread(target=proxy.serve_forever, daemon=True).start()
+        started.append(proxy)
+        return f"http://127.0.0.1:{proxy.server_address[1]}", proxy
+    started = []
+    yield start
+    for proxy in started:
+        proxy.shutdown()
+
+
+def batches(source, workers=0, backend="torch", **kw):
+    with fl.loader(source, PIPE, 5, num_workers=workers, seed=4, shuffle=True,
+                   backend=backend, **kw) as ld:
+        return [(b.images, b.labels, b.indices) for b in ld]
+
+
+def same(a, b):
+    assert len(a) == len(b)
+    for (xa, ya, ia), (xb, yb, ib) in zip(a, b):
+        assert torch.equal(ia, ib) and torch.equal(ya, yb) and torch.equal(xa, xb)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_remote_shards_give_the_local_shards_batches(s3, workers):
+    endpoint, local = s3
+    remote = fl.RemoteTFRecordSource("s3://data/train", storage_options=options(endpoint))
+    assert len(remote) == 37 and remote.classes == fl.open_source(local).classes
+    assert "s3://data/train/train-0000" in remote.locate(3) and "bytes " in remote.locate(3)
+    same(batches(remote, workers), batches(local, workers))
+    if dali_available() and workers == 0:
+        same(batches(remote, 1, backend="dali"), batches(local, 1, backend="dali"))
+
+
+def test_remote_resume_mid_epoch_is_exact(s3):
+    endpoint, local = s3
+    remote = fl.RemoteTFRecordSource("s3://data/train", storage_options=options(endpoint))
+    with fl.loader(remote, PIPE, 5, seed=4, shuffle=True) as ld:
+        it = iter(ld)
+        for _ in range(3):
+            next(it)
+        state = ld.state_dict()
+        rest = [(b.images, b.labels, b.indices) for b in it]
+    with fl.loader(remote, PIPE, 5, seed=4, shuffle=True) as ld:
+        ld.load_state_dict(state)
+        same([(b.images, b.labels, b.indices) for b in ld], rest)
+
+
+def test_transient_server_errors_are_retried(s3, faulty):
+    endpoint, local = s3
+    proxied, proxy = faulty(3)
+    remote = fl.RemoteTFRecordSource("s3://data/train", storage_options=options(proxied),
+                                     backoff_s=0.01)
+    same(batches(remote), batches(local))
+    assert proxy.failed == 3
+
+
+def test_a_server_that_keeps_failing_is_named_with_the_object_and_range(s3, faulty):
+    proxied, _ = faulty(-1)
+    remote = fl.RemoteTFRecordSource("s3://data/train", storage_options=options(proxied),
+                                     retries=2, backoff_s=0.01)
+    with pytest.raises(fl.SourceError, match=r"s3://data/train/train-0000\d-of-00002\.tfrecord "
+                                             r"record \d+ \(bytes \d+-\d+, sample \d+\): failed "
+                                             r"after 2 tries"):
+        batches(remote)
+
+
+def test_a_missing_bucket_or_prefix_is_named(s3):
+    endpoint, _ = s3
+    with pytest.raises(fl.SourceError, match=r"s3://nowhere/train/manifest\.json: not found"):
+        fl.RemoteTFRecordSource("s3://nowhere/train", storage_options=options(endpoint))
+    with pytest.raises(fl.SourceError, match=r"s3://data/other/manifest\.json: not found"):
+        fl.RemoteTFRecordSource("s3://data/other", storage_options=options(endpoint))
