@@ -127,7 +127,8 @@ class RemoteTFRecordSource:
         paths, starts, ends = zip(*(self._range(i) for i in wanted))
         try:
             data = self._call(f"{len(wanted)} records of {self.url}", lambda fs: fs.cat_ranges(
-                list(paths), list(starts), list(ends), on_error="return"))
+                list(paths), list(starts), list(ends), on_error="return",
+                batch_size=len(wanted)))  # all at once (fsspec's default may go one by one)
         except SourceError:
             return
         for index, value in zip(wanted, data):
@@ -138,7 +139,7 @@ class RemoteTFRecordSource:
         buf = self._cache.pop(index, None)
         if buf is None:
             path, start, end = self._range(index)
-            buf = self._call(self.locate(index), lambda fs: fs.cat_file(path, start, end))
+            buf = self._call(self.locate(index), lambda fs: fs.cat_file(path, start=start, end=end))
         if len(buf) != int(self._length[index]):
             raise FormatError(f"{self.locate(index)}: got {len(buf)} bytes; the object is "
                               "shorter than its index says (replaced after conversion?)")
