@@ -18,11 +18,11 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from ..errors import BackendUnavailable, FormatError, SourceError
+from ..errors import BackendUnavailable, SourceError
 from ..formats import tfrecord
 from ..formats.manifest import MANIFEST, parse_manifest
 from ..per_process import PerProcess
-from .tfrecord import IMAGE_KEY, LABEL_KEY, image_and_label, record_table
+from .tfrecord import IMAGE_KEY, LABEL_KEY, checked_record, image_and_label, record_table
 
 REMOTE_INSTALL = "pip install 'fastload-images[remote]'  (fsspec + s3fs; gcsfs for gs://)"
 
@@ -140,10 +140,7 @@ class RemoteTFRecordSource:
         if buf is None:
             path, start, end = self._range(index)
             buf = self._call(self.locate(index), lambda fs: fs.cat_file(path, start=start, end=end))
-        if len(buf) != int(self._length[index]):
-            raise FormatError(f"{self.locate(index)}: got {len(buf)} bytes; the object is "
-                              "shorter than its index says (replaced after conversion?)")
-        return tfrecord.unframe(buf, self.locate(index), verify=self.verify_crc)
+        return checked_record(buf, int(self._length[index]), self.locate(index), self.verify_crc)
 
     def read(self, index: int) -> tuple[bytes, int]:
         return image_and_label(self.read_record(index), self._keys, self.locate(index))

@@ -64,11 +64,8 @@ class TFRecordSource:
         """The verified payload (a serialized Example) of sample ``index``."""
         fd = self._files.get(int(self._shard[index]))
         length, offset = int(self._length[index]), int(self._offset[index])
-        buf = os.pread(fd, length, offset)
-        if len(buf) != length:
-            raise FormatError(f"{self.locate(index)}: file ends {length - len(buf)} bytes early; "
-                              "it was truncated after its index was written")
-        return tfrecord.unframe(buf, self.locate(index), verify=self.verify_crc)
+        return checked_record(os.pread(fd, length, offset), length, self.locate(index),
+                              self.verify_crc)
 
     def read(self, index: int) -> tuple[bytes, int]:
         return image_and_label(self.read_record(index), self._keys, self.locate(index))
@@ -100,6 +97,14 @@ def record_table(shards: Sequence[str], rows: Sequence[np.ndarray], manifest: Op
         order = _striped_order(counts)
         shard, record, table = shard[order], record[order], table[order]
     return shard, record, table[:, 0].copy(), table[:, 1].copy()
+
+
+def checked_record(buf: bytes, length: int, where: str, verify: bool) -> bytes:
+    """A framed record as read (``length`` bytes expected) -> its verified payload."""
+    if len(buf) != length:
+        raise FormatError(f"{where}: got {len(buf)} of its {length} bytes: the shard is shorter "
+                          "than its index says (truncated or replaced after indexing)")
+    return tfrecord.unframe(buf, where, verify=verify)
 
 
 def image_and_label(record: bytes, keys: tuple[bytes, bytes], where: str) -> tuple[bytes, int]:
