@@ -13,8 +13,10 @@ The graph a DALI user would write (``_graph``)::
 
     jpegs, anchor, shape, roi_start, roi_end, flip = fn.external_source(feeder, num_outputs=6)
     images = fn.decoders.image_slice(jpegs, anchor, shape, device="mixed")
-    images = fn.slice(images, ..., out_of_bounds_policy="pad")   # only if a crop can exceed
     images = fn.resize(images, size=(H, W), roi_start=roi_start, roi_end=roi_end)
+    #   (a centre crop that can reach outside the resized image instead: resize the whole
+    #    image, then fn.slice(..., out_of_bounds_policy="pad"), as torchvision pads after)
+    images = <per-sample ops>                       # dali_pixel.py: slots + conditionals
     images = fn.crop_mirror_normalize(images, mirror=flip, mean=..., std=..., output_layout="CHW")
 """
 
@@ -77,10 +79,11 @@ def padded_window(geometry: Geometry, height: int, width: int) -> dict[str, list
 
 
 def check_encoded(data: bytes, where: str) -> tuple[int, int]:
-    """What the feeder can check before DALI decodes (DALI's decode errors fail a whole batch,
-    which ``on_error="skip"`` cannot split): a readable header, a sane pixel count, a payload
-    that can hold it, libjpeg's own parse of the JPEG tables, and an end marker (JPEG's EOI,
-    PNG's IEND) whose absence means a truncated file. -> (w, h)."""
+    """What the feeder can check before DALI decodes (a DALI decode error fails the whole batch
+    and its pipeline, so catching a bad sample here is far cheaper than the culprit search
+    after one): a readable header, a sane pixel count, a payload that can hold it, libjpeg's own
+    parse of the JPEG tables, and an end marker (JPEG's EOI, PNG's IEND) whose absence means a
+    truncated file. -> (w, h)."""
     width, height = read_header(data, where)
     if data[:2] == b"\xff\xd8":
         if _jpeg is not None:
