@@ -46,10 +46,10 @@ def read_sample(source: Source, index: int, on_error: str,
         current = (index + attempt) % len(source)
         try:
             return current, work(current), skipped
-        except (MemoryError, FastloadError) as exc:
-            if not isinstance(exc, (DecodeError, SourceError)):
-                raise
-            error = exc
+        except (DecodeError, SourceError) as exc:
+            error: FastloadError = exc
+        except (MemoryError, FastloadError):
+            raise
         except Exception as exc:  # noqa: BLE001 - a user Source or a codec: any error, named
             error = sample_error(exc, source, current)
         if on_error != "skip" or attempt == SKIP_TRIES - 1:
