@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 import fastload as fl
-from fastload.backends.tail import DeviceTail
+from fastload.backends.tail import Tail
 from fastload.backends.torch_backend import render_batch
 from fastload.batch import BatchTask
 from fastload.draws import sample_rng
@@ -68,7 +68,7 @@ def test_batch_normalize_erase(benchmark, encoded, erasing):
             return str(i)
 
     host = render_batch(Mem(), pipeline, BatchTask(0, 0, idx, idx.copy(), np.zeros(len(idx), bool)), True)
-    tail = DeviceTail(pipeline, torch.device("cpu"))
+    tail = Tail(pipeline, torch.device("cpu"))
     out = tail(host)
     benchmark(lambda: tail(host))
     benchmark.extra_info["images"] = len(encoded)

@@ -109,7 +109,7 @@ class HostBatch(NamedTuple):
     shared-memory segment and a file-descriptor handshake each).
     """
 
-    images: Any     # uint8 (B, 3, H, W), or already normalized (see DeviceTail.normalized_input)
+    images: Any     # uint8 (B, 3, H, W), or already normalized (see tail.Tail)
     labels: Any     # int64 (B,)
     indices: Any    # int64 (B,) sample index in the source
     positions: Any  # int64 (B,) global position in the epoch order

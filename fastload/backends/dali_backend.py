@@ -46,7 +46,7 @@ from ..spec import Geometry, Pipeline
 from .buffers import BufferPool
 from .dali_pixel import encode_steps, pixel_ops, slot_names
 from .skips import prefetch, read_sample, sample_error
-from .tail import DeviceTail, apply_tail
+from .tail import Tail, apply_tail
 
 
 def dali_window(plan: SamplePlan, height: int, width: int,
@@ -276,7 +276,7 @@ class DaliProducer:
         self.timeout = options.timeout
         self.gpu = device.type == "cuda"
         self.device = device
-        self._tail = DeviceTail(pipeline, device, normalized_input=True)
+        self._tail = Tail(pipeline, device, normalized_input=True)
         self._pool = BufferPool((options.batch_size, 3, *pipeline.largest_output_size()),
                                 output_dtype(pipeline), keep=6)  # CPU outputs
         self._pipes: Optional[dict[tuple[int, int], tuple[Any, Feeder]]] = {}

@@ -32,7 +32,7 @@ from ..sources.base import Source
 from ..spec import Pipeline
 from .buffers import BufferPool
 from .dali_backend import dali_to_torch, normalize_arguments, output_dtype
-from .tail import DeviceTail, apply_tail
+from .tail import Tail, apply_tail
 
 
 def _reader(source: Source, shuffle: bool, seed: int, rank: int, world: int) -> Any:
@@ -102,7 +102,7 @@ class DaliNativeProducer:
 
         self.gpu = device.type == "cuda"
         self.source, self.pipeline, self.world, self.rank = source, pipeline, world, rank
-        self._tail = DeviceTail(pipeline, device, normalized_input=True)
+        self._tail = Tail(pipeline, device, normalized_input=True)
         self._pool = BufferPool((options.batch_size, 3, *pipeline.output_size),
                                 output_dtype(pipeline), keep=6)  # CPU outputs
         self._index = {str(source.path(i)): i for i in range(len(source))} \

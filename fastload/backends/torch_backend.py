@@ -30,9 +30,10 @@ from ..options import LoaderOptions
 from ..sources.base import Source
 from ..spec import Pipeline
 from .buffers import BufferPool
+from .finisher import CpuFinisher
 from .pixel import apply_steps
 from .skips import prefetch, read_sample
-from .tail import DeviceTail, apply_tail
+from .tail import Tail, apply_tail
 from .task_queue import (LIVENESS_POLL_S, Deadline, ExitWithParent, TaskQueue,
                          no_wakeup_preemption)
 from .torch_internals import (awaited_worker, is_timeout, new_shared_storage, shutdown_workers,
@@ -48,7 +49,7 @@ class BatchDataset(Dataset):
     """
 
     def __init__(self, source: Source, pipeline: Pipeline, on_error: str = "raise",
-                 finish: Optional[DeviceTail] = None, pool: Optional[BufferPool] = None) -> None:
+                 finish: Optional[CpuFinisher] = None, pool: Optional[BufferPool] = None) -> None:
         self.source = source
         self.pipeline = pipeline
         self.random = is_random(pipeline)
@@ -190,7 +191,7 @@ class TorchProducer:
     def __init__(self, source: Source, pipeline: Pipeline, options: LoaderOptions, *,
                  device: torch.device) -> None:
         self._source = source
-        self._tail = DeviceTail(pipeline, device)
+        self._tail = Tail(pipeline, device)
         on_cpu = device.type == "cpu"
         workers = options.num_workers > 0
         # every batch in flight, the one the caller holds and the one before it (a for loop's
@@ -215,7 +216,7 @@ class TorchProducer:
         if workers:
             check_main_guard(context, options.num_workers)
         dataset = BatchDataset(source, pipeline.without_batch_functions(), options.on_error,
-                               self._tail if on_cpu else None, self._pool)
+                               self._tail.finisher if on_cpu else None, self._pool)
         self._loader: Optional[DataLoader] = DataLoader(
             dataset, batch_sampler=self._sampler, num_workers=options.num_workers,
             collate_fn=_only, pin_memory=options.pin_memory and not on_cpu,
