@@ -25,6 +25,7 @@ class BatchTask(NamedTuple):
     positions: Any  # numpy int64 global positions (key the random draws)
     padded: Any     # numpy bool
     slot: int = -1  # torch backend: the batch buffer of the producer's pool to render into
+    ahead: Any = None  # the sample indices this process will most likely read next (or None)
 
 
 class EpochTasks(Sequence[BatchTask]):

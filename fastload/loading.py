@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Optional, Union
 
@@ -31,6 +31,8 @@ class EpochPlan:
     shuffle: bool
     seed: int
     last_batch: str
+    window: int = 0  # shard-aware order: shuffle within this many shards at a time (0: global)
+    groups: Any = field(default=None, compare=False, repr=False)  # each sample's shard number
 
     def policy(self, world: int) -> str:
         if self.last_batch == AUTO_LAST_BATCH:
@@ -47,7 +49,7 @@ class EpochPlan:
         return sharding.shard(self.samples, batch_size=self.batch_size, rank=dist.rank,
                               world=dist.world_size, seed=self.seed, epoch=epoch,
                               shuffle=self.shuffle, last_batch=self.policy(dist.world_size),
-                              start=start)
+                              start=start, groups=self.groups, window=self.window)
 
 
 class Loader:
@@ -180,10 +182,11 @@ class Loader:
 
     # --- checkpointing -----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """``{version, seed, epoch, position, samples, shuffle}``; the same on every rank."""
+        """``{version, seed, epoch, position, samples, shuffle, shard_window}``; the same on
+        every rank."""
         return {"version": STATE_VERSION, "seed": self.plan.seed, "epoch": self._epoch,
                 "position": self._position, "samples": self.plan.samples,
-                "shuffle": self.plan.shuffle}
+                "shuffle": self.plan.shuffle, "shard_window": self.plan.window or None}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Resume: the next iteration yields exactly the batches not yet taken (any world size)."""
@@ -196,6 +199,11 @@ class Loader:
         if state["shuffle"] != self.plan.shuffle:
             raise SpecError(f"load_state_dict: the state has shuffle={state['shuffle']}, this "
                             f"loader shuffle={self.plan.shuffle}; make them match")
+        if state.get("shard_window") != (self.plan.window or None):
+            raise SpecError(f"load_state_dict: the state has shard_window="
+                            f"{state.get('shard_window')}, this loader shard_window="
+                            f"{self.plan.window or None}; make them match (the epoch's order "
+                            "depends on it)")
         for key in ("seed", "epoch", "position"):
             if not isinstance(state[key], int) or state[key] < 0:
                 raise SpecError(f"load_state_dict: {key}={state[key]!r} must be an int >= 0")
@@ -231,7 +239,7 @@ def loader(source: Union[str, Path, Source, Any], pipeline: Pipeline, batch_size
            multiprocessing_context: Any = None, on_error: str = "raise",
            timeout: Optional[float] = None, pin_memory: bool = True,
            persistent_workers: bool = True, generator: Any = None,
-           **dataloader_kwargs: Any) -> Loader:
+           shard_window: Optional[int] = None, **dataloader_kwargs: Any) -> Loader:
     """A loader over ``source`` running ``pipeline`` in batches: the drop-in for
     ``torch.utils.data.DataLoader(dataset, batch_size, shuffle, ...)``.
 
@@ -262,6 +270,10 @@ def loader(source: Union[str, Path, Source, Any], pipeline: Pipeline, batch_size
     - ``on_error``: ``"raise"`` (an error naming the file/record/key and sample index) or
       ``"skip"`` (the next readable sample takes the bad one's place, deterministically; listed
       in ``loader.skipped_files``, one warning per file).
+    - ``shard_window``: None (default: one global shuffle) or ``w``: the shard-aware order of
+      a sharded source (TFRecord, LMDB, remote shards): shards permuted, read ``w`` at a time,
+      samples shuffled within those ``w`` (see ``fastload.sharding``). Fewer objects in use at
+      once (request locality, a small cache working set) for less randomness.
 
     The other DataLoader keywords (``sampler``, ``batch_sampler``, ``collate_fn``,
     ``worker_init_fn``, ...) raise a SpecError that names the fastload equivalent.
@@ -280,9 +292,29 @@ def loader(source: Union[str, Path, Source, Any], pipeline: Pipeline, batch_size
     dist_info = check_dist(dist)
     target = check_device(device)
     src = open_source(source)
-    plan = EpochPlan(len(src), batch_size, options.shuffle, options.seed, options.last_batch)
+    window, groups = _shard_window(shard_window, options.shuffle, src)
+    plan = EpochPlan(len(src), batch_size, options.shuffle, options.seed, options.last_batch,
+                     window, groups)
     chosen = pick_backend(options.backend, target)
     producer = make_producer(chosen, src, pipeline, options, device=target,
                              dist=resolve(dist_info))
     return Loader(src, pipeline, plan, producer, target, dist_info, chosen,
                   options.persistent_workers)
+
+
+def _shard_window(window: Any, shuffle: bool, source: Source) -> tuple[int, Any]:
+    """``shard_window=`` checked: (window, each sample's shard number), or (0, None)."""
+    if window is None:
+        return 0, None
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise SpecError(f"loader: shard_window={window!r} must be an int >= 1 (shards read at "
+                        "a time), or None for one global shuffle")
+    if not shuffle:
+        raise SpecError(f"loader: shard_window={window} orders a shuffle; pass shuffle=True "
+                        "(or drop shard_window)")
+    shard_ids = getattr(source, "shard_ids", None)
+    if shard_ids is None:
+        raise SpecError(f"loader: shard_window={window} needs a sharded source (TFRecord or "
+                        f"LMDB shards, local or remote); {source!r} has no shards. Convert it "
+                        "with `fastload convert`, or drop shard_window")
+    return window, shard_ids()

@@ -17,6 +17,14 @@ partial    ``ceil(N / W)``                wraps to make N divisible by W; last b
 
 Every rank gets the same number of batches, so no rank waits forever in an all-reduce.
 
+Shard-aware order (``window=w`` with each sample's shard number in ``groups``): the epoch's
+shards are permuted, taken ``w`` at a time, and the samples of each group of ``w`` shards are
+shuffled among themselves; the groups follow one another. It is still a permutation that is a
+function of (seed, epoch) alone, dealt to ranks exactly as above, so resume, elastic restarts
+and equal batch counts hold unchanged; at any time every rank reads from the same ``w`` shards
+(request locality, a small working set for a shard cache), at the price of randomness: a
+sample can only land in its group's span of the epoch (``w / S`` of it), not anywhere.
+
 Worked example, N=10, W=2, B=4, ``pad``: 16 positions, the last 6 wrap to order[0..5] (``*``)::
 
     rank 0:  batch 0 = order[0, 2, 4, 6]    batch 1 = order[8, 0*, 2*, 4*]
@@ -36,6 +44,7 @@ order[8, 9, 0*, 1*]. Each remaining sample is seen exactly once, unmarked, acros
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -68,6 +77,18 @@ def permutation(n: int, seed: int, epoch: int) -> np.ndarray:
     return rng.permutation(n).astype(np.int64)
 
 
+def shard_window_order(groups: np.ndarray, seed: int, epoch: int, window: int) -> np.ndarray:
+    """The shard-aware epoch order: ``groups[i]`` is sample ``i``'s shard (0..S-1); shards are
+    permuted and taken ``window`` at a time, samples shuffled within each such group."""
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, epoch, 0x5EED, 0x5A4D])))
+    groups = np.asarray(groups, dtype=np.int64)
+    shards = int(groups.max()) + 1 if len(groups) else 0
+    place = np.empty(shards, dtype=np.int64)
+    place[rng.permutation(shards)] = np.arange(shards)  # each shard's place in the epoch
+    key = (place[groups] // window).astype(np.float64) + rng.random(len(groups))
+    return np.argsort(key, kind="stable").astype(np.int64)
+
+
 def samples_per_rank(remaining: int, world: int, batch_size: int, last_batch: str) -> int:
     """How many positions each rank reads when ``remaining`` samples are left in the epoch."""
     if remaining <= 0:
@@ -81,12 +102,22 @@ def samples_per_rank(remaining: int, world: int, batch_size: int, last_batch: st
 
 
 def shard(n: int, *, batch_size: int, rank: int = 0, world: int = 1, seed: int = 0,
-          epoch: int = 0, shuffle: bool = True, last_batch: str = "pad", start: int = 0) -> Shard:
-    """This rank's sample indices for the epoch, from global position ``start`` on."""
+          epoch: int = 0, shuffle: bool = True, last_batch: str = "pad", start: int = 0,
+          groups: Optional[np.ndarray] = None, window: int = 0) -> Shard:
+    """This rank's sample indices for the epoch, from global position ``start`` on; with
+    ``window`` and ``groups`` (each sample's shard), in the shard-aware order."""
     _check(n, batch_size, rank, world, seed, epoch, last_batch, start)
     per_rank = samples_per_rank(n - start, world, batch_size, last_batch)
     positions = start + rank + world * np.arange(per_rank, dtype=np.int64)
-    order = permutation(n, seed, epoch) if shuffle else np.arange(n, dtype=np.int64)
+    if not shuffle:
+        order = np.arange(n, dtype=np.int64)
+    elif window:
+        if groups is None or len(groups) != n:
+            raise SpecError(f"shard: window={window} needs each of the {n} samples' shard "
+                            "number (groups=)")
+        order = shard_window_order(groups, seed, epoch, window)
+    else:
+        order = permutation(n, seed, epoch)
     return Shard(indices=order[positions % n], positions=positions, padded=positions >= n,
                  batch_size=batch_size)
 

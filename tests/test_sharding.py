@@ -142,3 +142,47 @@ def test_task_run_takes_queued_sequences_in_order():
         run.popleft()
     with pytest.raises(IndexError):
         run[0]
+
+
+def test_shard_window_order_reads_w_shards_at_a_time():
+    """The shard-aware order: a permutation from (seed, epoch) alone, whose consecutive runs
+    each hold the samples of exactly ``w`` shards (the last group may hold fewer)."""
+    from fastload.sharding import shard_window_order
+
+    groups = np.arange(103) % 7  # striped: sample i in shard i % 7
+    order = shard_window_order(groups, seed=3, epoch=1, window=2)
+    assert sorted(order.tolist()) == list(range(103))
+    assert np.array_equal(order, shard_window_order(groups, 3, 1, 2))
+    assert not np.array_equal(order, shard_window_order(groups, 3, 2, 2))
+    assert not np.array_equal(order, shard_window_order(groups, 4, 1, 2))
+    run_shards = []
+    at = 0
+    while at < len(order):
+        first = set(groups[order[at:at + 1]].tolist())
+        run = []
+        while at < len(order) and (len(first | {groups[order[at]]}) <= 2):
+            first.add(int(groups[order[at]]))
+            run.append(int(order[at]))
+            at += 1
+        run_shards.append(sorted(first))
+        assert sorted(run) == sorted(np.flatnonzero(np.isin(groups, sorted(first))).tolist())
+    assert [len(s) for s in run_shards] == [2, 2, 2, 1]
+    assert sorted(sum(run_shards, [])) == list(range(7))  # every shard in one group, once
+    # shuffled within a group, not shard by shard
+    assert len(set(groups[order[:10]].tolist())) == 2
+
+
+@pytest.mark.parametrize("n, w_old, w_new, b, batches_done", [(103, 4, 2, 4, 3), (50, 3, 3, 2, 4)])
+def test_shard_window_keeps_the_resume_and_elastic_contract(n, w_old, w_new, b, batches_done):
+    groups = np.arange(n) % 5
+    kwargs = dict(seed=7, epoch=2, groups=groups, window=2, last_batch="pad")
+    before = [shard(n, batch_size=b, rank=r, world=w_old, **kwargs) for r in range(w_old)]
+    assert len({len(s) for s in before}) == 1
+    seen = np.concatenate([s.indices[:batches_done * b][~s.padded[:batches_done * b]] for s in before])
+    after = [shard(n, batch_size=b, rank=r, world=w_new, start=batches_done * w_old * b, **kwargs)
+             for r in range(w_new)]
+    assert len({len(s) for s in after}) == 1
+    rest = np.concatenate([s.indices[~s.padded] for s in after])
+    assert sorted(np.concatenate([seen, rest]).tolist()) == list(range(n))
+    with pytest.raises(SpecError, match="groups="):
+        shard(n, batch_size=b, window=2, groups=None)

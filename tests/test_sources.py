@@ -57,3 +57,43 @@ def test_prefixes_and_globs(converted):
     assert len(one) == 12 and one.read(0) == fl.FolderSource(converted["folder"]).read(1)
     globbed = fl.open_source(str(tf / "train-0000[02]-*.tfrecord"))
     assert len(globbed) == 13 + 12
+
+
+@pytest.mark.parametrize("fmt", ["tfrecord", "lmdb"])
+def test_shard_window_order_through_the_loader(converted, jpeg_folder, fmt):
+    """shard_window=1 on a sharded source: every sample once an epoch, one shard at a time,
+    the same batches when resumed mid-epoch; refused on a folder and on a mismatched state."""
+    source = fl.open_source(converted[fmt])
+    shard_of = source.shard_ids()
+    pipe = fl.Pipeline(fl.Decode(), fl.CenterCrop(8))
+
+    def make():
+        return fl.loader(converted[fmt], pipe, batch_size=4, shuffle=True, num_workers=0,
+                         shard_window=1, seed=5, device="cpu", backend="torch")
+
+    loader = make()
+    batches = [b.indices.clone() for b in loader]
+    order = torch.cat(batches).numpy()
+    assert sorted(order.tolist()) == list(range(len(source)))
+    runs = [shard_of[order[0]]] + [s for a, s in zip(shard_of[order], shard_of[order][1:]) if s != a]
+    assert sorted(runs) == sorted(set(shard_of.tolist()))  # each shard read in one run
+    assert any(order[:-1] > order[1:])  # shuffled within the shard
+    state = None
+    again = make()
+    for k, batch in enumerate(again):
+        if k == 2:
+            state = again.state_dict()
+            break
+    assert state["shard_window"] == 1
+    resumed = make()
+    resumed.load_state_dict(state)
+    rest = [b.indices.clone() for b in resumed]
+    assert all(torch.equal(a, b) for a, b in zip(batches[3:], rest)) and len(rest) == len(batches) - 3
+    plain = fl.loader(converted[fmt], pipe, batch_size=4, shuffle=True, num_workers=0,
+                      device="cpu", backend="torch")
+    with pytest.raises(fl.SpecError, match="shard_window"):
+        plain.load_state_dict(state)
+    with pytest.raises(fl.SpecError, match="needs a sharded source"):
+        fl.loader(jpeg_folder, pipe, batch_size=4, shuffle=True, shard_window=2)
+    with pytest.raises(fl.SpecError, match="shuffle=True"):
+        fl.loader(converted[fmt], pipe, batch_size=4, shard_window=2)

@@ -138,7 +138,7 @@ class Feeder:
         columns: dict[str, list[np.ndarray]] = {name: [] for name in self.outputs}
         labels, erase = np.empty(len(task.indices), np.int64), np.zeros((len(task.indices), 4), np.int32)
         indices, skipped = task.indices.copy(), []
-        prefetch(self.source, task.indices)
+        prefetch(self.source, task.indices, self.pending[0].indices if self.pending else None)
         for k, position in enumerate(task.positions.tolist()):
             def work(index: int) -> tuple[bytes, SamplePlan, tuple]:
                 if index in self.known_bad:

@@ -20,12 +20,13 @@ SKIP_TRIES = 16  # on_error="skip": how many following samples to try in place o
 T = TypeVar("T")
 
 
-def prefetch(source: Source, indices: Any) -> None:
-    """Let a source that fetches over a network start a batch's reads together (optional
-    ``Source.prefetch``; a local source has none)."""
+def prefetch(source: Source, indices: Any, ahead: Any = None) -> None:
+    """Let a source that fetches over a network start a batch's reads together, and the next
+    batch's (``ahead``) in the background (optional ``Source.prefetch``; a local source has
+    none)."""
     fetch = getattr(source, "prefetch", None)
     if fetch is not None:
-        fetch(indices)
+        fetch(indices, ahead)
 
 
 def sample_error(exc: Exception, source: Source, index: int) -> FastloadError:

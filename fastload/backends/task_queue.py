@@ -22,10 +22,13 @@ class TaskQueue:
     at an epoch boundary); once every queued task was handed out, that iteration is over and
     ``extend`` says so (returns False). With a buffer pool, each task gets a slot that no batch
     in flight uses and that the caller no longer holds (else no slot: the worker writes into a
-    fresh buffer).
+    fresh buffer). With ``lookahead`` (the number of workers, for a source that fetches over
+    a network) each task also carries the indices of the task ``lookahead`` places after it,
+    the one the DataLoader's round-robin will hand to the same worker next (``BatchTask.ahead``).
     """
 
-    def __init__(self, pool: Optional[BufferPool] = None) -> None:
+    def __init__(self, pool: Optional[BufferPool] = None, lookahead: int = 0) -> None:
+        self._lookahead = lookahead
         self.pending = TaskRun()  # queued, not yet delivered (read it; change it through here)
         self._dispatched = 0
         self._lock = threading.Lock()
@@ -74,6 +77,9 @@ class TaskQueue:
                 if slot >= 0:
                     self._in_flight.add(slot)
                     task = task._replace(slot=slot)
+                later = self._dispatched - 1 + self._lookahead
+                if self._lookahead and later < len(self.pending):
+                    task = task._replace(ahead=self.pending[later].indices)
             yield [task]
 
     def __len__(self) -> int:

@@ -121,7 +121,7 @@ def render_batch(source: Source, pipeline: Pipeline, task: BatchTask, random: bo
     erase = np.zeros((count, 4), dtype=np.int32)
     indices = task.indices.copy()
     skipped = []
-    prefetch(source, task.indices)
+    prefetch(source, task.indices, task.ahead)
     for k in range(count):
         position = int(task.positions[k])
 
@@ -201,7 +201,8 @@ class TorchProducer:
         height, width = pipeline.largest_output_size()
         self._pool = BufferPool((options.batch_size, 3, height, width), self._tail.out_dtype,
                                 count=slots, shared=True)
-        self._sampler = TaskQueue(self._pool)
+        lookahead = max(1, options.num_workers) if hasattr(source, "prefetch") else 0
+        self._sampler = TaskQueue(self._pool, lookahead)
         self._stream: Optional[Iterator[Batch]] = None
         self._hosts: Any = None  # the DataLoader iterator behind the stream
         self._timeout = options.timeout if workers else 0.0

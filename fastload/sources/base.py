@@ -28,6 +28,11 @@ class Source(Protocol):
         """Where sample ``index`` lives (file, record, key), for error messages."""
 
 
+# A source that reads over a network may also have ``prefetch(indices, ahead=None)``: the
+# backends call it before reading a batch's samples, with ``ahead`` the samples the same
+# process will most likely read next (to be fetched in the background meanwhile).
+
+
 class StringTable:
     """Many strings in two numpy arrays: forked workers read them without copy-on-read growth.
 

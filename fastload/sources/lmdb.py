@@ -15,6 +15,8 @@ import os
 from pathlib import Path
 from typing import Any, Optional, Union
 
+import numpy as np
+
 from ..errors import FormatError, SourceError
 from ..formats.caffe_lmdb import check_datum, check_size, lmdb_error, shared_env
 from ..formats.manifest import MANIFEST, read_manifest
@@ -80,6 +82,10 @@ class LMDBSource:
             raise FormatError(f"{self.locate(index)}: key missing; the environment does not "
                               f"match {MANIFEST}")
         return check_datum(value, self.locate(index))
+
+    def shard_ids(self) -> np.ndarray:
+        """Each sample's shard number (for the shard-aware order): sample i is in shard i % S."""
+        return np.arange(len(self), dtype=np.int64) % len(self.envs)
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "lmdb", "root": str(self.root), "shards": len(self.envs),

@@ -4,8 +4,8 @@
 The manifest and every shard's index are read once, when the source is made; after that each
 sample is one range request (its record), verified by its CRCs as a local read is. A batch's
 records are fetched together (``prefetch``: fsspec's ``cat_ranges``, concurrent requests on
-one connection pool per process), so the network's latency is paid once per batch, not once
-per sample. Transient failures are retried with exponential backoff; then the error names the
+one connection pool per process), and the next batch's in a background thread while this one
+decodes, so the network's latency is hidden rather than paid once per batch. Transient failures are retried with exponential backoff; then the error names the
 object and the byte range. Each process makes its own filesystem object (never shared across a
 fork); credentials and endpoints come from ``storage_options`` (passed to fsspec as given) or
 the filesystem's own defaults.
@@ -14,6 +14,7 @@ the filesystem's own defaults.
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
@@ -31,6 +32,14 @@ def is_url(text: str) -> bool:
     """``scheme://...`` other than a local ``file://`` path."""
     scheme, sep, _ = text.partition("://")
     return bool(sep) and scheme.isidentifier() and scheme not in ("file", "local")
+
+
+def _one_thread(_: int = 0) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(1, thread_name_prefix="fastload-fetch")
+
+
+def _stop_thread(pool: ThreadPoolExecutor) -> None:
+    """An executor inherited across a fork has no thread in the child: drop it."""
 
 
 def _forget(fs: Any) -> None:
@@ -55,6 +64,8 @@ class RemoteTFRecordSource:
         self._keys = (image_key.encode("utf-8"), label_key.encode("utf-8"))
         self._fs = PerProcess(self._new_fs, _forget)
         self._cache: dict[int, bytes] = {}
+        self._ahead: Optional[Future] = None  # the look-ahead fetch in flight
+        self._background = PerProcess(_one_thread, _stop_thread)
         where = f"{self.url}/{MANIFEST}"
         self.manifest = parse_manifest(self._whole(where).decode("utf-8", "replace"), where)
         if self.manifest.format != "tfrecord":
@@ -116,24 +127,34 @@ class RemoteTFRecordSource:
         path, start, end = self._range(index)
         return f"{path} record {self._record[index]} (bytes {start}-{end - 1}, sample {index})"
 
-    def prefetch(self, indices: Sequence[int]) -> None:
-        """Fetch these samples' records together (one concurrent ``cat_ranges``); a failed one
-        is left for ``read`` to fetch alone, and to name if it fails again."""
+    def prefetch(self, indices: Sequence[int], ahead: Optional[Sequence[int]] = None) -> None:
+        """Fetch these samples' records together (one concurrent ``cat_ranges``), unless the
+        previous call's look-ahead already did; then start fetching ``ahead`` (the batch this
+        process will most likely read next) in a background thread, so its latency overlaps
+        this batch's decoding. Records kept: this batch's and the next's, no more. A failed
+        fetch is left for ``read`` to fetch alone, and to name if it fails again."""
         batch = {int(i) for i in np.asarray(indices).ravel()}
-        self._cache = {i: v for i, v in self._cache.items() if i in batch}  # earlier, unread
-        wanted = sorted(batch - set(self._cache))
+        following = set() if ahead is None else {int(i) for i in np.asarray(ahead).ravel()}
+        if self._ahead is not None:  # the previous look-ahead: its records, when they are due
+            self._cache.update(self._ahead.result())
+            self._ahead = None
+        self._cache = {i: v for i, v in self._cache.items() if i in batch or i in following}
+        self._cache.update(self._fetch(sorted(batch - set(self._cache))))
+        wanted = sorted(following - set(self._cache))
+        if wanted:
+            self._ahead = self._background.get(0).submit(self._fetch, wanted)
+
+    def _fetch(self, wanted: list[int]) -> dict[int, bytes]:
         if not wanted:
-            return
+            return {}
         paths, starts, ends = zip(*(self._range(i) for i in wanted))
         try:
             data = self._call(f"{len(wanted)} records of {self.url}", lambda fs: fs.cat_ranges(
                 list(paths), list(starts), list(ends), on_error="return",
                 batch_size=len(wanted)))  # all at once (fsspec's default may go one by one)
         except SourceError:
-            return
-        for index, value in zip(wanted, data):
-            if isinstance(value, (bytes, bytearray)):
-                self._cache[index] = bytes(value)
+            return {}
+        return {i: bytes(v) for i, v in zip(wanted, data) if isinstance(v, (bytes, bytearray))}
 
     def read_record(self, index: int) -> bytes:
         buf = self._cache.pop(index, None)
@@ -145,13 +166,17 @@ class RemoteTFRecordSource:
     def read(self, index: int) -> tuple[bytes, int]:
         return image_and_label(self.read_record(index), self._keys, self.locate(index))
 
+    def shard_ids(self) -> np.ndarray:
+        """Each sample's shard number (for the shard-aware order)."""
+        return self._shard
+
     def describe(self) -> dict[str, Any]:
         return {"kind": "tfrecord", "url": self.url, "shards": len(self.shards),
                 "samples": len(self), "classes": len(self.classes), "manifest": True}
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state["_cache"] = {}
+        state["_cache"], state["_ahead"] = {}, None
         return state
 
     def __repr__(self) -> str:

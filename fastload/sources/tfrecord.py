@@ -70,6 +70,10 @@ class TFRecordSource:
     def read(self, index: int) -> tuple[bytes, int]:
         return image_and_label(self.read_record(index), self._keys, self.locate(index))
 
+    def shard_ids(self) -> np.ndarray:
+        """Each sample's shard number (for the shard-aware order)."""
+        return self._shard
+
     def describe(self) -> dict[str, Any]:
         return {"kind": "tfrecord", "shards": len(self.shards), "samples": len(self),
                 "classes": len(self.classes), "manifest": self.manifest is not None}
