@@ -1,7 +1,7 @@
 """Remote shards against local ones, with network latency added to every request.
 
     python benchmarks/remote_latency.py [--photos real|synthetic] [--latency-ms 20] [--rounds 5]
-                                        [--order global|shards] [--workers 2] [--batch 64]
+                                        [--shard-window W] [--cache] [--workers 2] [--batch 64]
 
 The dataset (2000 images) is converted once to TFRecord shards. A range server (HTTP/1.1,
 keep-alive, ``Range`` requests, asyncio, its own process) serves that folder on 127.0.0.1 and
@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+CACHE_BYTES = 64 * 2**20  # a bound below the dataset's ~110 MB: shards are evicted and fetched again
 
 
 # --- the range server (run as: remote_latency.py --serve DIR PORT LATENCY_MS) ----------------
@@ -86,14 +87,19 @@ def serve(folder: Path, port: int, latency_s: float) -> None:
 
 
 # --- one loader run (run as: remote_latency.py --run URL_OR_PATH ...) ------------------------
-def run_once(where: str, workers: int, batch: int, order: str) -> dict:
+def run_once(where: str, workers: int, batch: int, window: int, cache: str) -> dict:
     import fastload as fl
     from fastload.bench.memory import TreeMemory
 
     pipe = fl.Pipeline(fl.Decode(), fl.RandomResizedCrop(224), fl.RandomFlip(), fl.Normalize())
-    kwargs = {"order": order} if order != "global" else {}
+    kwargs = {"shard_window": window} if window else {}
+    source = where
+    if cache and "://" in where:
+        import shutil
+        shutil.rmtree(cache, ignore_errors=True)  # every run starts cold
+        source = fl.RemoteTFRecordSource(where, cache_dir=cache, cache_bytes=CACHE_BYTES)
     with TreeMemory() as memory:
-        loader = fl.loader(where, pipe, batch_size=batch, shuffle=True, num_workers=workers,
+        loader = fl.loader(source, pipe, batch_size=batch, shuffle=True, num_workers=workers,
                            backend="torch", seed=0, **kwargs)
         loader.set_epoch(0)
         for _ in loader:  # warm-up epoch: workers started, index read
@@ -115,16 +121,21 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--order", choices=("global", "shards"), default="global")
+    ap.add_argument("--shard-window", type=int, default=0,
+                    help="shard-aware order over this many shards (0: one global shuffle)")
+    ap.add_argument("--cache", action="store_true",
+                    help="remote: whole shards through a local cache (bounded below the data)")
     ap.add_argument("--json")
     ap.add_argument("--serve", nargs=3, help=argparse.SUPPRESS)
     ap.add_argument("--run", help=argparse.SUPPRESS)
+    ap.add_argument("--cache-dir", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
         serve(Path(args.serve[0]), int(args.serve[1]), float(args.serve[2]) / 1000)
         return
     if args.run:
-        print(json.dumps(run_once(args.run, args.workers, args.batch, args.order)))
+        print(json.dumps(run_once(args.run, args.workers, args.batch, args.shard_window,
+                                  args.cache_dir)))
         return
 
     folder = ROOT / f".fastload-{'real-photos' if args.photos == 'real' else 'synthetic'}-2000"
@@ -147,7 +158,10 @@ def main() -> None:
                                str(args.latency_ms)], stdout=subprocess.PIPE, text=True)
     assert server.stdout is not None and server.stdout.readline().strip() == "ready"
     url = f"http://127.0.0.1:{port}/{shards.name}"
-    common = ["--workers", str(args.workers), "--batch", str(args.batch), "--order", args.order]
+    common = ["--workers", str(args.workers), "--batch", str(args.batch), "--shard-window",
+              str(args.shard_window)]
+    if args.cache:
+        common += ["--cache-dir", str(ROOT / ".fastload-remote-cache")]
 
     def one(where: str) -> dict:
         out = subprocess.run([sys.executable, __file__, "--run", where, *common], check=True,
@@ -158,26 +172,32 @@ def main() -> None:
         import urllib.request
         return int(urllib.request.urlopen(f"http://127.0.0.1:{port}/_count").read())
 
+    def server_cpu() -> float:
+        fields = Path(f"/proc/{server.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     rounds = []
     try:
         for k in range(args.rounds):
             results = {}
             for name in (("local", "remote") if k % 2 == 0 else ("remote", "local")):
-                before = requests()
+                before, cpu = requests(), server_cpu()
                 results[name] = one(str(shards) if name == "local" else url)
                 results[name]["requests"] = requests() - before - 1  # less the count's own
+                results[name]["server_cpu_s"] = server_cpu() - cpu
             results["ratio"] = results["remote"]["img_s"] / results["local"]["img_s"]
             rounds.append(results)
             print(f"round {k}: local {results['local']['img_s']:.0f} img/s, remote "
                   f"{results['remote']['img_s']:.0f} img/s ({results['ratio']:.1%}); remote "
                   f"requests {results['remote']['requests']}, peak PSS local "
                   f"{results['local']['peak_pss_mb']:.0f} MB, remote "
-                  f"{results['remote']['peak_pss_mb']:.0f} MB", flush=True)
+                  f"{results['remote']['peak_pss_mb']:.0f} MB; the server's CPU "
+                  f"{results['remote']['server_cpu_s']:.2f} s", flush=True)
     finally:
         server.terminate()
         server.wait()
     summary = {"photos": args.photos, "latency_ms": args.latency_ms, "workers": args.workers,
-               "batch": args.batch, "order": args.order,
+               "batch": args.batch, "shard_window": args.shard_window, "cache": args.cache,
                "median_ratio": statistics.median(r["ratio"] for r in rounds),
                "ratios": [r["ratio"] for r in rounds], "rounds": rounds}
     print(f"median remote/local: {summary['median_ratio']:.1%} over {len(rounds)} rounds "

@@ -26,7 +26,10 @@ def free_port() -> int:
 
 def make_loader(cfg):
     pipeline = fl.Pipeline(fl.Decode(), fl.RandomResizedCrop(8), fl.Normalize())
-    loader = fl.loader(cfg["data"], pipeline, cfg["batch"], num_workers=cfg.get("workers", 0),
+    data = cfg["data"]
+    if cfg.get("storage_options"):  # shards in a bucket (test_remote.py)
+        data = fl.RemoteTFRecordSource(data, storage_options=cfg["storage_options"])
+    loader = fl.loader(data, pipeline, cfg["batch"], num_workers=cfg.get("workers", 0),
                        seed=cfg.get("seed", 0), last_batch=cfg.get("last_batch", "pad"),
                        shuffle=cfg.get("shuffle", True),
                        device="cpu", dist=cfg.get("dist"))

@@ -3,10 +3,12 @@ converted TFRecord shards uploaded to it, and the loader reading them by byte ra
 batches as from the local shards, exact resume, retried transient errors, and named failures."""
 
 import http.client
+import json
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import numpy as np
 import pytest
 import torch
 
@@ -176,3 +178,86 @@ def test_a_missing_bucket_or_prefix_is_named(s3):
         fl.RemoteTFRecordSource("s3://nowhere/train", storage_options=options(endpoint))
     with pytest.raises(fl.SourceError, match=r"s3://data/other/manifest\.json: not found"):
         fl.RemoteTFRecordSource("s3://data/other", storage_options=options(endpoint))
+
+
+def test_the_shard_cache_serves_later_epochs_without_the_network(s3, faulty, tmp_path):
+    """With cache_dir: each shard downloaded whole once (two workers, shard-aware order), the
+    same batches as the local shards; then the server can fail every read and the cached
+    shards still serve."""
+    endpoint, local = s3
+    proxied, proxy = faulty(0)
+    cache = tmp_path / "cache"
+    remote = fl.RemoteTFRecordSource("s3://data/train", storage_options=options(proxied),
+                                     cache_dir=cache, cache_bytes=10 * 2**20)
+    same(batches(remote, 2, shard_window=1), batches(local, 2, shard_window=1))
+    files = sorted(p.name for p in cache.iterdir() if p.name.endswith(".tfrecord"))
+    assert len(files) == 2 and all(name.endswith("-of-00002.tfrecord") for name in files)
+    assert sum(p.stat().st_size for p in cache.iterdir() if p.name.endswith(".tfrecord")) == \
+        sum(p.stat().st_size for p in local.glob("*.tfrecord"))
+    proxy.fail = -1  # the network is gone; the cache is not
+    same(batches(remote), batches(local))
+
+
+def test_wrong_credentials_are_named(tmp_path, jpeg_folder):
+    """A server that checks signatures (moto with authentication on) refuses a wrong secret:
+    the error names the object and says to check the credentials."""
+    import urllib.request
+
+    def auth_after(count):  # moto's switch (process-wide: put back in the end)
+        answer = urllib.request.urlopen(urllib.request.Request(
+            f"{endpoint}/moto-api/reset-auth", str(count).encode(),
+            {"Content-Type": "application/octet-stream"}))
+        return json.loads(answer.read())["PREVIOUS_INITIAL_NO_AUTH_ACTION_COUNT"]
+
+    port = free_port()
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        import boto3
+
+        iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1",
+                           aws_access_key_id="x", aws_secret_access_key="x")
+        iam.create_user(UserName="reader")
+        key = iam.create_access_key(UserName="reader")["AccessKey"]
+        policy = iam.create_policy(PolicyName="s3", PolicyDocument=json.dumps({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
+        iam.attach_user_policy(UserName="reader", PolicyArn=policy["Policy"]["Arn"])
+        good = {"key": key["AccessKeyId"], "secret": key["SecretAccessKey"],
+                "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"}}
+        previous = auth_after(0)
+        try:
+            boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                         aws_access_key_id=key["AccessKeyId"],
+                         aws_secret_access_key=key["SecretAccessKey"]).create_bucket(Bucket="secured")
+            with pytest.raises(fl.SourceError, match=r"s3://secured/train/manifest\.json: access "
+                                                     r"denied .*check the credentials"):
+                fl.RemoteTFRecordSource("s3://secured/train", storage_options={
+                    **good, "secret": "wrong"})
+        finally:
+            auth_after(previous)
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+def test_two_ddp_ranks_over_the_bucket(s3, tmp_path):
+    """torch.distributed (gloo, 2 spawned ranks, 2 workers each) training from the bucket:
+    equal batch counts, disjoint ranks covering the dataset, the global order of local runs."""
+    from test_ddp import BATCH, launch, real
+
+    from fastload.sharding import permutation
+
+    endpoint, _ = s3
+    ranks = launch(2, tmp_path, data="s3://data/train", storage_options=options(endpoint),
+                   seed=3, workers=2)
+    batches = -(-37 // (2 * BATCH))  # 37 samples, 2 ranks, padded
+    for e in range(2):
+        assert [len(r["epochs"][e]["batches"]) for r in ranks] == [batches] * 2
+        assert all(r["epochs"][e]["all_ranks_batches"] == 2 * batches for r in ranks)
+        assert sorted(i for r in ranks for i in real(r["epochs"][e])) == list(range(37))
+        order = permutation(37, 3, e)
+        for rank, record in enumerate(ranks):
+            got = [i for b in record["epochs"][e]["batches"] for i in b["indices"]]
+            assert got == order[(rank + 2 * np.arange(batches * BATCH)) % 37].tolist()

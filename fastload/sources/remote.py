@@ -13,9 +13,12 @@ the filesystem's own defaults.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable, Optional, Sequence
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -23,8 +26,10 @@ from ..errors import BackendUnavailable, SourceError
 from ..formats import tfrecord
 from ..formats.manifest import MANIFEST, parse_manifest
 from ..per_process import PerProcess
+from .shard_cache import ShardCache
 from .tfrecord import IMAGE_KEY, LABEL_KEY, checked_record, image_and_label, record_table
 
+DEFAULT_CACHE_BYTES = 16 * 2**30
 REMOTE_INSTALL = "pip install 'fastload-images[remote]'  (fsspec + s3fs; gcsfs for gs://)"
 
 
@@ -52,7 +57,12 @@ class RemoteTFRecordSource:
 
     def __init__(self, url: str, *, storage_options: Optional[dict[str, Any]] = None,
                  image_key: str = IMAGE_KEY, label_key: str = LABEL_KEY, verify_crc: bool = True,
-                 retries: int = 4, backoff_s: float = 0.2) -> None:
+                 retries: int = 4, backoff_s: float = 0.2,
+                 cache_dir: Optional[Union[str, Path]] = None,
+                 cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+        """``cache_dir``: keep whole shards in this local folder (``shard_cache.ShardCache``:
+        at most ``cache_bytes``, least recently used out first, shared by the node's processes)
+        and read records from there; without it, each record is a range request."""
         try:
             import fsspec
         except ImportError:
@@ -67,7 +77,10 @@ class RemoteTFRecordSource:
         self._ahead: Optional[Future] = None  # the look-ahead fetch in flight
         self._background = PerProcess(_one_thread, _stop_thread)
         where = f"{self.url}/{MANIFEST}"
-        self.manifest = parse_manifest(self._whole(where).decode("utf-8", "replace"), where)
+        text = self._whole(where)
+        self.manifest = parse_manifest(text.decode("utf-8", "replace"), where)
+        self._version = hashlib.sha256(text).hexdigest()[:16]  # cache names follow the manifest
+        self.cache = None if cache_dir is None else ShardCache(cache_dir, cache_bytes)
         if self.manifest.format != "tfrecord":
             raise SourceError(f"{self.url}: holds {self.manifest.format} shards; from a URL only "
                               "TFRecord is read (LMDB needs a local file to map): convert with "
@@ -147,6 +160,11 @@ class RemoteTFRecordSource:
     def _fetch(self, wanted: list[int]) -> dict[int, bytes]:
         if not wanted:
             return {}
+        if self.cache is not None:
+            try:
+                return self._from_cache(wanted)
+            except SourceError:
+                return {}  # read() fetches each alone, and names the failure
         paths, starts, ends = zip(*(self._range(i) for i in wanted))
         try:
             data = self._call(f"{len(wanted)} records of {self.url}", lambda fs: fs.cat_ranges(
@@ -156,8 +174,35 @@ class RemoteTFRecordSource:
             return {}
         return {i: bytes(v) for i, v in zip(wanted, data) if isinstance(v, (bytes, bytearray))}
 
+    def _from_cache(self, wanted: list[int]) -> dict[int, bytes]:
+        """The records, read from the shards' local copies (downloaded whole when missing)."""
+        got: dict[int, bytes] = {}
+        by_shard: dict[int, list[int]] = {}
+        for index in wanted:
+            by_shard.setdefault(int(self._shard[index]), []).append(index)
+        for shard, indices in by_shard.items():
+            for attempt in range(2):  # evicted by another process between get and open: again
+                try:
+                    with open(self._local(shard), "rb") as handle:
+                        for index in indices:
+                            got[index] = os.pread(handle.fileno(), int(self._length[index]),
+                                                  int(self._offset[index]))
+                    break
+                except FileNotFoundError:
+                    if attempt:
+                        raise
+        return got
+
+    def _local(self, shard: int) -> Path:
+        assert self.cache is not None
+        url, size = self.shards[shard], self.manifest.shards[shard].bytes
+        return self.cache.get(url, size, self._version, lambda tmp: self._call(
+            f"{url} (the whole shard, for the cache)", lambda fs: fs.get_file(url, tmp)))
+
     def read_record(self, index: int) -> bytes:
         buf = self._cache.pop(index, None)
+        if buf is None and self.cache is not None:
+            buf = self._from_cache([index])[index]
         if buf is None:
             path, start, end = self._range(index)
             buf = self._call(self.locate(index), lambda fs: fs.cat_file(path, start=start, end=end))
