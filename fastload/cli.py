@@ -50,25 +50,38 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
     manifest = convert(args.src, args.dst, format=args.format, shards=args.shards,
                        shard_bytes=args.shard_size, max_size=args.max_size, quality=args.quality,
-                       split=args.split, workers=args.workers, progress=sys.stderr)
+                       split=args.split, workers=args.workers, progress=sys.stderr,
+                       staging=args.staging)
     print(f"{args.dst}: {manifest.samples} samples, {len(manifest.classes)} classes, "
           f"{len(manifest.shards)} {manifest.format} shards")
     return 0
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
+    from .sources.remote import is_url
     from .verify import verify
 
-    report = verify(args.dst)
+    if is_url(args.dst):
+        from .remote_dataset import verify_url
+
+        report = verify_url(args.dst)
+    else:
+        report = verify(args.dst)
     print(report.summary())
     return 0 if report.ok else 1
 
 
 def _cmd_index(args: argparse.Namespace) -> int:
+    from .sources.remote import is_url
     from .verify import build_index
 
     for path in args.files:
-        print(f"wrote {build_index(path)}")
+        if is_url(path):
+            from .remote_dataset import index_url
+
+            print(f"wrote {index_url(path)}")
+        else:
+            print(f"wrote {build_index(path)}")
     return 0
 
 
@@ -153,7 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     conv = sub.add_parser("convert", help="convert an ImageFolder into TFRecord or LMDB shards")
     conv.add_argument("src", help="an ImageFolder: SRC/<class>/<image>")
-    conv.add_argument("dst", help="output folder (shards + manifest.json)")
+    conv.add_argument("dst", help="output folder (shards + manifest.json), or a URL "
+                      "(s3://bucket/prefix, gs://..., TFRecord only; credentials as fsspec finds them)")
+    conv.add_argument("--staging", help="for a URL: the local folder the shards are made in "
+                      "before upload (default ./.fastload-staging-<digest>; a re-run resumes)")
     conv.add_argument("--format", choices=("tfrecord", "lmdb"), default="tfrecord")
     count = conv.add_mutually_exclusive_group()
     count.add_argument("--shards", type=int, help="number of shards")
@@ -165,11 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
     conv.set_defaults(run=_cmd_convert)
 
     ver = sub.add_parser("verify", help="check every record of a converted dataset")
-    ver.add_argument("dst", help="folder holding manifest.json")
+    ver.add_argument("dst", help="folder holding manifest.json, or its URL")
     ver.set_defaults(run=_cmd_verify)
 
     idx = sub.add_parser("index", help="write the .idx index of TFRecord files (DALI's format)")
-    idx.add_argument("files", nargs="+", help="TFRecord files")
+    idx.add_argument("files", nargs="+", help="TFRecord files (or their URLs)")
     idx.set_defaults(run=_cmd_index)
 
     bench = sub.add_parser("bench", help="measure per-iteration stall: fastload vs the baseline",

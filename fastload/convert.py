@@ -73,11 +73,33 @@ def shard_name(options: ConvertOptions, k: int, count: int) -> str:
 def convert(src: Union[str, Path], dst: Union[str, Path], *, format: str = "tfrecord",
             shards: Optional[int] = None, shard_bytes: Optional[int] = None,
             max_size: Optional[int] = None, quality: Optional[int] = None, split: str = "train",
-            workers: Optional[int] = None, progress: Optional[TextIO] = None) -> Manifest:
+            workers: Optional[int] = None, progress: Optional[TextIO] = None,
+            storage_options: Optional[dict] = None,
+            staging: Optional[Union[str, Path]] = None) -> Manifest:
     """Convert the ImageFolder ``src`` into shards under ``dst``; returns the manifest.
 
     ``progress``: a stream for a progress line (``sys.stderr`` in the CLI), or None for silence.
+    ``dst`` may be a URL (``s3://bucket/prefix``; TFRecord only): the shards are made in the
+    local folder ``staging`` (default ``./.fastload-staging-<digest of dst>``; a re-run resumes
+    there), uploaded with the manifest last (``remote_dataset.upload``), and the staging
+    folder is removed. ``storage_options`` go to fsspec.
     """
+    from .sources.remote import is_url
+
+    if is_url(str(dst)):
+        from .remote_dataset import upload
+
+        if format != "tfrecord":
+            raise SourceError(f"{dst}: only TFRecord shards are read from a URL (an LMDB needs a "
+                              "local file to map); pass format='tfrecord'")
+        digest = hashlib.sha256(str(dst).encode()).hexdigest()[:12]
+        local = Path(staging) if staging is not None else Path(f".fastload-staging-{digest}")
+        manifest = convert(src, local, format=format, shards=shards, shard_bytes=shard_bytes,
+                           max_size=max_size, quality=quality, split=split, workers=workers,
+                           progress=progress)
+        upload(local, str(dst), storage_options=storage_options, progress=progress)
+        shutil.rmtree(local)
+        return manifest
     options = ConvertOptions(format, shards, shard_bytes, max_size, quality, split)
     options.check()
     source = FolderSource(src)

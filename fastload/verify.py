@@ -39,14 +39,19 @@ def verify(folder: Union[str, Path]) -> VerifyReport:
     manifest = read_manifest(folder)
     report = VerifyReport(str(folder), manifest.format, len(manifest.shards))
     for k, shard in enumerate(manifest.shards):
-        check = _check_tfrecord if manifest.format == "tfrecord" else _check_lmdb
         try:
-            report.records += check(folder, manifest, k, shard)
+            report.records += check_shard(folder, manifest, k, shard)
         except FastloadError as exc:
             report.errors.append(str(exc))
         except OSError as exc:
             report.errors.append(f"{folder / shard.file}: {exc.strerror or exc}")
     return report
+
+
+def check_shard(folder: Path, manifest: Manifest, k: int, shard: ShardInfo) -> int:
+    """Check shard ``k`` (in ``folder``) against the manifest; returns its record count."""
+    check = _check_tfrecord if manifest.format == "tfrecord" else _check_lmdb
+    return check(folder, manifest, k, shard)
 
 
 def _expect(where: Path, what: str, got: object, want: object) -> None:

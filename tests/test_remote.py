@@ -261,3 +261,54 @@ def test_two_ddp_ranks_over_the_bucket(s3, tmp_path):
         for rank, record in enumerate(ranks):
             got = [i for b in record["epochs"][e]["batches"] for i in b["indices"]]
             assert got == order[(rank + 2 * np.arange(batches * BATCH)) % 37].tolist()
+
+
+def test_convert_to_a_bucket_then_verify_and_index_there(s3, jpeg_folder, tmp_path, monkeypatch):
+    """`fastload convert SRC s3://...`: the manifest is written last (a reader never sees a
+    half-written dataset), the result reads as the local shards do; `verify` and `index` work
+    on URLs and name a damaged object."""
+    from fastload import remote_dataset
+    from fastload.remote_dataset import index_url, verify_url
+
+    endpoint, local = s3
+    storage = options(endpoint)
+    written = []
+    made = remote_dataset.filesystem
+
+    def recording(url, storage_options=None):  # the order in which objects are written
+        fs = made(url, storage_options)
+        put, pipe = fs.put_file, fs.pipe_file
+        fs.put_file = lambda lpath, rpath, **kw: (written.append(rpath), put(lpath, rpath, **kw))[1]
+        fs.pipe_file = lambda path, value, **kw: (written.append(path), pipe(path, value, **kw))[1]
+        return fs
+
+    monkeypatch.setattr(remote_dataset, "filesystem", recording)
+    convert(jpeg_folder, "s3://data/fresh", format="tfrecord", shards=2,
+            storage_options=storage, staging=tmp_path / "staging")
+    assert not (tmp_path / "staging").exists()
+    assert written[-1] == "s3://data/fresh/manifest.json"
+    assert sum(".tfrecord" in p for p in written) == 4  # 2 shards + 2 indexes, before it
+    remote = fl.RemoteTFRecordSource("s3://data/fresh", storage_options=storage)
+    same(batches(remote), batches(local))
+    report = verify_url("s3://data/fresh", storage_options=storage)
+    assert report.ok and report.records == 37, report.summary()
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **storage)
+    name = "data/fresh/train-00001-of-00002.tfrecord"
+    idx = fs.cat_file(name + ".idx")
+    fs.rm_file(name + ".idx")
+    assert index_url("s3://" + name, storage_options=storage) == "s3://" + name + ".idx"
+    assert fs.cat_file(name + ".idx") == idx
+    data = bytearray(fs.cat_file(name))
+    data[len(data) // 2] ^= 0xFF
+    fs.pipe_file(name, bytes(data))
+    report = verify_url("s3://data/fresh", storage_options=storage)
+    assert not report.ok and report.records == 19
+    assert "s3://data/fresh/train-00001-of-00002.tfrecord: sha256" in report.errors[0]
+    # converting again to the same URL is a no-op; another dataset there is refused
+    convert(jpeg_folder, "s3://data/fresh", format="tfrecord", shards=2,
+            storage_options=storage, staging=tmp_path / "staging")
+    with pytest.raises(fl.SourceError, match="already holds a converted dataset"):
+        convert(jpeg_folder, "s3://data/fresh", format="tfrecord", shards=3,
+                storage_options=storage, staging=tmp_path / "staging3")
+    with pytest.raises(fl.SourceError, match="only TFRecord"):
+        convert(jpeg_folder, "s3://data/other", format="lmdb", storage_options=storage)
