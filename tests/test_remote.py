@@ -58,8 +58,8 @@ class Faulty(ThreadingHTTPServer):
     """A proxy in front of the S3 server that answers 500 to the first ``fail`` range reads of
     a shard (all of them with ``fail=-1``), and forwards everything else."""
 
-    def __init__(self, upstream, fail):
-        self.upstream, self.fail, self.failed = upstream, fail, 0
+    def __init__(self, upstream, fail, cut=False):
+        self.upstream, self.fail, self.failed, self.cut = upstream, fail, 0, cut
         self.lock = threading.Lock()
         super().__init__(("127.0.0.1", 0), _Forward)
 
@@ -81,7 +81,8 @@ class _Forward(BaseHTTPRequestHandler):
     def _forward(self):
         size = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(size) if size else None
-        if self.server.should_fail(self):
+        failing = self.server.should_fail(self)
+        if failing and not self.server.cut:
             self.send_response(500)
             self.send_header("Content-Length", "0")
             self.end_headers()
@@ -97,6 +98,12 @@ class _Forward(BaseHTTPRequestHandler):
                 self.send_header(key, value)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
+        if failing:  # the connection drops mid-body
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+            self.close_connection = True
+            return
         if self.command != "HEAD":
             self.wfile.write(data)
 
@@ -105,8 +112,8 @@ class _Forward(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def faulty(s3):
-    def start(fail):
-        proxy = Faulty(("127.0.0.1", int(s3[0].rsplit(":", 1)[1])), fail)
+    def start(fail, cut=False):
+        proxy = Faulty(("127.0.0.1", int(s3[0].rsplit(":", 1)[1])), fail, cut)
         threading.Thread(target=proxy.serve_forever, daemon=True).start()
         started.append(proxy)
         return f"http://127.0.0.1:{proxy.server_address[1]}", proxy
@@ -312,3 +319,21 @@ def test_convert_to_a_bucket_then_verify_and_index_there(s3, jpeg_folder, tmp_pa
                 storage_options=storage, staging=tmp_path / "staging3")
     with pytest.raises(fl.SourceError, match="only TFRecord"):
         convert(jpeg_folder, "s3://data/other", format="lmdb", storage_options=storage)
+
+
+def test_a_connection_cut_mid_read_is_retried_then_named(s3, faulty):
+    """The server sends half a record's bytes and closes the connection: retried (the same
+    batches); when it always does, the error names the object and the byte range."""
+    endpoint, local = s3
+    proxied, proxy = faulty(3, cut=True)
+    remote = fl.RemoteTFRecordSource("s3://data/train", storage_options=options(proxied),
+                                     backoff_s=0.01)
+    same(batches(remote), batches(local))
+    assert proxy.failed == 3
+    proxied, _ = faulty(-1, cut=True)
+    remote = fl.RemoteTFRecordSource("s3://data/train", storage_options=options(proxied),
+                                     retries=2, backoff_s=0.01)
+    with pytest.raises(fl.SourceError, match=r"s3://data/train/train-0000\d-of-00002\.tfrecord "
+                                             r"record \d+ \(bytes \d+-\d+, sample \d+\): failed "
+                                             r"after 2 tries"):
+        batches(remote)
