@@ -8,7 +8,8 @@ one connection pool per process), and the next batch's in a background thread wh
 decodes, so the network's latency is hidden rather than paid once per batch. Transient failures are retried with exponential backoff; then the error names the
 object and the byte range. Each process makes its own filesystem object (never shared across a
 fork); credentials and endpoints come from ``storage_options`` (passed to fsspec as given) or
-the filesystem's own defaults.
+the filesystem's own defaults. With ``cache_dir``, whole shards are downloaded once into a
+node-wide local cache (``shard_cache.ShardCache``) and records are read from there instead.
 """
 
 from __future__ import annotations
