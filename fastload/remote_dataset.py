@@ -16,30 +16,13 @@ from typing import Any, Optional, TextIO, Union
 
 from .errors import SourceError
 from .formats.manifest import MANIFEST, parse_manifest, read_manifest
-
-INSTALL = "pip install 'fastload-images[remote]'  (fsspec + s3fs; gcsfs for gs://)"
-
-
-def filesystem(url: str, storage_options: Optional[dict[str, Any]] = None) -> Any:
-    try:
-        import fsspec
-    except ImportError:
-        from .errors import BackendUnavailable
-
-        raise BackendUnavailable(f"{url}: URLs need fsspec; {INSTALL}") from None
-    return fsspec.filesystem(fsspec.utils.get_protocol(url), skip_instance_cache=True,
-                             **(storage_options or {}))
+from .sources.remote import filesystem, with_retries
 
 
 def _named(what: str, call: Any) -> Any:
-    try:
-        return call()
-    except FileNotFoundError as exc:
-        raise SourceError(f"{what}: not found ({exc}); check the bucket and the prefix") from None
-    except PermissionError as exc:
-        raise SourceError(f"{what}: access denied ({exc}); check the credentials") from None
-    except OSError as exc:
-        raise SourceError(f"{what}: {type(exc).__name__}: {exc}") from None
+    """``call()``; a missing object, a refused credential or a failed request named as a
+    SourceError (tried once: the same naming as the remote source, without its retries)."""
+    return with_retries(what, call, retries=1, backoff_s=0.0)
 
 
 def upload(folder: Union[str, Path], url: str, *, storage_options: Optional[dict] = None,

@@ -85,10 +85,7 @@ class CpuFinisher:
         bfloat = out.dtype == torch.bfloat16
         work = torch.empty(out.shape, dtype=torch.float32) if bfloat else out
         fused = False
-        if self.normalized_input:
-            if work is not images:
-                work.copy_(images)
-        elif self.pipeline.normalize is None:
+        if self.normalized_input or self.pipeline.normalize is None:
             if work is not images:
                 work.copy_(images)
         else:

@@ -5,8 +5,9 @@ The manifest and every shard's index are read once, when the source is made; aft
 sample is one range request (its record), verified by its CRCs as a local read is. A batch's
 records are fetched together (``prefetch``: fsspec's ``cat_ranges``, concurrent requests on
 one connection pool per process), and the next batch's in a background thread while this one
-decodes, so the network's latency is hidden rather than paid once per batch. Transient failures are retried with exponential backoff; then the error names the
-object and the byte range. Each process makes its own filesystem object (never shared across a
+decodes, so the network's latency is hidden rather than paid once per batch. Transient
+failures are retried with exponential backoff; then the error names the object and the byte
+range. Each process makes its own filesystem object (never shared across a
 fork); credentials and endpoints come from ``storage_options`` (passed to fsspec as given) or
 the filesystem's own defaults. With ``cache_dir``, whole shards are downloaded once into a
 node-wide local cache (``shard_cache.ShardCache``) and records are read from there instead.
@@ -40,17 +41,46 @@ def is_url(text: str) -> bool:
     return bool(sep) and scheme.isidentifier() and scheme not in ("file", "local")
 
 
+def filesystem(url: str, storage_options: Optional[dict[str, Any]] = None) -> Any:
+    """A new fsspec filesystem for ``url``'s protocol (never a cached instance: one per
+    process), or BackendUnavailable saying what to install."""
+    try:
+        import fsspec
+
+        return fsspec.filesystem(fsspec.utils.get_protocol(url), skip_instance_cache=True,
+                                 **(storage_options or {}))
+    except ImportError as exc:
+        raise BackendUnavailable(f"{url}: {exc}; {REMOTE_INSTALL}") from None
+
+
+def with_retries(what: str, call: Callable[[], Any], retries: int, backoff_s: float) -> Any:
+    """``call()`` with retries and exponential backoff on transient errors; a missing object or
+    a refusal is final at once. The SourceError names ``what`` (the object and range)."""
+    error: BaseException = RuntimeError("no attempt")
+    for attempt in range(max(1, retries)):
+        try:
+            return call()
+        except FileNotFoundError as exc:
+            raise SourceError(f"{what}: not found ({exc}); check the URL, the bucket and the "
+                              "prefix") from None
+        except PermissionError as exc:
+            raise SourceError(f"{what}: access denied ({exc}); check the credentials in "
+                              "storage_options (or the environment fsspec reads)") from None
+        except Exception as exc:  # noqa: BLE001 - network, server: retried, then named
+            error = exc
+            if attempt + 1 < retries:
+                time.sleep(backoff_s * 4 ** attempt)
+    raise SourceError(f"{what}: failed after {max(1, retries)} tries ({type(error).__name__}: "
+                      f"{error}); check the endpoint and the network") from None
+
+
 def _one_thread(_: int = 0) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(1, thread_name_prefix="fastload-fetch")
 
 
-def _stop_thread(pool: ThreadPoolExecutor) -> None:
-    """An executor inherited across a fork has no thread in the child: drop it."""
-
-
-def _forget(fs: Any) -> None:
-    """A filesystem inherited across a fork is dropped, not closed (its connections are the
-    parent's)."""
+def _leave(handle: Any) -> None:
+    """A filesystem or executor inherited across a fork is dropped, not closed: its
+    connections are the parent's, and its thread does not exist in the child."""
 
 
 class RemoteTFRecordSource:
@@ -64,19 +94,14 @@ class RemoteTFRecordSource:
         """``cache_dir``: keep whole shards in this local folder (``shard_cache.ShardCache``:
         at most ``cache_bytes``, least recently used out first, shared by the node's processes)
         and read records from there; without it, each record is a range request."""
-        try:
-            import fsspec
-        except ImportError:
-            raise BackendUnavailable(f"{url}: reading URLs needs fsspec; {REMOTE_INSTALL}") from None
         self.url = url.rstrip("/")
-        self.protocol = fsspec.utils.get_protocol(self.url)
         self.storage_options = dict(storage_options or {})
         self.verify_crc, self.retries, self.backoff_s = verify_crc, retries, backoff_s
         self._keys = (image_key.encode("utf-8"), label_key.encode("utf-8"))
-        self._fs = PerProcess(self._new_fs, _forget)
+        self._fs = PerProcess(self._new_fs, _leave)
         self._cache: dict[int, bytes] = {}
         self._ahead: Optional[Future] = None  # the look-ahead fetch in flight
-        self._background = PerProcess(_one_thread, _stop_thread)
+        self._background = PerProcess(_one_thread, _leave)
         where = f"{self.url}/{MANIFEST}"
         text = self._whole(where)
         self.manifest = parse_manifest(text.decode("utf-8", "replace"), where)
@@ -98,33 +123,11 @@ class RemoteTFRecordSource:
 
     # --- the filesystem, once per process ------------------------------------------------------
     def _new_fs(self, _: int = 0) -> Any:
-        import fsspec
-
-        try:
-            return fsspec.filesystem(self.protocol, skip_instance_cache=True,
-                                     **self.storage_options)
-        except ImportError as exc:
-            raise BackendUnavailable(f"{self.url}: {exc}; {REMOTE_INSTALL}") from None
+        return filesystem(self.url, self.storage_options)
 
     def _call(self, what: str, fetch: Callable[[Any], Any]) -> Any:
-        """``fetch(fs)`` with retries on transient errors; a missing object or a refusal is
-        final at once. The SourceError names ``what`` (the object and range)."""
-        error: BaseException = RuntimeError("no attempt")
-        for attempt in range(max(1, self.retries)):
-            try:
-                return fetch(self._fs.get(0))
-            except FileNotFoundError as exc:
-                raise SourceError(f"{what}: not found ({exc}); check the URL, the bucket and the "
-                                  "prefix") from None
-            except PermissionError as exc:
-                raise SourceError(f"{what}: access denied ({exc}); check the credentials in "
-                                  "storage_options (or the environment fsspec reads)") from None
-            except Exception as exc:  # noqa: BLE001 - network, server: retried, then named
-                error = exc
-                if attempt + 1 < self.retries:
-                    time.sleep(self.backoff_s * 4 ** attempt)
-        raise SourceError(f"{what}: failed after {self.retries} tries ({type(error).__name__}: "
-                          f"{error}); check the endpoint and the network") from None
+        """``fetch(fs)`` on this process's filesystem, with this source's retries."""
+        return with_retries(what, lambda: fetch(self._fs.get(0)), self.retries, self.backoff_s)
 
     def _whole(self, url: str) -> bytes:
         return self._call(url, lambda fs: fs.cat_file(url))

@@ -73,15 +73,7 @@ class ShardCache:
 
     def _make_room(self, size: int, keep: Path) -> None:
         with _locked(self.folder / ".cache.lock"):
-            shards = []
-            for path in self.folder.iterdir():
-                if path.name.startswith(".") or path.name.endswith(".lock") or PART in path.name:
-                    continue
-                try:
-                    stat = path.stat()
-                except FileNotFoundError:
-                    continue
-                shards.append((stat.st_mtime, stat.st_size, path))
+            shards = [(stat.st_mtime, stat.st_size, path) for path, stat in self._shards()]
             used = sum(s for _, s, _ in shards)
             for _, bytes_, path in sorted(shards, key=lambda s: s[0]):
                 if used + size <= self.max_bytes:
@@ -91,9 +83,17 @@ class ShardCache:
                     used -= bytes_
 
     def bytes_used(self) -> int:
-        return sum(p.stat().st_size for p in self.folder.iterdir()
-                   if not p.name.endswith(".lock") and not p.name.startswith(".")
-                   and PART not in p.name)
+        return sum(stat.st_size for _, stat in self._shards())
+
+    def _shards(self) -> Iterator[tuple[Path, os.stat_result]]:
+        """The whole shards in the folder (not locks, partial downloads or hidden files)."""
+        for path in self.folder.iterdir():
+            if path.name.startswith(".") or path.name.endswith(".lock") or PART in path.name:
+                continue
+            try:
+                yield path, path.stat()
+            except FileNotFoundError:  # removed by another process meanwhile
+                continue
 
 
 def _usable(path: Path, size: int) -> bool:
