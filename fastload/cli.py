@@ -50,8 +50,8 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
     manifest = convert(args.src, args.dst, format=args.format, shards=args.shards,
                        shard_bytes=args.shard_size, max_size=args.max_size, quality=args.quality,
-                       split=args.split, workers=args.workers, progress=sys.stderr,
-                       staging=args.staging)
+                       split=args.split, restarts=args.restarts, workers=args.workers,
+                       progress=sys.stderr, staging=args.staging)
     print(f"{args.dst}: {manifest.samples} samples, {len(manifest.classes)} classes, "
           f"{len(manifest.shards)} {manifest.format} shards")
     return 0
@@ -177,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--max-size", type=int, help="re-encode images whose longer side exceeds this")
     conv.add_argument("--quality", type=int, help="re-encode every image as JPEG at this quality")
     conv.add_argument("--split", default="train", help="shard name prefix (default train)")
+    conv.add_argument("--no-restarts", dest="restarts", action="store_false",
+                      help="copy JPEG bytes as they are (default: rewrite them losslessly with "
+                      "restart markers, which makes crops ~25%% cheaper to decode)")
     conv.add_argument("--workers", type=int, help="processes (default: all CPUs)")
     conv.set_defaults(run=_cmd_convert)
 

@@ -34,6 +34,7 @@ from .errors import DecodeError, FastloadError, SourceError, SpecError
 from .formats import protowire, tfrecord
 from .formats.manifest import FORMATS, MANIFEST, Manifest, ShardInfo
 from .image_info import open_image
+from .restarts import with_restarts
 from .progress import Progress
 from .sources.folder import FolderSource
 
@@ -49,6 +50,7 @@ class ConvertOptions:
     max_size: Optional[int] = None      # re-encode images whose longer side exceeds this
     quality: Optional[int] = None       # re-encode every image as JPEG at this quality
     split: str = "train"
+    restarts: bool = True               # JPEGs rewritten losslessly with restart markers
 
     def check(self) -> None:
         if self.format not in FORMATS:
@@ -73,11 +75,16 @@ def shard_name(options: ConvertOptions, k: int, count: int) -> str:
 def convert(src: Union[str, Path], dst: Union[str, Path], *, format: str = "tfrecord",
             shards: Optional[int] = None, shard_bytes: Optional[int] = None,
             max_size: Optional[int] = None, quality: Optional[int] = None, split: str = "train",
-            workers: Optional[int] = None, progress: Optional[TextIO] = None,
+            restarts: bool = True, workers: Optional[int] = None, progress: Optional[TextIO] = None,
             storage_options: Optional[dict] = None,
             staging: Optional[Union[str, Path]] = None) -> Manifest:
     """Convert the ImageFolder ``src`` into shards under ``dst``; returns the manifest.
 
+    ``restarts``: rewrite each JPEG with a restart marker every few MCUs, losslessly (the same
+    DCT coefficients, so the same pixels; ``fastload._jpeg.add_restarts``); a crop is then
+    decoded from the restart segments it covers only (~0.72 -> ~0.53 ms per RandomResizedCrop
+    box on real photographs), and the shards stay within ~0.1% of the size. Needs the
+    ``fastload._jpeg`` extension; without it the bytes are copied as they are.
     ``progress``: a stream for a progress line (``sys.stderr`` in the CLI), or None for silence.
     ``dst`` may be a URL (``s3://bucket/prefix``; TFRecord only): the shards are made in the
     local folder ``staging`` (default ``./.fastload-staging-<digest of dst>``; a re-run resumes
@@ -95,12 +102,12 @@ def convert(src: Union[str, Path], dst: Union[str, Path], *, format: str = "tfre
         digest = hashlib.sha256(str(dst).encode()).hexdigest()[:12]
         local = Path(staging) if staging is not None else Path(f".fastload-staging-{digest}")
         manifest = convert(src, local, format=format, shards=shards, shard_bytes=shard_bytes,
-                           max_size=max_size, quality=quality, split=split, workers=workers,
-                           progress=progress)
+                           max_size=max_size, quality=quality, split=split, restarts=restarts,
+                           workers=workers, progress=progress)
         upload(local, str(dst), storage_options=storage_options, progress=progress)
         shutil.rmtree(local)
         return manifest
-    options = ConvertOptions(format, shards, shard_bytes, max_size, quality, split)
+    options = ConvertOptions(format, shards, shard_bytes, max_size, quality, split, restarts)
     options.check()
     source = FolderSource(src)
     dst = Path(dst)
@@ -282,7 +289,7 @@ class _Job:
             data, label = self.source.read(i)
             where = self.source.locate(i)
             data, fmt, height, width = prepare_image(data, where, self.options.max_size,
-                                                     self.options.quality)
+                                                     self.options.quality, self.options.restarts)
             yield i, data, label, fmt, height, width
             self.tick(1)
 
@@ -358,9 +365,10 @@ def remove_temporary(dst: Path, name: str) -> None:
     (dst / f".{tfrecord.index_path(dst / name).name}.tmp").unlink(missing_ok=True)
 
 
-def prepare_image(data: bytes, where: str, max_size: Optional[int],
-                  quality: Optional[int]) -> tuple[bytes, str, int, int]:
-    """Check that ``data`` decodes; re-encode as JPEG when asked. -> (bytes, format, h, w)."""
+def prepare_image(data: bytes, where: str, max_size: Optional[int], quality: Optional[int],
+                  restarts: bool = False) -> tuple[bytes, str, int, int]:
+    """Check that ``data`` decodes; re-encode as JPEG when asked; JPEGs get restart markers
+    when ``restarts``. -> (bytes, format, h, w)."""
     img = open_image(data, where)
     fmt = (img.format or "unknown").lower()
     width, height = img.size
@@ -370,7 +378,7 @@ def prepare_image(data: bytes, where: str, max_size: Optional[int],
             if fmt == "jpeg":
                 img.draft("RGB", (max(1, width // 8), max(1, height // 8)))
             img.load()
-            return data, fmt, height, width
+            return with_restarts(data) if restarts and fmt == "jpeg" else data, fmt, height, width
         img = img.convert("RGB")
         if shrink:
             scale = max_size / max(width, height)  # type: ignore[operator]
@@ -381,4 +389,5 @@ def prepare_image(data: bytes, where: str, max_size: Optional[int],
     except (OSError, SyntaxError, ValueError) as exc:
         raise DecodeError(f"{where}: cannot decode image ({type(exc).__name__}: {exc}); fix or "
                           "remove the file, then re-run the conversion (finished shards are kept)") from None
-    return out.getvalue(), "jpeg", height, width
+    data = out.getvalue()
+    return with_restarts(data) if restarts else data, "jpeg", height, width
