@@ -1,16 +1,22 @@
 """The torch backend against the decode-only ceiling, measured in adjacent pairs.
 
     python benchmarks/ceiling_pairs.py [--samples 1024] [--pairs 7] [--pipeline train|eval]
-                                       [--photos synthetic|real]
+                                       [--photos synthetic|real] [--format folder|tfrecord|lmdb]
+                                       [--no-restarts]
 
 ``--photos real``: real photographs (``real_photos.py``: recut from the photos shipped in
-scikit-image and scikit-learn) instead of the synthetic generator.
+scikit-image and scikit-learn) instead of the synthetic generator. ``--format``: both sides read
+the set converted by ``fastload convert`` (restart markers in the JPEGs unless
+``--no-restarts``) instead of the folder: the ceiling decodes the same bytes whole.
 
 On a shared VM the speed of the whole machine drifts by 10-30% within minutes, and
 pytest-benchmark runs all rounds of one benchmark before the next: the two sides of a ratio
 can land in different weather. Here each pair runs the ceiling and the torch backend back to
 back, each in a fresh process (one warm-up epoch, then ``--epochs`` timed epochs, 2 workers,
 batch 64), alternating which goes first; the ratio of each pair is reported, and their median.
+Each side's CPU time per image (user + system, the process and its workers) is reported too:
+on 2 busy cores throughput is ~2 / CPU per image, and CPU time does not count the time the VM
+gives to others, so its ratio scatters far less than the images/s one.
 The ceiling decodes the same files whole with simplejpeg (libjpeg-turbo) in DataLoader workers
 and does nothing else, in one DataLoader pass over all the epochs: no refill at an epoch start
 (fastload's loader has none either). ``test_loader.py``'s ceiling restarts each epoch, which
@@ -51,7 +57,7 @@ def run_child(kind: str, folder: str, pipeline: str, epochs: int) -> None:
     import fastload as fl
 
     if kind == "ceiling":  # one pass over all epochs: no refill at epoch starts, like fastload's
-        source = fl.FolderSource(folder)
+        source = fl.open_source(folder)
         batches = iter(torch.utils.data.DataLoader(DecodeOnly(source, epochs + 1),
                                                    batch_size=BATCH, num_workers=WORKERS))
         sizes = (len(b) for b in batches)
@@ -65,15 +71,35 @@ def run_child(kind: str, folder: str, pipeline: str, epochs: int) -> None:
         warm += size
         if warm >= len(source):
             break
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), tree_cpu()
     images = sum(sizes)
-    print(json.dumps({"images_per_s": images / (time.perf_counter() - start)}))
+    seconds, cpu = time.perf_counter() - start, tree_cpu() - cpu
+    print(json.dumps({"images_per_s": images / seconds, "cpu_ms_per_image": 1e3 * cpu / images}))
 
 
-def measure(kind: str, folder: str, pipeline: str, epochs: int) -> float:
+def tree_cpu() -> float:
+    """CPU seconds (user + system) of this process, its live descendants (the workers) and its
+    children that ended (the ceiling's DataLoader joins its workers at the end)."""
+    import os
+    import resource
+
+    from fastload.bench.memory import descendants
+
+    ended = resource.getrusage(resource.RUSAGE_CHILDREN)
+    tick, total = os.sysconf("SC_CLK_TCK"), (ended.ru_utime + ended.ru_stime) * os.sysconf("SC_CLK_TCK")
+    for pid in [os.getpid(), *descendants(os.getpid())]:
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    return total / tick
+
+
+def measure(kind: str, folder: str, pipeline: str, epochs: int) -> dict:
     out = subprocess.run([sys.executable, __file__, "--child", kind, folder, pipeline, str(epochs)],
                          check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])["images_per_s"]
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -83,6 +109,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--pipeline", choices=("train", "eval"), default="train")
     parser.add_argument("--photos", choices=("synthetic", "real"), default="synthetic")
+    parser.add_argument("--format", choices=("folder", "tfrecord", "lmdb"), default="folder")
+    parser.add_argument("--no-restarts", dest="restarts", action="store_false")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -101,15 +129,28 @@ def main() -> None:
         else:
             folder = str(make_image_folder(Path(tmp) / "photos", args.samples, classes=10,
                                            workers=2))
-        ratios = []
+        if args.format != "folder":
+            from fastload.convert import convert
+
+            convert(folder, Path(tmp) / args.format, format=args.format, shards=4,
+                    restarts=args.restarts)
+            folder = str(Path(tmp) / args.format)
+        ratios, cpu_ratios = [], []
         for k in range(args.pairs):
             order = ("ceiling", "torch") if k % 2 == 0 else ("torch", "ceiling")
-            rate = {kind: measure(kind, folder, args.pipeline, args.epochs) for kind in order}
+            got = {kind: measure(kind, folder, args.pipeline, args.epochs) for kind in order}
+            rate = {kind: got[kind]["images_per_s"] for kind in got}
+            cpu = {kind: got[kind]["cpu_ms_per_image"] for kind in got}
             ratios.append(rate["torch"] / rate["ceiling"])
-            print(f"pair {k + 1}: ceiling {rate['ceiling']:.0f} img/s, torch ({args.pipeline}) "
-                  f"{rate['torch']:.0f} img/s, ratio {ratios[-1]:.1%}", flush=True)
+            cpu_ratios.append(cpu["ceiling"] / cpu["torch"])
+            print(f"pair {k + 1}: ceiling {rate['ceiling']:.0f} img/s ({cpu['ceiling']:.3f} ms "
+                  f"CPU/image), torch ({args.pipeline}) {rate['torch']:.0f} img/s "
+                  f"({cpu['torch']:.3f} ms), ratio {ratios[-1]:.1%}, CPU ratio "
+                  f"{cpu_ratios[-1]:.1%}", flush=True)
         print(f"median ratio over {len(ratios)} pairs: {statistics.median(ratios):.1%} "
-              f"(range {min(ratios):.1%}-{max(ratios):.1%})")
+              f"(range {min(ratios):.1%}-{max(ratios):.1%}); CPU per image, ceiling / torch: "
+              f"{statistics.median(cpu_ratios):.1%} (range {min(cpu_ratios):.1%}-"
+              f"{max(cpu_ratios):.1%})")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ try:
 except ImportError:  # the optional extension was not built
     _jpeg = None
 
-RESTART_INTERVAL = 4  # MCUs (64 px of a 4:2:0 JPEG): size +-0.1%, crops ~28% faster to decode
+RESTART_INTERVAL = 2  # MCUs (32 px of a 4:2:0 JPEG): shards +1.5%; crops 631 -> 514 us (4: 529 us, +0.6%)
 
 
 def with_restarts(data: bytes) -> bytes:

@@ -47,6 +47,19 @@ class StringTable:
         self._blob = np.frombuffer(b"".join(encoded), dtype=np.uint8) if encoded else \
             np.zeros(0, dtype=np.uint8)
 
+    @classmethod
+    def from_arrays(cls, blob: np.ndarray, offsets: np.ndarray) -> "StringTable":
+        """The table whose ``arrays()`` these are (as saved in an index file)."""
+        table = cls.__new__(cls)
+        table._blob, table._offsets = blob.astype(np.uint8, copy=False), offsets.astype(np.int64, copy=False)
+        if len(table._offsets) == 0 or table._offsets[-1] != len(table._blob):
+            raise ValueError("offsets do not match the blob")
+        return table
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(blob, offsets): the whole table as two arrays."""
+        return self._blob, self._offsets
+
     def __len__(self) -> int:
         return len(self._offsets) - 1
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
+import zipfile
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 
@@ -14,36 +17,52 @@ from .base import StringTable
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 
+INDEX_FILE = ".fastload-index.npz"
+INDEX_VERSION = 1
+_RACY_SECONDS = 2.0  # a folder changed this recently may change again within its mtime tick
+
+
 class FolderSource:
-    """Images under ``root/<class>/...`` (sub-folders included), labelled by sorted class name."""
+    """Images under ``root/<class>/...`` (sub-folders included), labelled by sorted class name.
+
+    Listing a large tree costs seconds (~1.28M files: one ``scandir`` per folder, a sort, a
+    string per file), so the listing is kept in an index file, ``index_file`` (default
+    ``root/.fastload-index.npz``; another path for a read-only dataset; None: never), plain
+    numpy arrays (no pickle). It is used while the class folders are the same and every folder
+    under them still has the modification time it had when listed: adding, removing or
+    renaming a file or folder changes its parent folder's, and the tree is listed again (and
+    the file rewritten). A listing in which some
+    folder changed less than 2 s before is not saved (it could still change within the same
+    timestamp tick). Writing the default file is skipped silently where the folder is not
+    writable; an index file given explicitly that cannot be written is an error.
+    """
 
     def __init__(self, root: Union[str, Path], *, extensions: tuple[str, ...] = IMAGE_EXTENSIONS,
-                 allow_empty_classes: bool = False) -> None:
+                 allow_empty_classes: bool = False,
+                 index_file: Union[str, Path, None] = INDEX_FILE) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
             raise SourceError(f"{self.root}: not a folder; expected root/<class>/<image> files")
-        self.classes = sorted(e.name for e in os.scandir(self.root) if e.is_dir())
-        if not self.classes:
-            raise SourceError(f"{self.root}: no class folders; expected root/<class>/<image> files")
         exts = tuple(e.lower() for e in extensions)
-        paths: list[str] = []
-        labels: list[int] = []
-        empty: list[str] = []
-        for label, name in enumerate(self.classes):
-            found = _scan(self.root / name, exts)
-            if not found:
-                empty.append(name)
-            paths.extend(os.path.join(name, f) for f in found)
-            labels.extend([label] * len(found))
-        if not paths:
+        explicit = index_file is not None and index_file != INDEX_FILE
+        index = None if index_file is None else Path(index_file) if explicit else self.root / INDEX_FILE
+        listing = _load_index(self.root, index, exts) if index is not None else None
+        if listing is None:
+            listing = _list(self.root, exts)
+            if index is not None and listing.stable:
+                _save_index(index, exts, listing, explicit)
+        self.classes = listing.classes
+        counts = np.bincount(listing.labels, minlength=len(self.classes))
+        empty = [name for name, n in zip(self.classes, counts) if n == 0]
+        if len(listing.labels) == 0:
             raise SourceError(f"{self.root}: no image files ({', '.join(exts)}) in any class folder")
         if empty and not allow_empty_classes:
             raise SourceError(f"{self.root}: class folder(s) with no image files: {empty[:10]}"
                               f"{' ...' if len(empty) > 10 else ''}; remove them or pass "
                               "allow_empty_classes=True to keep their labels")
         self.empty_classes = empty
-        self._paths = StringTable(paths)
-        self.labels = np.asarray(labels, dtype=np.int64)
+        self._paths = listing.paths
+        self.labels = listing.labels
 
     def __len__(self) -> int:
         return len(self._paths)
@@ -80,13 +99,101 @@ class FolderSource:
         return f"FolderSource({str(self.root)!r}, samples={len(self)}, classes={len(self.classes)})"
 
 
-def _scan(folder: Path, exts: tuple[str, ...]) -> list[str]:
-    """Image files under ``folder`` (symlinks followed), as sorted paths relative to it."""
+class _Listing:
+    """What listing the tree found: class names, paths (``<class>/<file>``) and labels, and
+    every folder walked with its modification time (ns), for checking an index file."""
+
+    def __init__(self, classes: list[str], paths: StringTable, labels: np.ndarray,
+                 folders: StringTable, mtimes: np.ndarray, stable: bool = True) -> None:
+        self.classes, self.paths, self.labels = classes, paths, labels
+        self.folders, self.mtimes, self.stable = folders, mtimes, stable
+
+
+def _class_names(root: Path) -> list[str]:
+    return sorted(e.name for e in os.scandir(root) if e.is_dir())
+
+
+def _list(root: Path, exts: tuple[str, ...]) -> _Listing:
+    started = time.time_ns()
+    folders: list[str] = []
+    mtimes: list[int] = []
+    classes = _class_names(root)
+    if not classes:
+        raise SourceError(f"{root}: no class folders; expected root/<class>/<image> files")
+    paths: list[str] = []
+    labels: list[int] = []
+    for label, name in enumerate(classes):
+        found = _scan(root, name, exts, folders, mtimes)
+        paths.extend(found)
+        labels.extend([label] * len(found))
+    stable = max(mtimes) < started - _RACY_SECONDS * 1e9
+    # (the root's own time is not kept: writing the index file into it changes it; its class
+    # folders are compared by name instead)
+    return _Listing(classes, StringTable(paths), np.asarray(labels, dtype=np.int64),
+                    StringTable(folders), np.asarray(mtimes, dtype=np.int64), stable)
+
+
+def _scan(root: Path, name: str, exts: tuple[str, ...], folders: list[str],
+          mtimes: list[int]) -> list[str]:
+    """Image files under ``root/name`` (symlinks followed), as sorted ``name/...`` paths; every
+    folder walked is appended to ``folders`` with its modification time."""
     found = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+    for dirpath, dirnames, filenames in os.walk(root / name, followlinks=True):
         dirnames.sort()
-        rel = os.path.relpath(dirpath, folder)
-        for name in sorted(filenames):
-            if name.lower().endswith(exts):
-                found.append(name if rel == "." else os.path.join(rel, name))
+        rel = os.path.relpath(dirpath, root)
+        folders.append(rel)
+        mtimes.append(os.stat(dirpath).st_mtime_ns)
+        for f in filenames:
+            if f.lower().endswith(exts):
+                found.append(os.path.join(rel, f))
     return sorted(found)
+
+
+def _load_index(root: Path, path: Path, exts: tuple[str, ...]) -> Optional[_Listing]:
+    """The listing of ``root`` saved at ``path`` if it is there, readable, of these extensions
+    and still current (the same class folders, every folder's modification time unchanged);
+    else None."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if int(f["version"]) != INDEX_VERSION or str(f["extensions"]) != "|".join(exts):
+                return None
+            folders = StringTable.from_arrays(f["folders_blob"], f["folders_offsets"])
+            mtimes = f["mtimes"]
+            classes = StringTable.from_arrays(f["classes_blob"], f["classes_offsets"])
+            listing = _Listing([classes[i] for i in range(len(classes))],
+                               StringTable.from_arrays(f["paths_blob"], f["paths_offsets"]),
+                               f["labels"].astype(np.int64, copy=False), folders, mtimes)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    try:
+        if _class_names(root) != listing.classes:
+            return None
+        for i in range(len(folders)):
+            if os.stat(os.path.join(root, folders[i])).st_mtime_ns != mtimes[i]:
+                return None
+    except OSError:
+        return None
+    if len(listing.labels) != len(listing.paths):
+        return None
+    return listing
+
+
+def _save_index(path: Path, exts: tuple[str, ...], listing: _Listing, explicit: bool) -> None:
+    """Write the listing to ``path`` (a temporary name, then a rename)."""
+    arrays = {"version": np.asarray(INDEX_VERSION), "extensions": np.asarray("|".join(exts)),
+              "labels": listing.labels, "mtimes": listing.mtimes}
+    for name, table in (("paths", listing.paths), ("folders", listing.folders),
+                        ("classes", StringTable(listing.classes))):
+        arrays[f"{name}_blob"], arrays[f"{name}_offsets"] = table.arrays()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if explicit:
+            raise SourceError(f"{path}: cannot write the folder's index file: "
+                              f"{exc.strerror or exc}; pass index_file=None to list the folder "
+                              "every time, or a writable path") from None
