@@ -1,6 +1,7 @@
 /* fastload._kernels: the CPU kernels of the torch backend, each one pass, GIL released.
  *
- * resample(src, height, width, channels, full_h, full_w, top, left, out, out_h, out_w, flip)
+ * resample(src, height, width, channels, full_h, full_w, top, left, out, out_h, out_w, flip
+ *          [, origin_y, origin_x, image_h, image_w])
  *   Antialiased bilinear resize of an 8-bit RGB or RGBX image (height, width, channels) to
  *   (full_h, full_w), of which only the window of rows [top, top + out_h) and columns
  *   [left, left + out_w) is computed (outside the resized image: zeros) and written as
@@ -8,7 +9,11 @@
  *   torch's uint8 antialiased bilinear kernel (Pillow-SIMD's scheme: double weights rounded to
  *   int16 at a precision chosen from the largest weight, a horizontal pass to 8 bits, then a
  *   vertical pass), so the pixels are identical to F.interpolate(..., antialias=True) of the
- *   whole image followed by the crop, without the work outside the window.
+ *   whole image followed by the crop, without the work outside the window. With the four
+ *   optional arguments, src is only the region of rows [origin_y, origin_y + height) and
+ *   columns [origin_x, ...) of an image_h x image_w image, and the resize is of the whole
+ *   image (ValueError when the window reads outside the region): a decoder need only decode
+ *   the rows and columns the window reads.
  *
  * normalize_erase(images, out, batch, height, width, scale, bias, boxes, fill)
  *   images: uint8 (batch, 3, height, width), contiguous; out: float32, same shape, writable;
@@ -299,6 +304,9 @@ typedef struct {
     Py_ssize_t height, width, channels, full_h, full_w, top, left, out_h, out_w;
     int flip;
     uint8_t *out;
+    /* src is rows [origin_y, origin_y + height) and columns [origin_x, origin_x + width) of
+     * an image_h x image_w image (a decoded region): the resize is of the whole image */
+    Py_ssize_t origin_y, origin_x, image_h, image_w;
 } resample_job;
 
 /* Per-thread scratch memory, kept between calls: fresh multi-100-kB buffers per image cost
@@ -321,7 +329,7 @@ static void *reserve(scratch *s, size_t size) {
     return s->data;
 }
 
-/* Returns 0 on success, -1 when out of memory. */
+/* Returns 0 on success, -1 when out of memory, -2 when the window reads outside src. */
 static int run_resample(const resample_job *job) {
     Py_ssize_t oh = job->out_h, ow = job->out_w;
     /* the window clipped to the resized image; everything else is zero */
@@ -334,11 +342,11 @@ static int run_resample(const resample_job *job) {
     if (y1 <= y0 || x1 <= x0)
         return 0;
     Py_ssize_t wn = x1 - x0, hn = y1 - y0, row_bytes = wn * 4;
-    int horizontal = job->full_w != job->width, vertical = job->full_h != job->height;
+    int horizontal = job->full_w != job->image_w, vertical = job->full_h != job->image_h;
     filter fx = {0}, fy = {0};
     int status = -1;
-    if ((horizontal && !make_filter((int)job->width, (int)job->full_w, (int)x0, (int)wn, &fx)) ||
-        (vertical && !make_filter((int)job->height, (int)job->full_h, (int)y0, (int)hn, &fy)))
+    if ((horizontal && !make_filter((int)job->image_w, (int)job->full_w, (int)x0, (int)wn, &fx)) ||
+        (vertical && !make_filter((int)job->image_h, (int)job->full_h, (int)y0, (int)hn, &fy)))
         goto done;
     /* the source rows and columns the window reads */
     Py_ssize_t s0 = vertical ? fy.start[0] : y0, s1 = vertical ? s0 : y1;
@@ -350,8 +358,14 @@ static int run_resample(const resample_job *job) {
         if (fx.start[i] + fx.size[i] > c1)
             c1 = fx.start[i] + fx.size[i];
     Py_ssize_t count = s1 - s0, cols = c1 - c0;
+    if (s0 < job->origin_y || s1 > job->origin_y + job->height || c0 < job->origin_x ||
+        c1 > job->origin_x + job->width) {
+        status = -2; /* the region given does not hold what the window reads */
+        goto done;
+    }
     /* RGB input: an RGBX copy of the rows and columns read, then as for RGBX */
-    const uint8_t *src = job->src + s0 * job->width * job->channels + c0 * job->channels;
+    const uint8_t *src = job->src + (s0 - job->origin_y) * job->width * job->channels +
+                         (c0 - job->origin_x) * job->channels;
     Py_ssize_t src_row = job->width * job->channels;
     if (job->channels == 3) {
         uint8_t *rgbx = reserve(&scratch_row, (size_t)(count * cols * 4));
@@ -441,15 +455,24 @@ done:
 static PyObject *resample(PyObject *self, PyObject *args) {
     Py_buffer src, out;
     resample_job job;
-    if (!PyArg_ParseTuple(args, "y*nnnnnnnw*nnp:resample", &src, &job.height, &job.width,
+    job.origin_y = job.origin_x = 0;
+    job.image_h = job.image_w = -1;
+    if (!PyArg_ParseTuple(args, "y*nnnnnnnw*nnp|nnnn:resample", &src, &job.height, &job.width,
                           &job.channels, &job.full_h, &job.full_w, &job.top, &job.left, &out,
-                          &job.out_h, &job.out_w, &job.flip))
+                          &job.out_h, &job.out_w, &job.flip, &job.origin_y, &job.origin_x,
+                          &job.image_h, &job.image_w))
         return NULL;
+    if (job.image_h < 0)
+        job.image_h = job.height;
+    if (job.image_w < 0)
+        job.image_w = job.width;
     PyObject *result = NULL;
     if (job.height <= 0 || job.width <= 0 || (job.channels != 3 && job.channels != 4) ||
         job.full_h <= 0 || job.full_w <= 0 || job.out_h <= 0 || job.out_w <= 0 ||
-        job.full_h > 1 << 20 || job.full_w > 1 << 20) {
-        PyErr_SetString(PyExc_ValueError, "resample: sizes must be positive, channels 3 or 4");
+        job.full_h > 1 << 20 || job.full_w > 1 << 20 || job.origin_y < 0 || job.origin_x < 0 ||
+        job.origin_y + job.height > job.image_h || job.origin_x + job.width > job.image_w) {
+        PyErr_SetString(PyExc_ValueError, "resample: sizes must be positive, channels 3 or 4, "
+                        "and the region inside the image");
         goto release;
     }
     if (src.len != job.height * job.width * job.channels || out.len != 3 * job.out_h * job.out_w) {
@@ -464,6 +487,11 @@ static PyObject *resample(PyObject *self, PyObject *args) {
     Py_BEGIN_ALLOW_THREADS
     status = run_resample(&job);
     Py_END_ALLOW_THREADS
+    if (status == -2) {
+        PyErr_SetString(PyExc_ValueError, "resample: the window reads source pixels outside "
+                        "the region given; decode a larger region");
+        goto release;
+    }
     if (status < 0) {
         PyErr_NoMemory();
         goto release;

@@ -89,6 +89,16 @@ def render(data: bytes, where: str, plan: SamplePlan, size: tuple[int, int],
     if plan.reduced_decode and plan.scale >= 2:
         reduce = 2 ** min(3, int(math.log2(plan.scale)))
     try:
+        if reduce == 1 and _resample is not None and any(v != int(v) for v in plan.box):
+            # a fractional box (eval's centre crop): resize the whole image, keep the window;
+            # only the source rows and columns that window reads are decoded
+            full, window = _resize_window(plan.box, (height, width), out.shape[1:])
+            span = _window_span(full, window, out.shape[1:], (height, width))
+            region = decode_box(data, span, (height, width), 1)
+            if region is not None:
+                pixels, origin = region
+                resample_into(pixels, plan.box, out, plan.flip, origin, (height, width))
+                return
         region = decode_box(data, plan.box, (height, width), reduce)
     except EOFError as exc:
         raise DecodeError(f"{where}: {exc}; check the file, or replace it") from None
@@ -144,28 +154,66 @@ def _resize(pixels: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
                          align_corners=False)[0]
 
 
+def _resize_window(box: tuple[float, float, float, float], image: tuple[int, int],
+                   out_size: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
+    """For a fractional box: the size the whole image is resized to so the box becomes
+    ``out_size``, and the box's (top, left) window in it."""
+    top, left, h, w = box
+    sy, sx = h / out_size[0], w / out_size[1]
+    full = (max(1, round(image[0] / sy)), max(1, round(image[1] / sx)))
+    return full, (round(top / sy), round(left / sx))
+
+
+def _window_span(full: tuple[int, int], window: tuple[int, int], out_size: tuple[int, int],
+                 image: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The whole-pixel box (top, left, height, width) of the image that the resize to ``full``
+    reads for the ``window`` (the taps of fastload._kernels' antialiased filter, + 1 pixel)."""
+    spans = []
+    for axis in (0, 1):
+        size, n = image[axis], full[axis]
+        first = max(window[axis], 0)
+        last = min(window[axis] + out_size[axis], n) - 1
+        if size == n or last < first:
+            lo, hi = first, last + 1
+        else:
+            scale = size / n
+            support = max(scale, 1.0)
+            lo = int(scale * (first + 0.5) - support + 0.5)
+            hi = int(scale * (last + 0.5) + support + 0.5)
+        lo, hi = max(0, lo - 1), min(size, hi + 1)
+        spans.append((lo, max(hi, lo + 1)))
+    (y0, y1), (x0, x1) = spans
+    return y0, x0, y1 - y0, x1 - x0
+
+
 def resample_into(pixels: np.ndarray, box: tuple[float, float, float, float],
-                  out: torch.Tensor, flip: bool = False) -> None:
+                  out: torch.Tensor, flip: bool = False, origin: tuple[int, int] = (0, 0),
+                  image: Optional[tuple[int, int]] = None) -> None:
     """Resample the source ``box`` (top, left, height, width) of (h, w, 3 or 4) ``pixels`` (RGB
     or RGBX) into the (3, H, W) ``out``, mirrored left-right when ``flip`` (flip commutes with
-    the resampling)."""
+    the resampling). ``pixels`` may be a region of a larger ``image`` (height, width) starting
+    at ``origin`` (row, column); ``box`` is in the image's coordinates."""
     out_h, out_w = out.shape[1:]
-    height, width = pixels.shape[:2]
+    height, width = image if image is not None else pixels.shape[:2]
+    oy, ox = origin
     top, left, h, w = box
     whole = all(abs(v - round(v)) < 1e-6 for v in box)
     if whole and top >= 0 and left >= 0 and top + h <= height and left + w <= width:
-        t, l = int(round(top)), int(round(left))
+        t, l = int(round(top)) - oy, int(round(left)) - ox
         src, full, window = pixels[t:t + int(round(h)), l:l + int(round(w))], (out_h, out_w), (0, 0)
+        oy = ox = 0
+        height, width = src.shape[:2]
     else:
         # resize the whole image so the box becomes out_size, then crop (zeros outside it)
-        sy, sx = h / out_h, w / out_w
-        src, full = pixels, (max(1, round(height / sy)), max(1, round(width / sx)))
-        window = (round(top / sy), round(left / sx))
+        src = pixels
+        full, window = _resize_window(box, (height, width), (out_h, out_w))
     if _resample is not None and out.is_contiguous():
         src = np.ascontiguousarray(src)
         _resample(src, src.shape[0], src.shape[1], src.shape[2], *full, *window, out.numpy(),
-                  out_h, out_w, flip)
+                  out_h, out_w, flip, oy, ox, height, width)
         return
+    if (oy, ox) != (0, 0) or src.shape[:2] != (height, width):
+        raise ValueError("resample_into: a region of an image needs fastload._kernels")
     src = src[..., :3]
     if full == (out_h, out_w) and window == (0, 0):
         result = _resize(src, (out_h, out_w))

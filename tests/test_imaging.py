@@ -130,6 +130,35 @@ def test_resample_is_torch_interpolate_then_crop():
 
 
 @needs_kernels
+def test_resample_of_a_region_is_the_resample_of_the_whole_image():
+    """Eval decodes only the rows and columns its window reads (``imaging._window_span``): the
+    kernel given that region (and its origin in the image) computes the same pixels."""
+    rng = np.random.default_rng(3)
+    checked = 0
+    for trial in range(200):
+        h, w = (int(v) for v in rng.integers(8, 160, 2))
+        fh, fw = (int(v) for v in rng.integers(4, 220, 2))
+        oh, ow = (int(v) for v in rng.integers(1, 100, 2))
+        top, left = int(rng.integers(-5, fh)), int(rng.integers(-5, fw))
+        img = np.ascontiguousarray(rng.integers(0, 256, (h, w, 4), dtype=np.uint8))
+        whole = np.empty((3, oh, ow), np.uint8)
+        _kernels.resample(img, h, w, 4, fh, fw, top, left, whole, oh, ow, trial % 2 == 1)
+        y0, x0, rh, rw = imaging._window_span((fh, fw), (top, left), (oh, ow), (h, w))
+        region = np.ascontiguousarray(img[y0:y0 + rh, x0:x0 + rw])
+        part = np.empty_like(whole)
+        _kernels.resample(region, rh, rw, 4, fh, fw, top, left, part, oh, ow, trial % 2 == 1,
+                          y0, x0, h, w)
+        assert np.array_equal(part, whole), (h, w, fh, fw, top, left, oh, ow)
+        checked += (rh, rw) != (h, w)
+        if rh > 6 and fh != h and top >= 0 and top + oh <= fh and 0 <= left < fw:
+            with pytest.raises(ValueError, match="outside the region"):  # the span is tight:
+                short = np.ascontiguousarray(region[2:-2])  # 1 row of slack each side
+                _kernels.resample(short, rh - 4, rw, 4, fh, fw, top, left, part, oh, ow, False,
+                                  y0 + 2, x0, h, w)
+    assert checked > 100  # most windows needed only part of the image
+
+
+@needs_kernels
 def test_resample_rejects_wrong_buffer_sizes():
     with pytest.raises(ValueError, match="src has 10 bytes"):
         _kernels.resample(bytes(10), 2, 2, 3, 4, 4, 0, 0, bytearray(48), 4, 4, False)
