@@ -143,6 +143,29 @@ def test_worker_killed_mid_epoch_is_a_clear_error_not_a_hang_and_the_loader_reco
         assert len(list(ld)) == len(ld)  # fresh workers
 
 
+def test_workers_ask_for_a_short_time_slice_and_keep_their_nice_value(photo_folder):
+    """A decode worker gives its core back to the training loop after 0.5 ms (EEVDF's
+    per-task slice; the p99 wait at 70% load depends on it): read back from the kernel."""
+    from fastload.backends.task_queue import WORKER_SLICE_NS
+
+    if "se.slice" not in open("/proc/self/sched").read():
+        pytest.skip("this kernel has no per-task slice (Linux 6.12+)")
+    script = f"""
+import os, fastload as fl
+os.nice(2)
+with fl.loader({str(photo_folder)!r}, fl.presets.imagenet_train(32), 2, num_workers=2) as ld:
+    next(iter(ld))
+    for worker in ld._producer._hosts._workers:
+        fields = dict(map(str.strip, line.split(":", 1))
+                      for line in open(f"/proc/{{worker.pid}}/sched") if ":" in line)
+        print(int(fields["se.slice"]), os.getpriority(os.PRIO_PROCESS, worker.pid))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == [str(WORKER_SLICE_NS), "2"] * 2
+
+
 def test_file_deleted_during_training_names_it(tmp_path):
     root = folder_with(tmp_path, {})
     with fl.loader(root, EVAL, 2, num_workers=2, shuffle=False) as ld:

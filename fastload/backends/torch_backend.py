@@ -34,7 +34,7 @@ from .finisher import CpuFinisher
 from .pixel import apply_steps
 from .skips import prefetch, read_sample
 from .tail import Tail, apply_tail
-from .task_queue import (LIVENESS_POLL_S, Deadline, ExitWithParent, TaskQueue,
+from .task_queue import (LIVENESS_POLL_S, Deadline, WorkerInit, TaskQueue,
                          no_wakeup_preemption)
 from .torch_internals import (awaited_worker, is_timeout, new_shared_storage, shutdown_workers,
                               worker_failure)
@@ -224,7 +224,7 @@ class TorchProducer:
             persistent_workers=workers and options.persistent_workers,
             prefetch_factor=options.prefetch_factor if workers else None,
             multiprocessing_context=context if workers else None, timeout=poll,
-            worker_init_fn=ExitWithParent(os.getpid()) if workers else None)
+            worker_init_fn=WorkerInit(os.getpid()) if workers else None)
 
     def batches(self, tasks: Sequence[BatchTask], seed: int, epoch: int,
                 following: Optional[Callable[[], Sequence[BatchTask]]] = None) -> Iterator[Batch]:
