@@ -33,7 +33,9 @@ def build(root: Path, samples: int, classes: int) -> Path:
     data = root / f"data-{samples}"
     if (data / ".complete").exists():
         return data
-    seeds = sorted(make_image_folder(root / "seeds", 16, classes=1, size=(96, 72)).rglob("*.jpg"))
+    count = samples // 30000 + 16  # ext4 allows 65000 links to a file
+    seeds = sorted(make_image_folder(root / f"seeds-{count}", count, classes=1,
+                                     size=(96, 72)).rglob("*.jpg"))
     for c in range(classes):
         (data / f"n{c:08d}").mkdir(parents=True, exist_ok=True)
     for i in range(samples):
@@ -70,7 +72,7 @@ def child(kind: str, root: str, workers: int) -> dict:
     pipeline = fl.Pipeline(fl.Decode(), fl.RandomResizedCrop(64), fl.RandomFlip(), fl.Normalize())
     start = time.perf_counter()
     loader = fl.loader(root, pipeline, 256, num_workers=workers, seed=0, shuffle=True)
-    batches = iter(loader)
+    batches = (batch for _ in range(1000) for batch in loader)  # epochs, for the small index
     next(batches)
     first = time.perf_counter() - start
     if kind == "first":

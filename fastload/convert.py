@@ -35,6 +35,7 @@ from .formats import protowire, tfrecord
 from .formats.manifest import FORMATS, MANIFEST, Manifest, ShardInfo
 from .image_info import open_image
 from .restarts import with_restarts
+from .per_process import forking
 from .progress import Progress
 from .sources.folder import FolderSource
 
@@ -224,7 +225,8 @@ def _pool_shards(context: "_Job", jobs: list[tuple[int, int]], nproc: int,
     lost: list[int] = []
     with ProcessPoolExecutor(nproc, mp_context=ctx, initializer=_pool_init,
                              initargs=(counter,)) as pool:
-        pending = {pool.submit(_run_job, (context, job)): job[0] for job in jobs}
+        with forking():  # (the pool forks all its workers at the first submit)
+            pending = {pool.submit(_run_job, (context, job)): job[0] for job in jobs}
         try:
             while pending and not lost:
                 done, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)

@@ -7,8 +7,10 @@ use in each process, closes the child's inherited copies, and drops handles on p
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 
 class PerProcess:
@@ -29,3 +31,17 @@ class PerProcess:
 
     def __getstate__(self) -> dict[str, Any]:
         return {"_opener": self._opener, "_closer": self._closer, "_pid": -1, "_handles": {}}
+
+
+@contextlib.contextmanager
+def forking() -> Iterator[None]:
+    """Around code that forks child processes: ``gc.freeze()``, so a child's collector never
+    examines what the parent held at the fork, garbage included (a DALI pipeline left in a
+    reference cycle has a ``__del__`` that waits on threads a child does not have: a convert
+    worker hung there), and never writes to those objects' pages (less copy-on-write); the
+    parent's collector is as before afterwards."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()

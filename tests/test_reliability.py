@@ -323,3 +323,49 @@ def test_workers_die_with_a_sigkilled_training_process(jpeg_folder, tmp_path, st
     alive = [p for p in workers + helpers if os.path.exists(f"/proc/{p}")
              and "zombie" not in open(f"/proc/{p}/status").read().lower()]
     assert alive == []
+
+
+_COLLECT_IN_CHILDREN = []  # set by the test below: forked children collect garbage at once
+
+
+def _collect_in_child():
+    if _COLLECT_IN_CHILDREN:
+        import gc
+
+        gc.collect()
+
+
+os.register_at_fork(after_in_child=_collect_in_child)
+
+
+@pytest.mark.parametrize("forks", ["convert", "loader"])
+def test_forked_workers_never_collect_the_parents_objects(jpeg_folder, tmp_path, forks):
+    """A DALI pipeline left in a reference cycle has a ``__del__`` that waits on threads a forked
+    child does not have: a convert worker whose collector ran it hung (seen in the suite). The
+    children must not collect what the parent held at the fork, garbage included: here every
+    child collects right after the fork, and the trap records who ran its ``__del__``."""
+    import gc
+
+    record = tmp_path / "collected-by"
+
+    class Trap:
+        def __del__(self):
+            with open(record, "a") as f:
+                f.write(f"{os.getpid()}\n")
+
+    gc.disable()  # the trap stays uncollected garbage in this process until the fork
+    try:
+        trap = Trap()
+        trap.cycle = trap
+        del trap
+        _COLLECT_IN_CHILDREN.append(True)
+        if forks == "convert":
+            convert(jpeg_folder, tmp_path / "shards", shards=2, workers=2)
+        else:
+            with fl.loader(jpeg_folder, fl.presets.imagenet_train(16), 4, num_workers=2) as ld:
+                next(iter(ld))
+    finally:
+        _COLLECT_IN_CHILDREN.clear()
+        gc.enable()
+    gc.collect()
+    assert record.read_text().split() == [str(os.getpid())]  # collected here, and only here

@@ -27,6 +27,7 @@ from ..image_info import read_header
 from ..imaging import render
 from ..main_guard import check_main_guard
 from ..options import LoaderOptions
+from ..per_process import forking
 from ..sources.base import Source
 from ..spec import Pipeline
 from .buffers import BufferPool
@@ -253,7 +254,8 @@ class TorchProducer:
         self._drop_stream()
         self._sampler.reset(*tasks)
         assert self._loader is not None
-        self._hosts = iter(self._loader)
+        with forking():  # the DataLoader starts its workers here
+            self._hosts = iter(self._loader)
         no_wakeup_preemption(self._hosts)
         hosts = self._checked(Deadline(self._hosts, self._timeout))
         if self._tail.device.type == "cpu":
