@@ -154,7 +154,8 @@ def test_workers_ask_for_a_short_time_slice_and_keep_their_nice_value(photo_fold
 import os, fastload as fl
 os.nice(2)
 with fl.loader({str(photo_folder)!r}, fl.presets.imagenet_train(32), 2, num_workers=2) as ld:
-    next(iter(ld))
+    batches = iter(ld)
+    next(batches), next(batches)  # one from each worker: both have run their init
     for worker in ld._producer._hosts._workers:
         fields = dict(map(str.strip, line.split(":", 1))
                       for line in open(f"/proc/{{worker.pid}}/sched") if ":" in line)
