@@ -2,8 +2,8 @@
 
     python benchmarks/index_scale.py [--samples 1281167] [--classes 1000] [--dir DIR]
 
-The folder holds ``--samples`` hard links (ImageNet's train split: 1,281,167 in 1000 classes) to
-a few small JPEGs, so building it costs directory entries, not data. Each figure comes from a
+The folder holds ``--samples`` hard links (ImageNet's train split: 1,281,167 in 1000 classes;
+``memory_epochs.build``) to a few small JPEGs, so building it costs directory entries, not data. Each figure comes from a
 fresh process that has imported torch already (as a training script has):
 
 - listing: ``FolderSource(root, index_file=None)`` (one scandir per class folder, a sort);
@@ -28,21 +28,12 @@ from pathlib import Path
 
 
 def build(root: Path, samples: int, classes: int) -> Path:
-    from fastload.synthetic import make_image_folder
+    from memory_epochs import build as link_folder
 
     data = root / f"data-{samples}"
-    if (data / ".complete").exists():
-        return data
-    count = samples // 30000 + 16  # ext4 allows 65000 links to a file
-    seeds = sorted(make_image_folder(root / f"seeds-{count}", count, classes=1,
-                                     size=(96, 72)).rglob("*.jpg"))
-    for c in range(classes):
-        (data / f"n{c:08d}").mkdir(parents=True, exist_ok=True)
-    for i in range(samples):
-        target = data / f"n{i % classes:08d}" / f"n{i % classes:08d}_{i:07d}.JPEG"
-        if not target.exists():
-            os.link(seeds[i % len(seeds)], target)
-    (data / ".complete").touch()
+    if not (data / ".complete").exists():
+        link_folder(root, samples, classes, name=data.name)
+        (data / ".complete").touch()
     past = time.time() - 60  # an index of a tree changed < 2 s ago is not saved
     for folder in [data, *[p for p in data.iterdir() if p.is_dir()]]:
         os.utime(folder, (past, past))

@@ -19,10 +19,12 @@ from fastload.bench.memory import TreeMemory
 from fastload.synthetic import make_image_folder
 
 
-def build(root: Path, samples: int, classes: int = 100) -> Path:
-    seeds = make_image_folder(root / "seeds", 16, classes=1, size=(96, 72))
+def build(root: Path, samples: int, classes: int = 100, name: str = "data") -> Path:
+    """``root/name``: ``samples`` hard links in ``classes`` folders to a few small JPEGs."""
+    count = samples // 30000 + 16  # ext4 allows 65000 links to a file
+    seeds = make_image_folder(root / f"seeds-{count}", count, classes=1, size=(96, 72))
     files = sorted(seeds.rglob("*.jpg"))
-    data = root / "data"
+    data = root / name
     for c in range(classes):
         (data / f"class_{c:03d}").mkdir(parents=True, exist_ok=True)
     for i in range(samples):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,19 @@ import pytest
 from PIL import Image
 
 SIZES = [(64, 48), (48, 64), (80, 60), (56, 56), (72, 40)]  # (width, height)
+
+
+def photo(width: int, height: int, seed: int = 0) -> Image.Image:
+    """A photographic-like RGB image (fastload's synthetic generator)."""
+    from fastload.synthetic import photo_like
+
+    return photo_like(np.random.default_rng(seed), width, height)
+
+
+def jpeg_bytes(img: Image.Image, **save) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=90, **save)
+    return buf.getvalue()
 
 
 def index_colour(index: int) -> tuple[int, int, int]:

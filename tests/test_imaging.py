@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 import fastload as fl
+from conftest import jpeg_bytes, photo
 from fastload import imaging
 from fastload.draws import sample_rng
 from fastload.geometry import plan_sample
@@ -34,18 +35,6 @@ def test_extensions_are_built_where_they_can_be():
     assert _kernels is not None, "fastload._kernels failed to build (a C compiler is needed)"
     if Path("/usr/include/jpeglib.h").exists():
         assert _jpeg is not None, "libjpeg headers are here but fastload._jpeg was not built"
-
-
-def photo(width, height, seed=0):
-    from fastload.synthetic import photo_like
-
-    return photo_like(np.random.default_rng(seed), width, height)
-
-
-def jpeg_bytes(img, **save):
-    buf = io.BytesIO()
-    img.save(buf, "JPEG", quality=90, **save)
-    return buf.getvalue()
 
 
 def full_decode(data, reduce=1):

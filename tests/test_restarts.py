@@ -8,21 +8,10 @@ import pytest
 from PIL import Image
 
 import fastload as fl
+from conftest import jpeg_bytes, photo
 from fastload.convert import convert
 
 _jpeg = pytest.importorskip("fastload._jpeg", reason="fastload._jpeg not built (libjpeg headers)")
-
-
-def photo(width, height, seed=0):
-    from fastload.synthetic import photo_like
-
-    return photo_like(np.random.default_rng(seed), width, height)
-
-
-def jpeg_bytes(img, **save):
-    buf = io.BytesIO()
-    img.save(buf, "JPEG", quality=90, **save)
-    return buf.getvalue()
 
 
 def pixels(data):
