@@ -119,7 +119,7 @@ static int read_layout(const unsigned char *d, size_t n, layout *L) {
                 return 0;
             L->restart = (unsigned)s[0] << 8 | s[1];
         } else if (m == 0xDA) {
-            if (!L->sof || s[0] != ncomp || L->restart == 0 || L->height == 0 || L->width == 0)
+            if (len < 8 || !L->sof || s[0] != ncomp || L->restart == 0 || L->height == 0 || L->width == 0)
                 return 0;
             L->scan = p + 2 + len;
             L->mcu_w = ncomp == 1 ? 8 : 8 * maxh;

@@ -123,3 +123,38 @@ def test_the_c_reader_on_mutated_examples_is_none_or_what_protowire_reads(change
 def test_the_c_reader_on_random_bytes(buf):
     got = c_features(buf)
     assert got is None or got == python_features(buf)
+
+
+_RESTART_JPEG = []
+
+
+def _restart_jpeg():
+    """A photo-like 120x90 JPEG with a restart marker every 2 MCUs (made once)."""
+    if not _RESTART_JPEG:
+        from conftest import jpeg_bytes, photo
+
+        from fastload import _jpeg
+
+        _RESTART_JPEG.append(_jpeg.add_restarts(jpeg_bytes(photo(120, 90)), 2))
+    return _RESTART_JPEG[0]
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutations, st.integers(0, 100_000), st.integers(0, 89), st.integers(0, 119))
+def test_the_region_decoder_on_mutated_restart_jpegs(changes, cut, top, left):
+    """Marker lengths, frame sizes, restart intervals and entropy data mutated, the data cut
+    anywhere: the segment cutter and libjpeg give a box of the right size, None (the caller's
+    full decoder then judges), or EOFError; never a crash or a read past the data."""
+    _jpeg = pytest.importorskip("fastload._jpeg")
+    data = mutate(_restart_jpeg(), changes)
+    data = data[: max(2, cut % (len(data) + 1))] if cut % 3 == 0 else data
+    h, w = 90 - top, 120 - left
+    for reduce in (1, 2):
+        try:
+            out = _jpeg.decode_region(data, reduce, top // reduce, left // reduce,
+                                      max(1, h // reduce), max(1, w // reduce), 4)
+        except EOFError:
+            continue
+        assert out is None or len(out) == max(1, h // reduce) * max(1, w // reduce) * 4
+    rewritten = _jpeg.add_restarts(data, 2)
+    assert rewritten is None or rewritten[:2] == b"\xff\xd8"
