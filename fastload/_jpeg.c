@@ -208,15 +208,9 @@ static unsigned char *cut_to_box(const unsigned char *d, size_t n, int reduce, J
     unsigned char *out = NULL;
     if (find_segments(d, n, L.scan, start, end, last) < last)
         goto done; /* the data ends early: the usual path reports it */
-    size_t size = L.scan + 2;
-    unsigned nseg = 0;
-    for (unsigned r = r0; r < r1; r++) {
-        size_t a = per_seg_row ? ((size_t)r * L.per_row + c0) / R : (r == r0 ? first : last);
-        size_t b = per_seg_row ? ((size_t)r * L.per_row + c1) / R : last;
-        for (size_t s = a; s < b; s++, nseg++)
-            size += end[s] - start[s] + 2;
-    }
-    out = malloc(size);
+    /* each segment kept, with the marker written after it, fits in the bytes from the first
+     * kept segment's start to the last one's end (the markers between them included), + 2 */
+    out = malloc(L.scan + end[last - 1] - start[first] + 2);
     if (out == NULL)
         goto done;
     memcpy(out, d, L.scan);
@@ -228,16 +222,19 @@ static unsigned char *cut_to_box(const unsigned char *d, size_t n, int reduce, J
     out[L.sof + 8] = (unsigned char)new_w;
     size_t o = L.scan;
     unsigned k = 0;
-    for (unsigned r = r0; r < r1; r++) {
-        size_t a = per_seg_row ? ((size_t)r * L.per_row + c0) / R : (r == r0 ? first : last);
+    for (unsigned r = r0; r < r1; r++) { /* segments that span rows: all of them at once */
+        size_t a = per_seg_row ? ((size_t)r * L.per_row + c0) / R : first;
         size_t b = per_seg_row ? ((size_t)r * L.per_row + c1) / R : last;
         for (size_t s = a; s < b; s++) {
             memcpy(out + o, d + start[s], end[s] - start[s]);
             o += end[s] - start[s];
             out[o++] = 0xFF;
-            out[o++] = ++k == nseg ? 0xD9 : (unsigned char)(0xD0 + ((k - 1) & 7));
+            out[o++] = (unsigned char)(0xD0 + (k++ & 7));
         }
+        if (!per_seg_row)
+            break;
     }
+    out[o - 1] = 0xD9; /* the last segment ends the image */
     *cut_size = o;
     *dy = r0 * smh;
     *dx = c0 * smw;

@@ -31,10 +31,10 @@ class FolderSource:
     numpy arrays (no pickle). It is used while the class folders are the same and every folder
     under them still has the modification time it had when listed: adding, removing or
     renaming a file or folder changes its parent folder's, and the tree is listed again (and
-    the file rewritten). A listing in which some
-    folder changed less than 2 s before is not saved (it could still change within the same
-    timestamp tick). Writing the default file is skipped silently where the folder is not
-    writable; an index file given explicitly that cannot be written is an error.
+    the file rewritten). A listing in which some folder changed less than 2 s before is not
+    saved (it could still change within the same timestamp tick). Writing the default file is
+    skipped silently where the folder is not writable; an index file given explicitly that
+    cannot be written is an error.
     """
 
     def __init__(self, root: Union[str, Path], *, extensions: tuple[str, ...] = IMAGE_EXTENSIONS,
