@@ -45,7 +45,7 @@ class DecodeOnly:
         return len(self.source) * self.epochs
 
     def __getitem__(self, index):
-        from fastload.imaging import decode_rgb
+        from fastload.backends.torch.imaging import decode_rgb
 
         decode_rgb(self.source.read(index % len(self.source))[0], "bench")
         return 1
@@ -83,7 +83,7 @@ def tree_cpu() -> float:
     import os
     import resource
 
-    from fastload.bench.memory import descendants
+    from fastload.tools.bench.memory import descendants
 
     ended = resource.getrusage(resource.RUSAGE_CHILDREN)
     tick, total = os.sysconf("SC_CLK_TCK"), (ended.ru_utime + ended.ru_stime) * os.sysconf("SC_CLK_TCK")
@@ -117,7 +117,7 @@ def main() -> None:
         kind, folder, pipeline, epochs = args.child
         run_child(kind, folder, pipeline, int(epochs))
         return
-    from fastload.synthetic import make_image_folder
+    from fastload.tools.synthetic import make_image_folder
 
     with tempfile.TemporaryDirectory() as tmp:
         if args.photos == "real":
@@ -130,7 +130,7 @@ def main() -> None:
             folder = str(make_image_folder(Path(tmp) / "photos", args.samples, classes=10,
                                            workers=2))
         if args.format != "folder":
-            from fastload.convert import convert
+            from fastload.tools.convert import convert
 
             convert(folder, Path(tmp) / args.format, format=args.format, shards=4,
                     restarts=args.restarts)

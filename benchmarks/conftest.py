@@ -13,7 +13,7 @@ def pytest_addoption(parser):
 
 @pytest.fixture(scope="session")
 def photo_dir(tmp_path_factory, request):
-    from fastload.synthetic import make_image_folder
+    from fastload.tools.synthetic import make_image_folder
 
     n = request.config.getoption("--bench-samples")
     return make_image_folder(tmp_path_factory.mktemp("bench") / "photos", n, classes=10, workers=2)

@@ -30,7 +30,7 @@ def main() -> None:
     args = parser.parse_args()
     from real_photos import make_photo_folder
 
-    from fastload.convert import convert
+    from fastload.tools.convert import convert
 
     with tempfile.TemporaryDirectory() as tmp:
         folder, stats = make_photo_folder(Path(tmp) / "photos", args.samples, classes=10)

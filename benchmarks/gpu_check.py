@@ -212,7 +212,7 @@ def main() -> int:
     started = time.monotonic()
     results: dict[str, Any] = {"machine": machine()}
     say(f"machine: {results['machine']}")
-    from fastload.synthetic import make_image_folder
+    from fastload.tools.synthetic import make_image_folder
 
     folder = str(make_image_folder(Path(f"/tmp/fastload-gpu-photos-{args.images}"), args.images,
                                    classes=10))

@@ -44,7 +44,7 @@ def child(kind: str, root: str, workers: int) -> dict:
     import torch  # noqa: F401 - a training process has it loaded already
 
     import fastload as fl
-    from fastload.bench.memory import tree_memory
+    from fastload.tools.bench.memory import tree_memory
 
     if kind == "list":
         start = time.perf_counter()

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 import fastload as fl
-from fastload.bench.memory import TreeMemory
-from fastload.synthetic import make_image_folder
+from fastload.tools.bench.memory import TreeMemory
+from fastload.tools.synthetic import make_image_folder
 
 
 def build(root: Path, samples: int, classes: int = 100, name: str = "data") -> Path:

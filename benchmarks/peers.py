@@ -213,7 +213,7 @@ def prepare(data: Path, images: int) -> None:
         made.rename(data / "folder")
         print(f"real photographs: {stats}", flush=True)
     if not (data / "tfrecord").exists():
-        from fastload.convert import convert
+        from fastload.tools.convert import convert
 
         convert(data / "folder", data / "tfrecord", shards=8)
     if not (data / "ffcv.beton").exists():

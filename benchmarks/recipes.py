@@ -88,9 +88,9 @@ def op_costs() -> list[tuple[str, float, float]]:
     from torchvision.transforms import v2
     from torchvision.transforms.v2 import functional as TF
 
-    from fastload.backends import pixel as px
+    from fastload.backends.torch import pixel as px
     from fastload.backends.mix import mix_images, soft_labels
-    from fastload.mixing import CutMix, Mixup, partners
+    from fastload.ops.mixing import CutMix, Mixup, partners
 
     torch.set_num_threads(1)
     image = torch.randint(0, 256, (3, 224, 224), dtype=torch.uint8)
@@ -160,7 +160,7 @@ def main() -> int:
         python = ensure_venv(Path(args.venv))
         env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout's code, C extensions included
         return subprocess.run([str(python), __file__, *sys.argv[1:]], env=env).returncode
-    from fastload.synthetic import make_image_folder
+    from fastload.tools.synthetic import make_image_folder
 
     data = args.data or str(make_image_folder(ROOT / f".fastload-synthetic-{args.images}",
                                               args.images, classes=10, workers=os.cpu_count() or 1,

@@ -89,7 +89,7 @@ def serve(folder: Path, port: int, latency_s: float) -> None:
 # --- one loader run (run as: remote_latency.py --run URL_OR_PATH ...) ------------------------
 def run_once(where: str, workers: int, batch: int, window: int, cache: str) -> dict:
     import fastload as fl
-    from fastload.bench.memory import TreeMemory
+    from fastload.tools.bench.memory import TreeMemory
 
     pipe = fl.Pipeline(fl.Decode(), fl.RandomResizedCrop(224), fl.RandomFlip(), fl.Normalize())
     kwargs = {"shard_window": window} if window else {}
@@ -142,13 +142,13 @@ def main() -> None:
     if not folder.exists():
         maker = "benchmarks/real_photos.py" if args.photos == "real" else None
         if maker is None:
-            from fastload.synthetic import make_image_folder
+            from fastload.tools.synthetic import make_image_folder
             make_image_folder(folder, 2000)
         else:
             subprocess.run([sys.executable, maker, str(folder)], check=True, cwd=ROOT)
     shards = folder.parent / f"{folder.name}-tfrecord"
     if not (shards / "manifest.json").exists():
-        from fastload.convert import convert
+        from fastload.tools.convert import convert
         convert(folder, shards, format="tfrecord", shards=8)
     import socket
     with socket.socket() as s:

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fastload.bench.memory import descendants  # noqa: E402
+from fastload.tools.bench.memory import descendants  # noqa: E402
 
 # Registered in every run's pytest process: SIGUSR1 prints all threads' stacks to the run's
 # log (a duplicate of stderr: pytest redirects fd 2 itself while tests run).

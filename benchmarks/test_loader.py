@@ -3,7 +3,7 @@
 import pytest
 
 import fastload as fl
-from fastload.bench.baseline import baseline_loader
+from fastload.tools.bench.baseline import baseline_loader
 
 WORKERS = 2
 BATCH = 64
@@ -45,7 +45,7 @@ class _DecodeOnly:
         return len(self.source)
 
     def __getitem__(self, index):
-        from fastload.imaging import decode_rgb
+        from fastload.backends.torch.imaging import decode_rgb
 
         decode_rgb(self.source.read(index)[0], "bench")
         return 1

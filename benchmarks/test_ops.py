@@ -9,12 +9,12 @@ from PIL import Image
 
 import fastload as fl
 from fastload.backends.tail import Tail
-from fastload.backends.torch_backend import render_batch
+from fastload.backends.torch.producer import render_batch
 from fastload.batch import BatchTask
-from fastload.draws import sample_rng
-from fastload.geometry import plan_sample
+from fastload.ops.draws import sample_rng
+from fastload.ops.geometry import plan_sample
 from fastload.image_info import read_header
-from fastload.imaging import render
+from fastload.backends.torch.imaging import render
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def test_batch_normalize_erase(benchmark, encoded, erasing):
 @pytest.fixture(scope="module")
 def crop_boxes(encoded):
     """Each image's RandomResizedCrop(224) box (top, left, height, width), from its header."""
-    from fastload.imaging import image_size
+    from fastload.backends.torch.imaging import image_size
 
     pipeline = fl.presets.imagenet_train(224)
     boxes = []
@@ -93,7 +93,7 @@ def test_decode_crop_region(benchmark, encoded, crop_boxes, how):
     """Decode what a RandomResizedCrop(224) needs: the whole JPEG, or only its box."""
     import simplejpeg
 
-    from fastload import imaging
+    from fastload.backends.torch import imaging
 
     if how == "region-fastload" and imaging._jpeg is None:
         pytest.skip("fastload._jpeg not built")
@@ -112,7 +112,7 @@ def test_resample_crop_224(benchmark, encoded, crop_boxes, how):
     import simplejpeg
     import torch.nn.functional as F
 
-    from fastload import imaging
+    from fastload.backends.torch import imaging
 
     if how == "fastload-kernel" and imaging._resample is None:
         pytest.skip("fastload._kernels not built")
@@ -139,7 +139,7 @@ def test_mixing_batch_256(benchmark, kind):
     """Mixup / CutMix on a finished float32 batch of 256 x 3 x 224 x 224 (CPU, one thread):
     images in place plus the (256, 1000) soft targets."""
     from fastload.backends.mix import mix_images, soft_labels
-    from fastload.mixing import partners
+    from fastload.ops.mixing import partners
 
     op = getattr(fl, kind)(alpha=1.0, num_classes=1000, label_smoothing=0.1)
     images = torch.randn(256, 3, 224, 224)
@@ -166,7 +166,7 @@ PIXEL_STEPS = {"brightness": 1.3, "contrast": 0.7, "saturation": 1.4, "hue": 0.1
 @pytest.mark.parametrize("kernel", list(PIXEL_STEPS))
 def test_pixel_kernel_224(benchmark, kernel):
     """One per-sample photometric kernel on a 224x224 uint8 image (one thread, as in a worker)."""
-    from fastload.backends.pixel import KERNELS
+    from fastload.backends.torch.pixel import KERNELS
 
     image = torch.randint(0, 256, (3, 224, 224), dtype=torch.uint8)
     threads = torch.get_num_threads()

@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 
 import fastload as fl
-from fastload.convert import convert
-from fastload.synthetic import make_image_folder
-from fastload.verify import verify
+from fastload.tools.convert import convert
+from fastload.tools.synthetic import make_image_folder
+from fastload.tools.verify import verify
 
 
 def main():

@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 
 import fastload as fl
-from fastload.synthetic import make_image_folder
+from fastload.tools.synthetic import make_image_folder
 
 
 def main():

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 import fastload as fl
-from fastload.synthetic import make_image_folder
+from fastload.tools.synthetic import make_image_folder
 
 
 class ImageFolderDataset(torch.utils.data.Dataset):

@@ -6,22 +6,25 @@ NVIDIA DALI, fed by DDP-aware, resumable sharding.
 
 from __future__ import annotations
 
-from . import presets
-from .dist import DistInfo
-from . import mixing
+import importlib
+from typing import Any
+
 from .errors import (BackendUnavailable, DecodeError, FastloadError, FormatError, LoaderTimeout,
                      OpNotSupported, SourceError, SpecError, TransformError)
-from .evaluation import ExactMean
 from .loading import Loader, loader
-from .mixing import CutMix, Mixup, MixupOrCutMix
-from .ops import (IMAGENET_MEAN, IMAGENET_STD, CenterCrop, Decode, Normalize, RandomErasing,
-                  RandomFlip, RandomResizedCrop, Resize)
+from .ops import mixing, presets
+from .ops.autoaugment import RandAugment, TrivialAugmentWide
+from .ops.basic import (IMAGENET_MEAN, IMAGENET_STD, CenterCrop, Decode, Normalize, RandomErasing,
+                        RandomFlip, RandomResizedCrop, Resize)
+from .ops.mixing import CutMix, Mixup, MixupOrCutMix
+from .ops.photometric import (ColorJitter, GaussianBlur, RandomGrayscale, RandomSolarize,
+                              ThreeAugment)
+from .ops.schedule import by_epoch
+from .ops.spec import Pipeline
+from .ops.user_ops import BatchLambda, Lambda
+from .order.dist import DistInfo
+from .order.evaluation import ExactMean
 from .sources import DatasetSource, FolderSource, RemoteTFRecordSource, Source, open_source
-from .autoaugment import RandAugment, TrivialAugmentWide
-from .photometric import ColorJitter, GaussianBlur, RandomGrayscale, RandomSolarize, ThreeAugment
-from .schedule import by_epoch
-from .spec import Pipeline
-from .user_ops import BatchLambda, Lambda
 
 __version__ = "0.2.0"
 #: The name this project installs under (``pip install fastload-images``); ``fastload`` on the
@@ -39,3 +42,12 @@ __all__ = [
     "Source", "SourceError",
     "SpecError", "TransformError", "by_epoch", "loader", "mixing", "open_source", "presets",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``fastload.convert`` and ``fastload.verify``, the documented Python face of the CLI's
+    commands (``fastload.convert.convert(src, dst, ...)``), are imported on first use: they
+    live in ``fastload.tools`` and ``import fastload`` stays light."""
+    if name in ("convert", "verify"):
+        return importlib.import_module(f".tools.{name}", __name__)
+    raise AttributeError(f"module 'fastload' has no attribute {name!r}")

@@ -7,13 +7,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Optional, Union
 
-from . import sharding
 from .batch import Batch, EpochTasks
-from .dist import DistArg, DistInfo, check_dist, resolve
 from .errors import SpecError
+from .ops.spec import Pipeline
 from .options import AUTO_LAST_BATCH, LoaderOptions
+from .order import sharding
+from .order.dist import DistArg, DistInfo, check_dist, resolve
 from .sources import Source, open_source
-from .spec import Pipeline
 
 STATE_VERSION = 1
 
@@ -250,13 +250,13 @@ def loader(source: Union[str, Path, Source, Any], pipeline: Pipeline, batch_size
     - ``shuffle``: False by default, as DataLoader (pass ``shuffle=True`` to train).
     - ``backend``: ``"torch"``, ``"dali"``, or ``"auto"`` (DALI when importable and a GPU is
       present, else torch); ``"dali-native"`` opts in to DALI's own readers, order and random
-      crops (faster on few cores; no mid-epoch resume; see ``fastload.backends.dali_native``).
+      crops (faster on few cores; no mid-epoch resume; see ``fastload.backends.dali.native``).
     - ``num_workers``: decode processes (default: the CPUs this process may use).
     - ``device``: where batches land (default ``"cuda"`` when available, else ``"cpu"``).
     - ``last_batch``: None (default: ``"partial"`` in one process, so each sample is seen once
       as with DataLoader; ``"pad"`` across ranks, so every rank has the same batch count, the
       repeats marked in ``batch.padded``) | ``"pad"`` | ``"drop"`` | ``"partial"`` (see
-      ``fastload.sharding``). ``drop_last=True`` is ``last_batch="drop"``.
+      ``fastload.order.sharding``). ``drop_last=True`` is ``last_batch="drop"``.
     - ``dist``: ``(rank, world_size)``; None reads torch.distributed at each epoch start when
       it is initialized (so it may be initialized before or after the loader is made).
     - ``timeout``: seconds a batch may take before a ``LoaderTimeout`` names the worker, the
@@ -272,7 +272,7 @@ def loader(source: Union[str, Path, Source, Any], pipeline: Pipeline, batch_size
       in ``loader.skipped_files``, one warning per file).
     - ``shard_window``: None (default: one global shuffle) or ``w``: the shard-aware order of
       a sharded source (TFRecord, LMDB, remote shards): shards permuted, read ``w`` at a time,
-      samples shuffled within those ``w`` (see ``fastload.sharding``). Fewer objects in use at
+      samples shuffled within those ``w`` (see ``fastload.order.sharding``). Fewer objects in use at
       once (request locality, a small cache working set) for less randomness.
 
     The other DataLoader keywords (``sampler``, ``batch_sampler``, ``collate_fn``,

@@ -12,8 +12,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from . import sharding
 from .errors import SpecError
+from .order import sharding
 
 BACKENDS = ("auto", "torch", "dali", "dali-native")
 #: ``last_batch`` when none is given: each sample exactly once with one process ("partial"),

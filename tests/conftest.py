@@ -14,7 +14,7 @@ SIZES = [(64, 48), (48, 64), (80, 60), (56, 56), (72, 40)]  # (width, height)
 
 def photo(width: int, height: int, seed: int = 0) -> Image.Image:
     """A photographic-like RGB image (fastload's synthetic generator)."""
-    from fastload.synthetic import photo_like
+    from fastload.tools.synthetic import photo_like
 
     return photo_like(np.random.default_rng(seed), width, height)
 
@@ -70,6 +70,6 @@ def png_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def photo_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from fastload.synthetic import make_image_folder
+    from fastload.tools.synthetic import make_image_folder
 
     return make_image_folder(tmp_path_factory.mktemp("photo"), 24, classes=3, size=(200, 150))

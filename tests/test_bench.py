@@ -6,10 +6,10 @@ import time
 import pytest
 
 import fastload as fl
-from fastload.bench import diagnose, measure
-from fastload.bench.runner import SCHEMA, BenchConfig, run_bench
-from fastload.bench.stall import summarize
-from fastload.cli import main
+from fastload.tools.bench import diagnose, measure
+from fastload.tools.bench.runner import SCHEMA, BenchConfig, run_bench
+from fastload.tools.bench.stall import summarize
+from fastload.tools.cli import main
 
 
 class FakeBatch(tuple):
@@ -149,12 +149,12 @@ def test_steady_throughput_of_a_run_shorter_than_its_warm_up_is_the_whole_runs()
 
 
 def test_table_columns_stay_apart_when_waits_pass_a_second():
-    from fastload.bench.report import table
+    from fastload.tools.bench.report import table
 
     slow = summarize("baseline", [1500.0, 12345.6, 2000.0, 1000.0] * 3, 96, 30.0, 2)
     fast = summarize("torch", [0.5, 0.6, 0.7, 0.4] * 3, 96, 0.1, 2)
     config = BenchConfig(source="x", pipeline=fl.presets.imagenet_train(224))
-    from fastload.bench.runner import BenchReport
+    from fastload.tools.bench.runner import BenchReport
 
     text = table(BenchReport(config, [fast, slow], None, [], {"device": "cpu", "pil": "p",
                                                                 "torch": "t", "cpus": 2}))

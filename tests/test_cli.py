@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from fastload.cli import main
+from fastload.tools.cli import main
 from fastload.sources import FolderSource
 
 

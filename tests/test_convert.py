@@ -8,10 +8,10 @@ import pytest
 from PIL import Image
 
 import fastload as fl
-from fastload.cli import main
-from fastload.convert import PROGRESS, convert
+from fastload.tools.cli import main
+from fastload.tools.convert import PROGRESS, convert
 from fastload.errors import DecodeError, FormatError, SourceError, SpecError
-from fastload.verify import verify
+from fastload.tools.verify import verify
 
 
 def files(folder):
@@ -178,7 +178,7 @@ class Terminal(io.StringIO):
 def test_progress_follows_records_and_ends_once(photo_folder, tmp_path, workers):
     """One shard still moves the bar record by record (a terminal sees intermediate counts);
     the final count is shown once; a log file gets plain lines without carriage returns."""
-    import fastload.progress as progress
+    import fastload.tools.progress as progress
 
     tty = Terminal()
     old = progress.Progress.__init__
@@ -217,7 +217,7 @@ def test_a_pool_worker_killed_mid_convert_fails_the_job_and_a_rerun_resumes(phot
     """multiprocessing.Pool would wait forever for the lost shard; the executor notices."""
     import signal
 
-    import fastload.convert as fc
+    import fastload.tools.convert as fc
 
     write = fc._Job.__call__
 

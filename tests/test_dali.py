@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 import fastload as fl
-from fastload.convert import convert
+from fastload.tools.convert import convert
 
 pytest.importorskip("nvidia.dali", reason="DALI not installed: pip install 'fastload-images[dali]'")
 
@@ -51,8 +51,8 @@ def test_train_pipeline_same_samples_boxes_flips_and_erasing(photo_folder):
     """Same seed: same sample ids, crop boxes and flips (pixels agree to resampling rounding
     where both decode at full resolution; the torch backend decodes boxes >= 2x the output at
     1/2..1/8 scale in the DCT domain, a few levels off), and the same erased rectangles."""
-    from fastload.draws import sample_rng
-    from fastload.geometry import plan_sample
+    from fastload.ops.draws import sample_rng
+    from fastload.ops.geometry import plan_sample
 
     geometry = fl.Pipeline(fl.Decode(), fl.RandomResizedCrop(96), fl.RandomFlip())
     a = batches(photo_folder, geometry, "torch")

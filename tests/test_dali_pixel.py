@@ -1,4 +1,4 @@
-"""The per-sample ops lowered to DALI (fastload/backends/dali_pixel.py): each DALI kernel
+"""The per-sample ops lowered to DALI (fastload/backends/dali/pixel.py): each DALI kernel
 against the torch backend's kernel on the same uint8 images, with the measured bound; the
 flip conjugation of the geometric ops; and whole pipelines with the same draws on both."""
 
@@ -10,15 +10,15 @@ import torch
 from PIL import Image
 
 import fastload as fl
-from fastload.backends import pixel as px
-from fastload.draws import sample_rng
-from fastload.geometry import plan_sample
-from fastload.synthetic import photo_like
+from fastload.backends.torch import pixel as px
+from fastload.ops.draws import sample_rng
+from fastload.ops.geometry import plan_sample
+from fastload.tools.synthetic import photo_like
 
 pytest.importorskip("nvidia.dali")
 from nvidia.dali import fn, pipeline_def  # noqa: E402
 
-from fastload.backends import dali_pixel as dp  # noqa: E402
+from fastload.backends.dali import pixel as dp
 
 H, W = 80, 96
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -98,7 +98,7 @@ def test_every_op_but_lambda_is_lowered_and_fits_its_slots():
            fl.RandomSolarize(100, 0.5), fl.GaussianBlur(9, (0.1, 2.0), 0.5)]
     pipe = fl.Pipeline(fl.Decode(), fl.RandomResizedCrop(64), *ops)
     assert {type(op) for op in ops} == set(dp.DALI_PIXEL_OPS)
-    from fastload.geometry import pixel_steps
+    from fastload.ops.geometry import pixel_steps
 
     for i in range(300):
         steps = pixel_steps(pipe, np.random.default_rng(i))

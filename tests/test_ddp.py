@@ -9,7 +9,7 @@ import pytest
 import torch.multiprocessing as mp
 
 from ddp_worker import free_port, run
-from fastload.sharding import permutation
+from fastload.order.sharding import permutation
 
 N, BATCH = 37, 4
 os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # the spawned ranks talk over loopback only

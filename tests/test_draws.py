@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from fastload import draws
+from fastload.ops import draws
 
 
 def test_sample_rng_depends_only_on_seed_epoch_position():

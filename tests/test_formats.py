@@ -5,7 +5,8 @@ import struct
 import pytest
 
 from fastload.errors import FormatError
-from fastload.formats import protowire, tfrecord
+from fastload.formats import protowire
+from fastload.formats import tfrecord
 
 
 def test_example_round_trip_and_determinism():

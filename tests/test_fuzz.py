@@ -5,7 +5,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fastload.errors import FastloadError, FormatError
-from fastload.formats import protowire, tfrecord
+from fastload.formats import protowire
+from fastload.formats import tfrecord
 from fastload.sources import TFRecordSource
 
 EXAMPLE = protowire.encode_example({"image/encoded": b"\xff\xd8" + bytes(range(40)),

@@ -12,9 +12,9 @@ from PIL import Image
 
 import fastload as fl
 from conftest import jpeg_bytes, photo
-from fastload import imaging
-from fastload.draws import sample_rng
-from fastload.geometry import plan_sample
+from fastload.backends.torch import imaging
+from fastload.ops.draws import sample_rng
+from fastload.ops.geometry import plan_sample
 from fastload.image_info import read_header
 
 try:
@@ -194,8 +194,8 @@ def test_convert_verify_and_formats_leave_torch_unloaded():
     import subprocess
     import sys
 
-    code = ("import sys, fastload.convert, fastload.verify, fastload.formats, fastload.sources; "
-            "print('torch' in sys.modules)")
+    code = ("import sys, fastload.tools.convert, fastload.tools.verify, fastload.formats, "
+            "fastload.sources; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import fastload as fl
-from fastload.convert import convert
-from fastload.restarts import with_restarts
+from fastload.tools.convert import convert
+from fastload.tools.restarts import with_restarts
 from fastload.sources import TFRecordSource
 
 
@@ -85,7 +85,7 @@ def test_dali_reads_our_tfrecords(shards, jpeg_folder):
 
         assert img.shape == np.asarray(Image.open(ref)).shape
         if k < 4:  # DALI's decoder reads the restart markers: the original file's pixels
-            from fastload.imaging import decode_rgb
+            from fastload.backends.torch.imaging import decode_rgb
 
             ours = decode_rgb(ref.read_bytes(), str(ref)).astype(int)
             assert np.abs(img.astype(int) - ours).mean() < 1.0

@@ -126,8 +126,8 @@ def test_eval_pipeline_matches_resize_then_center_crop(photo_folder):
 def test_random_resized_crop_matches_crop_then_resize(photo_folder):
     """The planned box, cut and resized by PIL in full resolution, is what the loader returns
     (up to the small error of JPEG DCT-domain downscaling when the box is >= 2x the output)."""
-    from fastload.draws import sample_rng
-    from fastload.geometry import plan_sample
+    from fastload.ops.draws import sample_rng
+    from fastload.ops.geometry import plan_sample
 
     pipeline = fl.Pipeline(fl.Decode(), fl.RandomResizedCrop(64, scale=(0.3, 1.0)), fl.RandomFlip())
     with fl.loader(photo_folder, pipeline, batch_size=12, num_workers=0, seed=5) as ld:

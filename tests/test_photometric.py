@@ -10,10 +10,10 @@ import torch
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
 import fastload as fl
-from fastload.backends import pixel as px
-from fastload.geometry import plan_sample
-from fastload.draws import sample_rng
-from fastload.synthetic import photo_like
+from fastload.backends.torch import pixel as px
+from fastload.ops.geometry import plan_sample
+from fastload.ops.draws import sample_rng
+from fastload.tools.synthetic import photo_like
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import fastload as fl
-from fastload.schedule import by_epoch
+from fastload.ops.schedule import by_epoch
 
 
 def pipeline(sizes):

@@ -18,9 +18,9 @@ from PIL import Image
 
 import fastload as fl
 from fastload.backends import dali_available
-from fastload.bench.memory import descendants
-from fastload.convert import convert
-from fastload.verify import verify
+from fastload.tools.bench.memory import descendants
+from fastload.tools.convert import convert
+from fastload.tools.verify import verify
 
 BACKENDS = ["torch", pytest.param("dali", marks=pytest.mark.skipif(
     not dali_available(), reason="DALI not installed: pip install 'fastload-images[dali]'"))]
@@ -146,7 +146,7 @@ def test_worker_killed_mid_epoch_is_a_clear_error_not_a_hang_and_the_loader_reco
 def test_workers_ask_for_a_short_time_slice_and_keep_their_nice_value(photo_folder):
     """A decode worker gives its core back to the training loop after 0.5 ms (EEVDF's
     per-task slice; the p99 wait at 70% load depends on it): read back from the kernel."""
-    from fastload.backends.task_queue import WORKER_SLICE_NS
+    from fastload.backends.torch.task_queue import WORKER_SLICE_NS
 
     if "se.slice" not in open("/proc/self/sched").read():
         pytest.skip("this kernel has no per-task slice (Linux 6.12+)")

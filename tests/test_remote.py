@@ -14,7 +14,7 @@ import torch
 
 import fastload as fl
 from fastload.backends import dali_available
-from fastload.convert import convert
+from fastload.tools.convert import convert
 
 s3fs = pytest.importorskip("s3fs")
 moto_server = pytest.importorskip("moto.server")
@@ -257,7 +257,7 @@ def test_two_ddp_ranks_over_the_bucket(s3, tmp_path):
     equal batch counts, disjoint ranks covering the dataset, the global order of local runs."""
     from test_ddp import BATCH, launch, real
 
-    from fastload.sharding import permutation
+    from fastload.order.sharding import permutation
 
     endpoint, _ = s3
     ranks = launch(2, tmp_path, data="s3://data/train", storage_options=options(endpoint),
@@ -277,8 +277,8 @@ def test_convert_to_a_bucket_then_verify_and_index_there(s3, jpeg_folder, tmp_pa
     """`fastload convert SRC s3://...`: the manifest is written last (a reader never sees a
     half-written dataset), the result reads as the local shards do; `verify` and `index` work
     on URLs and name a damaged object."""
-    from fastload import remote_dataset
-    from fastload.remote_dataset import index_url, verify_url
+    from fastload.tools import remote_dataset
+    from fastload.tools.remote_dataset import index_url, verify_url
 
     endpoint, local = s3
     storage = options(endpoint)

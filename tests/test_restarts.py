@@ -9,7 +9,7 @@ from PIL import Image
 
 import fastload as fl
 from conftest import jpeg_bytes, photo
-from fastload.convert import convert
+from fastload.tools.convert import convert
 
 _jpeg = pytest.importorskip("fastload._jpeg", reason="fastload._jpeg not built (libjpeg headers)")
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fastload.errors import SpecError
-from fastload.sharding import permutation, shard
+from fastload.order.sharding import permutation, shard
 
 CASES = [(n, w, b) for n in (1, 7, 10, 33, 64) for w in (1, 2, 3, 4) for b in (1, 4, 5)]
 
@@ -103,7 +103,7 @@ def test_epoch_tasks_are_the_shards_batches_made_on_demand(last_batch, n, w, b, 
     """The lazy task sequence a loader hands its backend: the shard's batches, counted without
     computing the shard, which is computed once, on the first task asked for."""
     from fastload.batch import EpochTasks
-    from fastload.sharding import samples_per_rank
+    from fastload.order.sharding import samples_per_rank
 
     expected = shard(n, batch_size=b, rank=w - 1, world=w, seed=3, epoch=2, start=start,
                      last_batch=last_batch)
@@ -147,7 +147,7 @@ def test_task_run_takes_queued_sequences_in_order():
 def test_shard_window_order_reads_w_shards_at_a_time():
     """The shard-aware order: a permutation from (seed, epoch) alone, whose consecutive runs
     each hold the samples of exactly ``w`` shards (the last group may hold fewer)."""
-    from fastload.sharding import shard_window_order
+    from fastload.order.sharding import shard_window_order
 
     groups = np.arange(103) % 7  # striped: sample i in shard i % 7
     order = shard_window_order(groups, seed=3, epoch=1, window=2)

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import fastload as fl
-from fastload.convert import convert
-from fastload.restarts import with_restarts
+from fastload.tools.convert import convert
+from fastload.tools.restarts import with_restarts
 from fastload.sources import LMDBSource, TFRecordSource
 
 

@@ -98,7 +98,7 @@ def test_import_fastload_imports_neither_dali_nor_torch():
 
 
 def test_geometry_is_one_value_for_every_form():
-    from fastload.spec import Geometry
+    from fastload.ops.spec import Geometry
 
     rrc = fl.Pipeline(fl.Decode(), fl.RandomResizedCrop(32, scale=(0.3, 1.0)))
     assert rrc.geometry == Geometry((32, 32), random_crop=((0.3, 1.0), (3 / 4, 4 / 3)))

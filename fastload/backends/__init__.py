@@ -7,9 +7,9 @@ from typing import Any, Callable, Iterator, Optional, Protocol, Sequence
 
 from ..batch import Batch, BatchTask
 from ..errors import BackendUnavailable, OpNotSupported, SpecError
+from ..ops.spec import Pipeline
 from ..options import LoaderOptions
 from ..sources.base import Source
-from ..spec import Pipeline
 
 DALI_INSTALL = "pip install 'fastload-images[dali]'  (or: pip install nvidia-dali-cuda120)"
 
@@ -63,7 +63,7 @@ def check_ops(backend: str, pipeline: Pipeline) -> None:
     if backend == "dali-native" and pipeline.schedule is not None:
         raise OpNotSupported("RandomResizedCrop with a by_epoch size: backend='dali-native' "
                              "builds one fixed DALI graph; use backend='dali' or 'torch'")
-    from .dali_pixel import DALI_PIXEL_OPS
+    from .dali.pixel import DALI_PIXEL_OPS
 
     for op in pipeline.pixel:
         name = getattr(op, "name", type(op).__name__)
@@ -81,17 +81,17 @@ def make_producer(backend: str, source: Source, pipeline: Pipeline, options: Loa
                   device: Any, dist: Any) -> Producer:
     check_ops(backend, pipeline)
     if backend == "torch":
-        from .torch_backend import TorchProducer
+        from .torch.producer import TorchProducer
 
         return TorchProducer(source, pipeline, options, device=device)
     if options.on_error != "raise" and backend == "dali-native":
         raise SpecError("backend='dali-native' reads with DALI's readers and cannot skip bad "
                         "samples; use backend='dali' or 'torch' with on_error='skip'")
     if backend == "dali-native":
-        from .dali_native import DaliNativeProducer
+        from .dali.native import DaliNativeProducer
 
         return DaliNativeProducer(source, pipeline, options, device=device, rank=dist.rank,
                                   world=dist.world_size)
-    from .dali_backend import DaliProducer
+    from .dali.producer import DaliProducer
 
     return DaliProducer(source, pipeline, options, device=device)

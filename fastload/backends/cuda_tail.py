@@ -13,7 +13,7 @@ from typing import Any, Iterable, Iterator
 import torch
 
 from ..batch import Batch, HostBatch
-from ..spec import Pipeline
+from ..ops.spec import Pipeline
 from .finisher import erase_values, needs_erasing, noise_generator, out_dtype
 from .mix import batch_draw, mix_images
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..batch import HostBatch
-from ..spec import Pipeline
+from ..ops.spec import Pipeline
 from .mix import batch_draw, mix_images
 
 try:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..mixing import MixDraw, MixingOp, partners
+from ..ops.mixing import MixDraw, MixingOp, partners
 
 CPU_ROWS = 4  # rows per pass of the CPU Mixup blend
 

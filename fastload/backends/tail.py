@@ -17,7 +17,7 @@ import torch
 
 from ..batch import Batch, HostBatch
 from ..errors import LoaderTimeout, TransformError
-from ..spec import Pipeline
+from ..ops.spec import Pipeline
 from .cuda_tail import CudaFinisher, prefetch_to_cuda
 from .finisher import CpuFinisher
 from .mix import batch_draw, soft_labels

@@ -10,7 +10,8 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from ..errors import FormatError, SourceError
-from ..formats import protowire, tfrecord
+from ..formats import protowire
+from ..formats import tfrecord
 from ..formats.manifest import MANIFEST, Manifest, read_manifest
 from ..per_process import PerProcess
 
