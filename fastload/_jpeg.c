@@ -136,7 +136,10 @@ static int read_layout(const unsigned char *d, size_t n, layout *L) {
 }
 
 /* The first `need` restart segments of the scan: start[k], end[k] (exclusive: the marker that
- * ends segment k is not included). Returns how many were found (fewer: the data ends). */
+ * ends segment k is not included). Returns how many were found (fewer: the data ends), or 0
+ * when a restart marker is out of sequence (segment k must end with RST(k mod 8)): libjpeg
+ * places segments by marker number, so a dropped, skipped, swapped or repeated marker makes
+ * the count and the numbers disagree, and only the whole data gives the whole decode's pixels. */
 static size_t find_segments(const unsigned char *d, size_t n, size_t scan, size_t *start,
                             size_t *end, size_t need) {
     size_t k = 0, p = scan;
@@ -160,6 +163,8 @@ static size_t find_segments(const unsigned char *d, size_t n, size_t scan, size_
         end[k++] = q;
         if (b < 0xD0 || b > 0xD7) /* EOI or another marker: the scan ends here */
             return k;
+        if (b != 0xD0 + ((k - 1) & 7))
+            return 0;
         if (k < need)
             start[k] = q + 2;
         p = q + 2;
@@ -207,7 +212,7 @@ static unsigned char *cut_to_box(const unsigned char *d, size_t n, int reduce, J
     size_t *end = start + last;
     unsigned char *out = NULL;
     if (find_segments(d, n, L.scan, start, end, last) < last)
-        goto done; /* the data ends early: the usual path reports it */
+        goto done; /* the data ends early or is out of sequence: the usual path judges it */
     /* each segment kept, with the marker written after it, fits in the bytes from the first
      * kept segment's start to the last one's end (the markers between them included), + 2 */
     out = malloc(L.scan + end[last - 1] - start[first] + 2);
