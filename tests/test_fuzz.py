@@ -1,7 +1,7 @@
 """Fuzzing: random and mutated bytes only ever produce fastload's own error types."""
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from fastload.errors import FastloadError, FormatError
@@ -80,13 +80,17 @@ KEYS = (b"image/encoded", b"image/class/label")
 
 
 def python_features(buf):
-    """What TFRecordSource.read returns by the pure-Python path, or None where it refuses."""
-    try:
-        example = protowire.decode_example(buf)
-        image, label = example.get(KEYS[0].decode()), example.get(KEYS[1].decode())
-        return (bytes(image[0]), int(label[0])) if image and label else None
-    except (FormatError, TypeError, ValueError):
-        return None
+    """What TFRecordSource.read returns by the pure-Python path (the C reader not built), or
+    None where it refuses the record."""
+    from unittest import mock
+
+    from fastload.sources import tfrecord as source_module
+
+    with mock.patch.object(source_module, "_wire", None):
+        try:
+            return source_module.image_and_label(buf, KEYS, "record")
+        except FormatError:
+            return None
 
 
 def c_features(buf):
@@ -112,6 +116,9 @@ def test_the_c_reader_agrees_with_protowire_on_valid_examples(image, label, pack
 @needs_wire
 @settings(max_examples=400, deadline=None)
 @given(mutations, st.integers(0, len(EXAMPLE)))
+@example(changes=[(3158, 0)], cut=151)  # field number 0 in another feature's map entry
+@example(changes=[(1524, 0)], cut=151)  # a map entry with its feature given twice
+@example(changes=[(0, 0x08)], cut=151)  # Example.features not length-delimited
 def test_the_c_reader_on_mutated_examples_is_none_or_what_protowire_reads(changes, cut):
     buf = mutate(EXAMPLE, changes)[:cut]
     got = c_features(buf)
@@ -159,3 +166,12 @@ def test_the_region_decoder_on_mutated_restart_jpegs(changes, cut, top, left):
         assert out is None or len(out) == max(1, h // reduce) * max(1, w // reduce) * 4
     rewritten = _jpeg.add_restarts(data, 2)
     assert rewritten is None or rewritten[:2] == b"\xff\xd8"
+
+
+def test_an_image_or_label_feature_of_the_wrong_kind_is_named():
+    from fastload.sources.tfrecord import image_and_label
+
+    record = protowire.encode_example({"image/encoded": [5], "image/class/label": 3})
+    with pytest.raises(FormatError, match="shard-0 record 4: 'image/encoded' must be a "
+                                          "BytesList .* found a list of int"):
+        image_and_label(record, KEYS, "shard-0 record 4")

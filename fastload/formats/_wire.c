@@ -42,7 +42,7 @@ static int next_field(cursor *c, uint64_t *number, int *wire, cursor *payload, u
     if (c->p >= c->end)
         return 0;
     uint64_t key;
-    if (!varint(c, &key))
+    if (!varint(c, &key) || key >> 3 == 0) /* field number 0 is not a field */
         return *ok = 0;
     *number = key >> 3;
     *wire = (int)(key & 7);
@@ -73,30 +73,122 @@ static int next_field(cursor *c, uint64_t *number, int *wire, cursor *payload, u
     }
 }
 
+/* Whether every field of a message is well formed (what protowire.fields accepts). */
+static int well_formed(cursor c) {
+    uint64_t number, value;
+    int wire, ok = 1;
+    cursor payload;
+    while (next_field(&c, &number, &wire, &payload, &value, &ok))
+        ;
+    return ok;
+}
+
+/* The payload of a length-delimited field, checked: 0 where protowire's _expect_bytes or
+ * fields() would refuse it. */
+static int message(int wire, cursor payload) {
+    return wire == 2 && well_formed(payload);
+}
+
+/* A Feature as protowire._decode_feature reads it: the whole message well formed, then each
+ * field length-delimited and well formed up to the first of kind 1-3 (BytesList, FloatList,
+ * Int64List), whose number and payload are returned; 0 when malformed, -1 when no kind. */
+static int feature_kind(cursor feature, cursor *kind) {
+    uint64_t number, value;
+    int wire, ok = 1;
+    if (!well_formed(feature))
+        return 0;
+    while (next_field(&feature, &number, &wire, kind, &value, &ok)) {
+        if (!message(wire, *kind))
+            return 0;
+        if (number >= 1 && number <= 3)
+            return (int)number;
+    }
+    return ok ? -1 : 0;
+}
+
+/* The first value of a BytesList (every value must be length-delimited). 1 found, 0 none,
+ * -1 malformed. */
+static int first_bytes(cursor list, cursor *first) {
+    uint64_t number, value;
+    int wire, ok = 1, found = 0;
+    cursor item;
+    while (next_field(&list, &number, &wire, &item, &value, &ok)) {
+        if (number != 1)
+            continue;
+        if (wire != 2)
+            return -1;
+        if (!found)
+            *first = item;
+        found = 1;
+    }
+    return ok ? found : -1;
+}
+
+/* The first value of an Int64List, packed or not (every value a varint or a packed run that
+ * decodes whole). 1 found, 0 none, -1 malformed. */
+static int first_int(cursor list, uint64_t *first) {
+    uint64_t number, value;
+    int wire, ok = 1, found = 0;
+    cursor item;
+    while (next_field(&list, &number, &wire, &item, &value, &ok)) {
+        if (number != 1)
+            continue;
+        if (wire == 0) {
+            if (!found)
+                *first = value;
+            found = 1;
+        } else if (wire == 2) {
+            while (item.p < item.end) {
+                if (!varint(&item, &value))
+                    return -1;
+                if (!found)
+                    *first = value;
+                found = 1;
+            }
+        } else {
+            return -1;
+        }
+    }
+    return ok ? found : -1;
+}
+
+/* Every level protowire.decode_example(buf, keys) parses is checked here as it checks it, so
+ * that a record it refuses is never read: the Example, its Features, every map entry, and the
+ * two features asked for (whole). */
 static PyObject *example_features(PyObject *self, PyObject *args) {
     Py_buffer buf, bytes_key, int_key;
     if (!PyArg_ParseTuple(args, "y*y*y*:example_features", &buf, &bytes_key, &int_key))
         return NULL;
     const uint8_t *start = (const uint8_t *)buf.buf;
-    cursor example = {start, start + buf.len}, features, entry, payload, kind, item;
+    cursor example = {start, start + buf.len}, features, entry, payload, kind;
+    cursor image = {NULL, NULL};
     uint64_t number, value = 0, label = 0;
     int wire, ok = 1, found_bytes = 0, found_int = 0;
-    Py_ssize_t offset = 0, length = 0;
     while (ok && next_field(&example, &number, &wire, &features, &value, &ok)) {
-        if (number != 1 || wire != 2)
+        if (number != 1)
             continue;
+        if (wire != 2) {
+            ok = 0;
+            break;
+        }
         while (ok && next_field(&features, &number, &wire, &entry, &value, &ok)) {
-            if (number != 1 || wire != 2)
+            if (number != 1)
                 continue;
+            if (wire != 2) {
+                ok = 0;
+                break;
+            }
             cursor name = {NULL, NULL}, feature = {NULL, NULL};
             while (ok && next_field(&entry, &number, &wire, &payload, &value, &ok)) {
-                if (number == 1 && wire == 2)
+                if ((number == 1 || number == 2) && wire != 2)
+                    ok = 0;
+                else if (number == 1)
                     name = payload;
-                else if (number == 2 && wire == 2)
+                else if (number == 2)
                     feature = payload;
             }
-            if (!ok || name.p == NULL || feature.p == NULL)
-                continue;
+            if (!ok || name.p == NULL)
+                break;
             size_t name_len = (size_t)(name.end - name.p);
             int is_bytes = name_len == (size_t)bytes_key.len &&
                            memcmp(name.p, bytes_key.buf, name_len) == 0;
@@ -104,42 +196,21 @@ static PyObject *example_features(PyObject *self, PyObject *args) {
                          memcmp(name.p, int_key.buf, name_len) == 0;
             if (!is_bytes && !is_int)
                 continue;
-            if (is_bytes) /* a key given twice: the last entry counts, as in a parsed map */
-                found_bytes = 0;
+            /* a key given twice: the last entry counts, as in a parsed map */
+            int k = feature.p == NULL ? -1 : feature_kind(feature, &kind);
+            int got = 0;
+            if (k == 0)
+                ok = 0;
+            else if (is_bytes && k == 1)
+                got = first_bytes(kind, &image);
+            else if (is_int && k == 3)
+                got = first_int(kind, &label);
+            if (got < 0)
+                ok = 0;
+            if (is_bytes)
+                found_bytes = got > 0;
             if (is_int)
-                found_int = 0;
-            int kinds = 0; /* the Feature's first kind decides, as protowire reads it */
-            while (ok && !kinds && next_field(&feature, &number, &wire, &kind, &value, &ok)) {
-                if (wire != 2) { /* protowire refuses this Feature: let it say why */
-                    ok = 0;
-                    break;
-                }
-                if (number < 1 || number > 3)
-                    continue;
-                kinds = 1;
-                if (is_bytes && number == 1) { /* BytesList: first value */
-                    while (ok && next_field(&kind, &number, &wire, &item, &value, &ok))
-                        if (number == 1 && wire == 2) {
-                            offset = (Py_ssize_t)(item.p - start);
-                            length = (Py_ssize_t)(item.end - item.p);
-                            found_bytes = 1;
-                            break;
-                        }
-                } else if (is_int && number == 3) { /* Int64List: first value */
-                    while (ok && next_field(&kind, &number, &wire, &item, &value, &ok)) {
-                        if (number != 1)
-                            continue;
-                        if (wire == 0) {
-                            label = value;
-                            found_int = 1;
-                        } else if (wire == 2 && item.p < item.end) { /* packed */
-                            found_int = varint(&item, &label);
-                            ok = found_int;
-                        }
-                        break;
-                    }
-                }
-            }
+                found_int = got > 0;
         }
     }
     PyBuffer_Release(&buf);
@@ -147,7 +218,8 @@ static PyObject *example_features(PyObject *self, PyObject *args) {
     PyBuffer_Release(&int_key);
     if (!ok || !found_bytes || !found_int)
         Py_RETURN_NONE;
-    return Py_BuildValue("nnL", offset, length, (long long)(int64_t)label);
+    return Py_BuildValue("nnL", (Py_ssize_t)(image.p - start), (Py_ssize_t)(image.end - image.p),
+                         (long long)(int64_t)label);
 }
 
 static PyMethodDef methods[] = {

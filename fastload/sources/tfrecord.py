@@ -130,7 +130,11 @@ def image_and_label(record: bytes, keys: tuple[bytes, bytes], where: str) -> tup
         found_keys = sorted(protowire.decode_example(record))
         raise FormatError(f"{where}: Example lacks {image_key!r} or {label_key!r} (has "
                           f"{found_keys})")
-    return bytes(image[0]), int(label[0])  # type: ignore[arg-type]
+    if not isinstance(image[0], bytes) or not isinstance(label[0], int):
+        raise FormatError(f"{where}: {image_key!r} must be a BytesList and {label_key!r} an "
+                          f"Int64List; found a list of {type(image[0]).__name__} and of "
+                          f"{type(label[0]).__name__}")
+    return image[0], label[0]
 
 
 def _striped_order(counts: np.ndarray) -> np.ndarray:
