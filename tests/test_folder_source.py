@@ -66,14 +66,12 @@ def test_missing_paths_and_files_removed_later(tmp_path):
         src.read(0)
 
 
-def age(root, seconds=60):
-    """Make every folder under ``root`` look ``seconds`` old (a fresh listing is not saved)."""
-    import os
+def age(root, seconds=2.1):
+    """Let every folder under ``root`` become older than the 2 s within which a listing is not
+    saved (its status-change time cannot be set back)."""
     import time
 
-    then = time.time() - seconds
-    for folder in [root, *[p for p in root.rglob("*") if p.is_dir()]]:
-        os.utime(folder, (then, then))
+    time.sleep(seconds)
 
 
 def write_tree(root, classes=3, per_class=4):
@@ -151,3 +149,89 @@ def test_the_index_file_is_not_trusted_when_young_broken_or_elsewhere(tmp_path, 
     assert len(fl.FolderSource(data)) == 15
     assert not (data / folder_module.INDEX_FILE).exists()
     assert not [p for p in data.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_folder_link_loop_is_named_and_a_second_link_is_followed_once(tmp_path):
+    write_tree(tmp_path)
+    (tmp_path / "c1" / "up").symlink_to("..")  # a loop: c1/up/c1/up/...
+    with pytest.raises(fl.SourceError, match=r"c1/up -> .*leads back to a folder that contains "
+                                             r"it \(\.\), a loop"):
+        fl.FolderSource(tmp_path, index_file=None)
+    (tmp_path / "c1" / "up").unlink()
+    (tmp_path / "c1" / "sub" / "again").symlink_to("../sub", target_is_directory=True)
+    with pytest.raises(fl.SourceError, match=r"c1/sub/again -> .*\(c1/sub\), a loop"):
+        fl.FolderSource(tmp_path, index_file=None)
+    (tmp_path / "c1" / "sub" / "again").unlink()
+    (tmp_path / "c2" / "other").symlink_to(tmp_path / "c0" / "sub")  # listed under c0 already
+    outside = tmp_path.parent / f"{tmp_path.name}-outside"
+    outside.mkdir()
+    Image.new("RGB", (4, 4)).save(outside / "far.jpg")
+    (tmp_path / "c0" / "far").symlink_to(outside)  # a real folder elsewhere: followed
+    with pytest.warns(UserWarning, match=r"1 folder link\(s\) lead to a folder already listed "
+                                         r"and were not followed again: \['c2/other'\]"):
+        src = fl.FolderSource(tmp_path, index_file=None)
+    paths = [src.relative_path(i) for i in range(len(src))]
+    assert len(src) == 16 and "c0/far/far.jpg" in paths and len(set(paths)) == 16
+
+
+def test_a_restored_folder_time_does_not_hide_a_change(tmp_path, monkeypatch):
+    """An added file with the folder's modification time set back (``touch -r``, a tarball):
+    its status-change time gives it away."""
+    import os
+
+    write_tree(tmp_path)
+    age(tmp_path)
+    assert len(fl.FolderSource(tmp_path)) == 15
+    stamp = os.stat(tmp_path / "c1")
+    Image.new("RGB", (4, 4)).save(tmp_path / "c1" / "added.jpg")
+    os.utime(tmp_path / "c1", ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    assert os.stat(tmp_path / "c1").st_mtime_ns == stamp.st_mtime_ns
+    assert len(fl.FolderSource(tmp_path)) == 16
+
+
+def crafted_index(tmp_path, **changes):
+    """A current index file of a written tree, with some of its arrays replaced."""
+    import numpy as np
+
+    from fastload.sources import folder as folder_module
+
+    write_tree(tmp_path)
+    age(tmp_path)
+    fl.FolderSource(tmp_path)
+    index = tmp_path / folder_module.INDEX_FILE
+    with np.load(index) as f:
+        arrays = dict(f)
+    arrays.update(changes)
+    with open(index, "wb") as f:
+        np.savez(f, **arrays)
+    return index
+
+
+def test_an_index_with_labels_out_of_range_is_not_used(tmp_path):
+    import numpy as np
+
+    crafted_index(tmp_path, labels=np.array([0] * 14 + [7], dtype=np.int64))
+    src = fl.FolderSource(tmp_path)
+    assert len(src) == 15 and int(src.labels.max()) == 2
+
+
+def test_an_index_whose_header_claims_more_than_it_holds_is_not_used(tmp_path):
+    """2**42 labels claimed in a few bytes: checked against the file, never allocated."""
+    import numpy as np
+
+    import zipfile
+
+    from fastload.sources.folder import _read_arrays
+
+    index = crafted_index(tmp_path)
+    with zipfile.ZipFile(index) as z:  # rewrite the member whole (its CRC must match)
+        members = {i.filename: z.read(i) for i in z.infolist()}
+    assert members["labels.npy"].count(b"'shape': (15,)") == 1
+    members["labels.npy"] = members["labels.npy"].replace(b"(15,)", b"(4398046511104,)")
+    with zipfile.ZipFile(index, "w") as z:
+        for name, body in members.items():
+            z.writestr(name, body)
+    with pytest.raises(ValueError, match="labels.npy: header"):
+        _read_arrays(index)
+    assert len(fl.FolderSource(tmp_path)) == 15
+    assert np.load(index)["labels"].shape == (15,)  # listed again, and the file rewritten

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import time
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -18,7 +20,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".t
 
 
 INDEX_FILE = ".fastload-index.npz"
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 2: folder ctimes kept, arrays checked against the file
 _RACY_SECONDS = 2.0  # a folder changed this recently may change again within its mtime tick
 
 
@@ -29,12 +31,18 @@ class FolderSource:
     string per file), so the listing is kept in an index file, ``index_file`` (default
     ``root/.fastload-index.npz``; another path for a read-only dataset; None: never), plain
     numpy arrays (no pickle). It is used while the class folders are the same and every folder
-    under them still has the modification time it had when listed: adding, removing or
-    renaming a file or folder changes its parent folder's, and the tree is listed again (and
-    the file rewritten). A listing in which some folder changed less than 2 s before is not
-    saved (it could still change within the same timestamp tick). Writing the default file is
-    skipped silently where the folder is not writable; an index file given explicitly that
-    cannot be written is an error.
+    under them still has the modification and status-change times it had when listed: adding,
+    removing or renaming a file or folder changes its parent folder's, and setting a folder's
+    modification time back (``touch -r``, unpacking a tarball) changes its status-change time;
+    the tree is then listed again (and the file rewritten). A listing in which some folder
+    changed less than 2 s before is not saved (it could still change within the same
+    timestamp tick). An index file whose arrays do not match the file or each other is
+    ignored and rewritten. Writing the default file is skipped silently where the folder is
+    not writable; an index file given explicitly that cannot be written is an error.
+
+    Folder links are followed, each real folder once: a link to a folder already listed is
+    skipped (with a warning naming it), and a link to a folder that contains it (a loop) is
+    an error naming the link.
     """
 
     def __init__(self, root: Union[str, Path], *, extensions: tuple[str, ...] = IMAGE_EXTENSIONS,
@@ -101,79 +109,146 @@ class FolderSource:
 
 class _Listing:
     """What listing the tree found: class names, paths (``<class>/<file>``) and labels, and
-    every folder walked with its modification time (ns), for checking an index file."""
+    every folder walked with its modification and status-change times (ns), for checking an
+    index file."""
 
     def __init__(self, classes: list[str], paths: StringTable, labels: np.ndarray,
-                 folders: StringTable, mtimes: np.ndarray, stable: bool = True) -> None:
+                 folders: StringTable, times: np.ndarray, stable: bool = True) -> None:
         self.classes, self.paths, self.labels = classes, paths, labels
-        self.folders, self.mtimes, self.stable = folders, mtimes, stable
+        self.folders, self.times, self.stable = folders, times, stable
 
 
 def _class_names(root: Path) -> list[str]:
     return sorted(e.name for e in os.scandir(root) if e.is_dir())
 
 
+def _times(path: str) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_mtime_ns, st.st_ctime_ns
+
+
 def _list(root: Path, exts: tuple[str, ...]) -> _Listing:
     started = time.time_ns()
     folders: list[str] = []
-    mtimes: list[int] = []
+    times: list[tuple[int, int]] = []
     classes = _class_names(root)
     if not classes:
         raise SourceError(f"{root}: no class folders; expected root/<class>/<image> files")
     paths: list[str] = []
     labels: list[int] = []
+    walk = _Walk(root)
     for label, name in enumerate(classes):
-        found = _scan(root, name, exts, folders, mtimes)
+        found = walk.scan(name, exts, folders, times)
         paths.extend(found)
         labels.extend([label] * len(found))
-    stable = max(mtimes) < started - _RACY_SECONDS * 1e9
-    # (the root's own time is not kept: writing the index file into it changes it; its class
-    # folders are compared by name instead)
+    if walk.skipped:
+        warnings.warn(f"{root}: {len(walk.skipped)} folder link(s) lead to a folder already "
+                      f"listed and were not followed again: {walk.skipped[:5]}"
+                      f"{' ...' if len(walk.skipped) > 5 else ''}", stacklevel=3)
+    stable = max(max(t) for t in times) < started - _RACY_SECONDS * 1e9
+    # (the root's own times are not kept: writing the index file into it changes them; its
+    # class folders are compared by name instead)
     return _Listing(classes, StringTable(paths), np.asarray(labels, dtype=np.int64),
-                    StringTable(folders), np.asarray(mtimes, dtype=np.int64), stable)
+                    StringTable(folders), np.asarray(times, dtype=np.int64).reshape(-1, 2),
+                    stable)
 
 
-def _scan(root: Path, name: str, exts: tuple[str, ...], folders: list[str],
-          mtimes: list[int]) -> list[str]:
-    """Image files under ``root/name`` (symlinks followed), as sorted ``name/...`` paths; every
-    folder walked is appended to ``folders`` with its modification time."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root / name, followlinks=True):
-        dirnames.sort()
-        rel = os.path.relpath(dirpath, root)
-        folders.append(rel)
-        mtimes.append(os.stat(dirpath).st_mtime_ns)
-        for f in filenames:
-            if f.lower().endswith(exts):
-                found.append(os.path.join(rel, f))
-    return sorted(found)
+class _Walk:
+    """The walk of one tree: each real folder (device, inode) is listed once."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        st = os.stat(root)
+        self.seen: dict[tuple[int, int], str] = {(st.st_dev, st.st_ino): "."}
+        self.skipped: list[str] = []
+
+    def scan(self, name: str, exts: tuple[str, ...], folders: list[str],
+             times: list[tuple[int, int]]) -> list[str]:
+        """Image files under ``root/name`` (folder links followed, each real folder once), as
+        sorted ``name/...`` paths; every folder walked is appended to ``folders`` with its
+        times."""
+        found = []
+        top = os.stat(self.root / name)
+        self.seen.setdefault((top.st_dev, top.st_ino), name)
+        for dirpath, dirnames, filenames in os.walk(self.root / name, followlinks=True):
+            dirnames.sort()
+            rel = os.path.relpath(dirpath, self.root)
+            folders.append(rel)
+            times.append(_times(dirpath))
+            dirnames[:] = [d for d in dirnames if self._enter(dirpath, rel, d)]
+            for f in filenames:
+                if f.lower().endswith(exts):
+                    found.append(os.path.join(rel, f))
+        return sorted(found)
+
+    def _enter(self, dirpath: str, rel: str, name: str) -> bool:
+        full = os.path.join(dirpath, name)
+        st = os.stat(full)
+        key = (st.st_dev, st.st_ino)
+        first = self.seen.get(key)
+        if first is None:
+            self.seen[key] = os.path.join(rel, name)
+            return True
+        if first == "." or rel == first or rel.startswith(first + os.sep):
+            where = os.path.realpath(full)
+            raise SourceError(f"{full} -> {where}: this folder link leads back to a folder that "
+                              f"contains it ({first}), a loop that would list its images over "
+                              "and over; remove the link or point it elsewhere")
+        self.skipped.append(os.path.join(rel, name))
+        return False
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` file, each checked against the file before it is read: a
+    plain dtype (no objects) and a header whose shape accounts for exactly the bytes stored, so
+    a damaged or crafted file cannot ask for more memory than it holds. ValueError otherwise."""
+    arrays = {}
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if not info.filename.endswith(".npy"):
+                raise ValueError(f"unexpected member {info.filename!r}")
+            with archive.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, fortran, dtype = read_header(f)
+                size = math.prod(shape) * dtype.itemsize
+                if dtype.hasobject or fortran or f.tell() + size != info.file_size:
+                    raise ValueError(f"{info.filename}: header {shape} {dtype} does not match "
+                                     f"the {info.file_size} bytes stored")
+                arrays[info.filename[:-4]] = np.frombuffer(f.read(size), dtype).reshape(shape)
+    return arrays
 
 
 def _load_index(root: Path, path: Path, exts: tuple[str, ...]) -> Optional[_Listing]:
-    """The listing of ``root`` saved at ``path`` if it is there, readable, of these extensions
-    and still current (the same class folders, every folder's modification time unchanged);
-    else None."""
+    """The listing of ``root`` saved at ``path`` if it is there, readable, consistent, of these
+    extensions and still current (the same class folders, every folder's modification and
+    status-change times unchanged); else None."""
     try:
-        with np.load(path, allow_pickle=False) as f:
-            if int(f["version"]) != INDEX_VERSION or str(f["extensions"]) != "|".join(exts):
-                return None
-            folders = StringTable.from_arrays(f["folders_blob"], f["folders_offsets"])
-            mtimes = f["mtimes"]
-            classes = StringTable.from_arrays(f["classes_blob"], f["classes_offsets"])
-            listing = _Listing([classes[i] for i in range(len(classes))],
-                               StringTable.from_arrays(f["paths_blob"], f["paths_offsets"]),
-                               f["labels"].astype(np.int64, copy=False), folders, mtimes)
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        f = _read_arrays(path)
+        if int(f["version"]) != INDEX_VERSION or str(f["extensions"]) != "|".join(exts):
+            return None
+        folders = StringTable.from_arrays(f["folders_blob"], f["folders_offsets"])
+        classes = StringTable.from_arrays(f["classes_blob"], f["classes_offsets"])
+        paths = StringTable.from_arrays(f["paths_blob"], f["paths_offsets"])
+        labels, times = f["labels"], f["times"]
+        if (labels.ndim != 1 or labels.dtype.kind not in "iu" or len(labels) != len(paths)
+                or times.shape != (len(folders), 2) or times.dtype != np.int64
+                or (len(labels) and (labels.min() < 0 or labels.max() >= len(classes)))
+                or any(t.arrays()[1][0] != 0 or np.any(np.diff(t.arrays()[1]) < 0)
+                       for t in (folders, classes, paths))):
+            return None
+        listing = _Listing([classes[i] for i in range(len(classes))], paths,
+                           labels.astype(np.int64), folders, times)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, MemoryError):
         return None
     try:
         if _class_names(root) != listing.classes:
             return None
         for i in range(len(folders)):
-            if os.stat(os.path.join(root, folders[i])).st_mtime_ns != mtimes[i]:
+            if _times(os.path.join(root, folders[i])) != tuple(times[i]):
                 return None
     except OSError:
-        return None
-    if len(listing.labels) != len(listing.paths):
         return None
     return listing
 
@@ -181,7 +256,7 @@ def _load_index(root: Path, path: Path, exts: tuple[str, ...]) -> Optional[_List
 def _save_index(path: Path, exts: tuple[str, ...], listing: _Listing, explicit: bool) -> None:
     """Write the listing to ``path`` (a temporary name, then a rename)."""
     arrays = {"version": np.asarray(INDEX_VERSION), "extensions": np.asarray("|".join(exts)),
-              "labels": listing.labels, "mtimes": listing.mtimes}
+              "labels": listing.labels, "times": listing.times}
     for name, table in (("paths", listing.paths), ("folders", listing.folders),
                         ("classes", StringTable(listing.classes))):
         arrays[f"{name}_blob"], arrays[f"{name}_offsets"] = table.arrays()
