@@ -94,22 +94,26 @@ def test_verify_finds_damage(jpeg_folder, tmp_path):
         verify(tmp_path / "l")
 
 
-@pytest.mark.parametrize("edit", ["swap shards", "drop a class", "version 1, swap shards"])
+@pytest.mark.parametrize("edit", ["swap shards", "drop a class", "version 1, swap shards",
+                                  "version 1, swap classes"])
 def test_an_edited_manifest_is_named_not_obeyed(jpeg_folder, tmp_path, edit):
-    """Swapping two shard entries would re-map half the indices; dropping a class would shift
-    labels' names. The digest (and, for version-1 manifests, the shard names) catch both."""
+    """Swapping two shard entries would re-map half the indices; dropping or swapping classes
+    would change labels' names. The digest catches each; a manifest without one (version 1, or
+    one edited to say so) is refused."""
     convert(jpeg_folder, tmp_path / "t", shards=2)
     path = tmp_path / "t" / "manifest.json"
     manifest = json.loads(path.read_text())
-    if "swap" in edit:
+    if "swap shards" in edit:
         manifest["shards"].reverse()
+    elif "swap classes" in edit:
+        manifest["classes"][:2] = manifest["classes"][1::-1]
     else:
         manifest["classes"].pop()
     if "version 1" in edit:
         manifest["version"] = 1
         del manifest["digest"]
     path.write_text(json.dumps(manifest))
-    message = "shard 0 is 'train-00001-of-00002.tfrecord', out of place" if "version 1" in edit \
+    message = "manifest.json: manifest version 1 carries no digest" if "version 1" in edit \
         else "manifest.json: edited after conversion"
     with pytest.raises(FormatError, match=message):
         fl.loader(tmp_path / "t", fl.Pipeline(fl.Decode(), fl.Resize(8), fl.CenterCrop(8)), 4)

@@ -87,3 +87,49 @@ def test_scan_index_and_staleness(tmp_path):
     (tmp_path / "c.idx").write_text("zero one\n")
     with pytest.raises(FormatError, match="not an index file"):
         tfrecord.read_index(tmp_path / "c.idx", path)
+
+
+def test_a_flipped_length_byte_is_named_as_damage_not_a_stale_index():
+    framed = bytearray(tfrecord.frame(b"payload!"))
+    framed[0] ^= 0x04  # the record now claims 12 data bytes; its length CRC disagrees
+    with pytest.raises(FormatError, match="shard.tfrecord record 3: the record's length field "
+                                          "is damaged") as caught:
+        tfrecord.unframe(bytes(framed), "shard.tfrecord record 3")
+    assert "fastload index" not in str(caught.value)
+
+
+def test_a_truncated_shard_is_named_as_truncated_and_a_grown_one_as_a_stale_index(tmp_path):
+    path = tmp_path / "a.tfrecord"
+    with open(path, "wb") as f:
+        rows = tfrecord.write_records(f, [b"a" * 10, b"b" * 20, b"c" * 300])
+    tfrecord.write_index(rows, tfrecord.index_path(path))
+    whole = path.read_bytes()
+    path.write_bytes(whole[:-100])
+    with pytest.raises(FormatError, match=r"a.tfrecord: holds 278 bytes but its index .* covers "
+                                          r"378: the shard is truncated") as caught:
+        tfrecord.read_index(tfrecord.index_path(path), path)
+    assert "rebuild it with" not in str(caught.value)
+    with pytest.raises(FormatError, match="truncated"):  # what `fastload index` would say
+        tfrecord.scan(path)
+    path.write_bytes(whole + tfrecord.frame(b"more"))
+    with pytest.raises(FormatError, match="stale: rebuild it with `fastload index"):
+        tfrecord.read_index(tfrecord.index_path(path), path)
+    tfrecord.write_index(tfrecord.scan(path), tfrecord.index_path(path))  # ...and it works
+
+
+def test_verify_names_an_index_with_two_rows_merged(jpeg_folder, tmp_path):
+    from fastload.tools.convert import convert
+    from fastload.tools.verify import build_index, verify
+
+    convert(jpeg_folder, tmp_path / "t", shards=2)
+    idx = next((tmp_path / "t").glob("*.idx"))
+    lines = idx.read_text().splitlines()
+    offset, _ = lines[3].split()
+    _, length = lines[4].split()
+    merged = lines[:3] + [f"{offset} {int(lines[3].split()[1]) + int(length)}"] + lines[5:]
+    idx.write_text("\n".join(merged) + "\n")
+    report = verify(tmp_path / "t")
+    assert not report.ok and "its index does not match the records" in report.summary()
+    assert "`fastload index" in report.summary()
+    build_index(str(idx)[:-len(".idx")])
+    assert verify(tmp_path / "t").ok

@@ -16,7 +16,7 @@ from typing import Any, Optional, Union
 from ..errors import FormatError
 
 MANIFEST = "manifest.json"
-MANIFEST_VERSION = 2  # 2: with "digest"; 1 (no digest) is still read
+MANIFEST_VERSION = 2  # 2: with "digest"; 1 (no digest: an edit cannot be told) is refused
 FORMATS = ("tfrecord", "lmdb")
 
 
@@ -84,9 +84,13 @@ def parse_manifest(text: str, path: str) -> Manifest:
     except json.JSONDecodeError as exc:
         raise FormatError(f"{path}: not valid JSON ({exc}); re-run `fastload convert`") from None
     try:
-        if data["version"] not in (1, MANIFEST_VERSION):
+        if data["version"] == 1:
+            raise FormatError(f"{path}: manifest version 1 carries no digest, so an edit to it "
+                              "(classes, shards, counts) cannot be told from the conversion; "
+                              "re-run `fastload convert` into a new folder")
+        if data["version"] != MANIFEST_VERSION:
             raise FormatError(f"{path}: manifest version {data['version']!r} is not supported")
-        if data["version"] >= 2 and data.pop("digest", None) != content_digest(data):
+        if data.pop("digest", None) != content_digest(data):
             raise FormatError(f"{path}: edited after conversion (its digest does not match its "
                               "content: shards, classes, counts); restore it or re-run "
                               "`fastload convert`")

@@ -42,6 +42,9 @@ def unframe(buf: bytes, where: str, verify: bool = True) -> bytes:
                           "the file is truncated or the index is stale")
     (length,) = struct.unpack_from("<Q", buf, 0)
     if length != len(buf) - HEADER - FOOTER:
+        if struct.unpack_from("<I", buf, 8)[0] != masked_crc(buf[:8]):
+            raise FormatError(f"{where}: the record's length field is damaged (its CRC does not "
+                              "match); the file is corrupted: restore or re-convert the shard")
         raise FormatError(f"{where}: record says {length} data bytes but the index gives "
                           f"{len(buf) - HEADER - FOOTER}; the index is stale: rebuild it with "
                           "`fastload index`")
@@ -117,8 +120,13 @@ def parse_index(text: str, path: str, data_path: str, size: int) -> np.ndarray:
     except ValueError:
         raise FormatError(f"{path}: not an index file (expected 'offset length' lines)") from None
     ends = rows[:, 0] + rows[:, 1]
-    if len(rows) and (rows[0, 0] != 0 or np.any(rows[1:, 0] != ends[:-1]) or ends[-1] != size
-                      or np.any(rows[:, 1] < HEADER + FOOTER)):
+    contiguous = len(rows) and rows[0, 0] == 0 and not np.any(rows[1:, 0] != ends[:-1]) \
+        and not np.any(rows[:, 1] < HEADER + FOOTER)
+    if contiguous and ends[-1] > size:
+        raise FormatError(f"{data_path}: holds {size} bytes but its index {path} covers "
+                          f"{ends[-1]}: the shard is truncated (or was replaced); restore it or "
+                          "re-convert (rebuilding the index would drop the records it lost)")
+    if len(rows) and (not contiguous or ends[-1] != size):
         raise FormatError(f"{path}: index does not match {data_path} ({size} bytes); it is "
                           f"stale: rebuild it with `fastload index {data_path}`")
     if not len(rows) and size:

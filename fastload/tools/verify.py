@@ -68,8 +68,9 @@ def _check_tfrecord(folder: Path, manifest: Manifest, k: int, shard: ShardInfo) 
     rows = tfrecord.scan(path)
     _expect(path, "record count", len(rows), shard.records)
     index = tfrecord.read_index(folder / (shard.index or tfrecord.index_path(path).name), path)
-    if not (index == rows).all():
-        raise FastloadError(f"{path}: its index does not match the records")
+    if index.shape != rows.shape or not (index == rows).all():
+        raise FastloadError(f"{path}: its index does not match the records (the shard itself "
+                            f"reads whole); rebuild the index with `fastload index {path}`")
     for r, (offset, length) in enumerate(rows.tolist()):
         where = f"{path} record {r} (offset {offset})"
         example = protowire.decode_example(tfrecord.unframe(data[offset:offset + length], where))
