@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "fastload"
 #: Bottom to top. A part may import its own layer's other modules and every layer below; parts
 #: that share a layer are independent of each other (the two engines, ops and order, ...).
 LAYERS = [
-    {"errors", "per_process", "_jpeg", "_kernels", "batch"},
+    {"errors", "per_process", "file_lock", "_jpeg", "_kernels", "batch"},
     {"formats", "image_info", "ops", "order"},
     {"sources", "options", "device"},
     {"backends (shared)"},

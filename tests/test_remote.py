@@ -96,7 +96,8 @@ class _Forward(BaseHTTPRequestHandler):
         for key, value in response.getheaders():
             if key.lower() not in ("transfer-encoding", "connection", "content-length"):
                 self.send_header(key, value)
-        self.send_header("Content-Length", str(len(data)))
+        length = response.getheader("Content-Length") if self.command == "HEAD" else None
+        self.send_header("Content-Length", length or str(len(data)))  # HEAD: the object's size
         self.end_headers()
         if failing:  # the connection drops mid-body
             self.wfile.write(data[: len(data) // 2])
@@ -333,3 +334,22 @@ def test_a_connection_cut_mid_read_is_retried(s3, faulty):
                                      backoff_s=0.01)
     same(batches(remote), batches(local))
     assert proxy.failed == 3
+
+
+def test_a_damaged_cached_shard_is_downloaded_again_once(s3, tmp_path):
+    """Random bytes of the right size under a cached shard's final name (a disk fault, a stray
+    write): the first record that fails its CRC drops the copy, the shard is downloaded again
+    (its sha256 checked), and the batches are the local shards'."""
+    endpoint, local = s3
+    cache = tmp_path / "cache"
+    remote = fl.RemoteTFRecordSource("s3://data/train", storage_options=options(endpoint),
+                                     cache_dir=cache, cache_bytes=10 * 2**20)
+    want = batches(local)
+    same(batches(remote), want)
+    (shard,) = [p for p in cache.iterdir() if p.name.endswith("-00000-of-00002.tfrecord")]
+    size = shard.stat().st_size
+    shard.write_bytes(np.random.default_rng(0).integers(0, 256, size, dtype=np.uint8).tobytes())
+    with pytest.warns(RuntimeWarning, match="the cached copy of s3://data/train/train-00000-of-"
+                                            "00002.tfrecord failed a record's CRC"):
+        same(batches(remote), want)
+    assert shard.read_bytes() == (local / "train-00000-of-00002.tfrecord").read_bytes()

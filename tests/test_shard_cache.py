@@ -81,3 +81,110 @@ def test_least_recently_used_shards_go_first_and_the_bound_holds(tmp_path):
     assert fresh != paths[1] and fresh.read_bytes() == b"\x09" * 1000
     with pytest.raises(SourceError, match="larger than the whole cache"):
         cache.get("s3://b/huge.tfrecord", 5000, "v1", writer(b"h" * 5000))
+
+
+def test_a_download_that_is_not_the_manifests_object_never_takes_a_final_name(tmp_path):
+    import hashlib
+
+    cache = ShardCache(tmp_path, 10_000)
+    good = b"g" * 800
+    digest = hashlib.sha256(good).hexdigest()
+    with pytest.raises(SourceError, match=r"s3://b/s-0.tfrecord: the downloaded shard's sha256 "
+                                          r"is .* the manifest says " + digest[:16]):
+        cache.get("s3://b/s-0.tfrecord", 800, "v1", writer(b"b" * 800), sha256=digest)
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == []
+    path = cache.get("s3://b/s-0.tfrecord", 800, "v1", writer(good), sha256=digest)
+    assert path.read_bytes() == good
+    cache.discard("s3://b/s-0.tfrecord", 800, "v1")  # found damaged later: gone, fetched anew
+    assert not path.exists()
+    assert cache.get("s3://b/s-0.tfrecord", 800, "v1", writer(good), sha256=digest) == path
+
+
+def _slow_get(folder, k, queue):
+    cache = ShardCache(folder, 2500)
+    path = cache.get(f"s3://b/s-{k}.tfrecord", 1000, "v1", writer(bytes([k]) * 1000, delay=0.4))
+    queue.put((k, len(path.read_bytes()) if path.exists() else "evicted"))
+
+
+def test_downloads_in_flight_count_against_the_bound(tmp_path):
+    """Three processes download 1000-byte shards at once under a 2500-byte bound: the third
+    waits for room, and the bytes on disk never exceed the bound (they reached 1.5x when only
+    whole shards were counted)."""
+    import threading
+
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    peak, done = [0], threading.Event()
+
+    def watch():
+        while not done.is_set():
+            used = 0
+            for p in tmp_path.iterdir():
+                try:
+                    used += p.stat().st_size if not p.name.endswith(".lock") else 0
+                except FileNotFoundError:
+                    pass
+            peak[0] = max(peak[0], used)
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    children = [ctx.Process(target=_slow_get, args=(tmp_path, k, queue)) for k in range(3)]
+    for child in children:
+        child.start()
+    results = dict(queue.get(timeout=30) for _ in children)
+    for child in children:
+        child.join(timeout=30)
+    done.set()
+    watcher.join()
+    assert sorted(results) == [0, 1, 2] and list(results.values()).count(1000) >= 2
+    assert 1000 <= peak[0] <= 2500
+    assert ShardCache(tmp_path, 2500).bytes_used() <= 2500
+
+
+def test_leftovers_of_dead_processes_are_removed_and_no_lock_files_pile_up(tmp_path):
+    from fastload.file_lock import alive
+
+    cache = ShardCache(tmp_path, 10_000)
+    dead = next(pid for pid in range(400_000, 500_000) if not alive(pid))
+    stale = tmp_path / f"{cache.name('s3://b/s-9.tfrecord', 900, 'v1')}.part-{dead}-900"
+    stale.write_bytes(b"p" * 300)
+    orphan_lock = tmp_path / f"{cache.name('s3://b/s-8.tfrecord', 900, 'v1')}.lock"
+    orphan_lock.touch()
+    for k in range(4):
+        cache.get(f"s3://b/s-{k}.tfrecord", 1000, "v1", writer(bytes([k]) * 1000))
+    assert not stale.exists() and not orphan_lock.exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == [".cache.lock"]
+
+
+def test_a_cache_folder_that_cannot_be_written_is_named_when_made(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(SourceError, match=r"file/cache: cannot write the shard cache .*; pass a "
+                                          r"writable cache_dir"):
+        ShardCache(tmp_path / "file" / "cache", 10_000)
+
+
+def test_a_full_disk_is_named_at_once_not_retried_as_the_network(tmp_path, monkeypatch):
+    """The shard's bytes go to a file that answers ENOSPC (/dev/full): one try, and the error
+    says the disk is full, not that the endpoint or the network failed."""
+    import fsspec
+
+    from fastload.sources.remote import download, with_retries
+
+    source = tmp_path / "shard.tfrecord"
+    source.write_bytes(b"s" * 1000)
+    cache = ShardCache(tmp_path / "cache", 10_000)
+    url = f"file://{source}"
+    part = cache.folder / f"{cache.name(url, 1000, 'v1')}.part-{os.getpid()}-1000"
+    part.symlink_to("/dev/full")
+    monkeypatch.setattr(type(part), "touch", lambda self, *a, **k: None)  # keep the link
+    tries = []
+
+    def fetch(tmp):
+        return with_retries(url, lambda: tries.append(tmp) or download(
+            fsspec.filesystem("file"), str(source), tmp, cache.folder), retries=4, backoff_s=0.5)
+
+    with pytest.raises(SourceError, match=r"cache: cannot write the shard cache \(No space left "
+                                          r"on device\); the disk is full") as caught:
+        cache.get(url, 1000, "v1", fetch)
+    assert len(tries) == 1 and "network" not in str(caught.value)

@@ -18,20 +18,23 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
-from ..errors import BackendUnavailable, SourceError
+from ..errors import BackendUnavailable, FastloadError, FormatError, SourceError
 from ..formats import tfrecord
 from ..formats.manifest import MANIFEST, parse_manifest
 from ..per_process import PerProcess
-from .shard_cache import ShardCache
+from .shard_cache import ShardCache, write_error
 from .tfrecord import IMAGE_KEY, LABEL_KEY, checked_record, image_and_label, record_table
 
 DEFAULT_CACHE_BYTES = 16 * 2**30
+CHUNK = 4 << 20  # bytes per read when a whole shard is downloaded
 REMOTE_INSTALL = "pip install 'fastload-images[remote]'  (fsspec + s3fs; gcsfs for gs://)"
 
 
@@ -60,6 +63,8 @@ def with_retries(what: str, call: Callable[[], Any], retries: int, backoff_s: fl
     for attempt in range(max(1, retries)):
         try:
             return call()
+        except FastloadError:
+            raise  # already named (a local disk, a checksum): nothing to retry
         except FileNotFoundError as exc:
             raise SourceError(f"{what}: not found ({exc}); check the URL, the bucket and the "
                               "prefix") from None
@@ -72,6 +77,37 @@ def with_retries(what: str, call: Callable[[], Any], retries: int, backoff_s: fl
                 time.sleep(backoff_s * 4 ** attempt)
     raise SourceError(f"{what}: failed after {max(1, retries)} tries ({type(error).__name__}: "
                       f"{error}); check the endpoint and the network") from None
+
+
+def download(fs: Any, url: str, path: str, folder: Path) -> None:
+    """Copy the object ``url`` to the local file ``path`` (in the cache ``folder``) in chunks:
+    an error of the local file is a SourceError saying what to do there (never retried as a
+    network error); an error reading ``url`` is raised as it is (retried by the caller)."""
+    with fs.open(url, "rb", block_size=CHUNK) as src, _local_file(path, folder) as write:
+        while chunk := src.read(CHUNK):
+            write(chunk)
+
+
+@contextmanager
+def _local_file(path: str, folder: Path) -> Iterator[Callable[[bytes], Any]]:
+    try:
+        handle = open(path, "wb")
+    except OSError as exc:
+        raise write_error(folder, exc) from None
+
+    def write(chunk: bytes) -> None:
+        try:
+            handle.write(chunk)
+        except OSError as exc:
+            raise write_error(folder, exc) from None
+
+    try:
+        yield write
+    finally:
+        try:
+            handle.close()
+        except OSError as exc:
+            raise write_error(folder, exc) from None
 
 
 def _one_thread(_: int = 0) -> ThreadPoolExecutor:
@@ -199,9 +235,11 @@ class RemoteTFRecordSource:
 
     def _local(self, shard: int) -> Path:
         assert self.cache is not None
-        url, size = self.shards[shard], self.manifest.shards[shard].bytes
-        return self.cache.get(url, size, self._version, lambda tmp: self._call(
-            f"{url} (the whole shard, for the cache)", lambda fs: fs.get_file(url, tmp)))
+        url, info = self.shards[shard], self.manifest.shards[shard]
+        folder = self.cache.folder
+        return self.cache.get(url, info.bytes, self._version, lambda tmp: self._call(
+            f"{url} (the whole shard, for the cache)", lambda fs: download(fs, url, tmp, folder)),
+            sha256=info.sha256)
 
     def read_record(self, index: int) -> bytes:
         buf = self._cache.pop(index, None)
@@ -210,6 +248,22 @@ class RemoteTFRecordSource:
         if buf is None:
             path, start, end = self._range(index)
             buf = self._call(self.locate(index), lambda fs: fs.cat_file(path, start=start, end=end))
+        try:
+            return checked_record(buf, int(self._length[index]), self.locate(index),
+                                  self.verify_crc)
+        except FormatError:
+            if self.cache is None:
+                raise
+        # the local copy went bad after its checked download (a disk, a stray write): drop it
+        # and download the shard once more; a record that fails again is damaged at the source
+        shard = int(self._shard[index])
+        url, size = self.shards[shard], self.manifest.shards[shard].bytes
+        warnings.warn(f"{self.cache.folder}: the cached copy of {url} failed a record's CRC "
+                      "(damaged on the local disk); downloading it again", RuntimeWarning,
+                      stacklevel=2)
+        self.cache.discard(url, size, self._version)
+        self._cache = {i: v for i, v in self._cache.items() if int(self._shard[i]) != shard}
+        buf = self._from_cache([index])[index]
         return checked_record(buf, int(self._length[index]), self.locate(index), self.verify_crc)
 
     def read(self, index: int) -> tuple[bytes, int]:
