@@ -3,14 +3,16 @@
 import io
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 from PIL import Image
 
 import fastload as fl
+from fastload.errors import DecodeError, FormatError, SourceError, SpecError
 from fastload.tools.cli import main
 from fastload.tools.convert import PROGRESS, convert
-from fastload.errors import DecodeError, FormatError, SourceError, SpecError
 from fastload.tools.verify import verify
 
 
@@ -265,3 +267,45 @@ def test_convert_on_a_full_disk_names_the_output_and_leaves_no_temporary(photo_f
         convert(photo_folder, small_disk / "out", format=fmt, shards=2, workers=1)
     leftovers = [p.name for p in (small_disk / "out").iterdir() if p.name.endswith(".tmp")]
     assert leftovers == []
+
+
+@pytest.mark.parametrize("format", ["tfrecord", "lmdb"])
+def test_a_second_convert_into_the_same_folder_fails_at_once_naming_the_first(jpeg_folder,
+                                                                               tmp_path, format):
+    from fastload.tools.output import claimed
+
+    dst = tmp_path / "out"
+    dst.mkdir()
+    with claimed(dst):  # a run in progress (this process)
+        with pytest.raises(fl.SourceError, match=rf"out: another `fastload convert` is writing "
+                                                 rf"here \(pid {os.getpid()} on "):
+            convert(jpeg_folder, dst, format=format, shards=2, workers=1)
+        assert not (dst / "manifest.json").exists()
+    convert(jpeg_folder, dst, format=format, shards=2, workers=1)  # free again
+    assert verify(dst).ok and not (dst / ".fastload-convert.lock").exists()
+
+
+def test_two_convert_processes_at_once_never_report_success_over_a_missing_shard(jpeg_folder,
+                                                                                 tmp_path):
+    """Both started together: one writes, the other is refused naming it (or, started after
+    the first finished, finds the same dataset done); every success is a whole dataset."""
+    dst = tmp_path / "out"
+    cmd = [sys.executable, "-m", "fastload", "convert", str(jpeg_folder), str(dst), "--format",
+           "lmdb", "--shards", "4", "--workers", "1"]
+    runs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    results = [(run.wait(timeout=120), run.stderr.read()) for run in runs]
+    assert any(code == 0 for code, _ in results)
+    for code, err in results:
+        assert code == 0 or (code == 2 and "another `fastload convert` is writing here" in err)
+    assert verify(dst).ok and len(fl.open_source(dst)) == 37
+
+
+def test_temporaries_carry_the_run_and_a_killed_runs_are_swept(jpeg_folder, tmp_path):
+    dst = tmp_path / "out"
+    dst.mkdir()
+    (dst / ".train-00000-of-00002.tfrecord.tmp").write_bytes(b"half")  # a killed run's
+    (dst / ".train-00001-of-00002.lmdb.tmp-4242").mkdir()
+    convert(jpeg_folder, dst, shards=2)
+    assert sorted(p.name for p in dst.iterdir() if p.name.startswith(".")) == []
+    assert verify(dst).ok

@@ -61,7 +61,7 @@ class Manifest:
 
     def write(self, folder: Union[str, Path]) -> Path:
         path = Path(folder) / MANIFEST
-        tmp = path.with_name(f".{MANIFEST}.tmp")
+        tmp = path.with_name(f".{MANIFEST}.tmp-{os.getpid()}")
         tmp.write_text(self.to_json())
         os.replace(tmp, path)
         return path

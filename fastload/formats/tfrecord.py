@@ -94,7 +94,7 @@ def index_path(path: Union[str, Path]) -> Path:
 def write_index(rows: np.ndarray, path: Union[str, Path]) -> None:
     """Write an index atomically (temporary name, then rename)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         tmp.write_text("".join(f"{o} {n}\n" for o, n in rows.tolist()))
         os.replace(tmp, path)

@@ -37,10 +37,11 @@ from ..formats.manifest import FORMATS, MANIFEST, Manifest, ShardInfo
 from ..image_info import open_image
 from ..per_process import forking
 from ..sources.folder import FolderSource
+from .output import (PROGRESS, claimed, load_progress, remove_temporary, save_progress,
+                     temporary)
 from .progress import Progress
 from .restarts import with_restarts
 
-PROGRESS = ".fastload-convert.json"
 DEFAULT_SHARD_BYTES = 128 << 20
 
 
@@ -115,11 +116,18 @@ def convert(src: Union[str, Path], dst: Union[str, Path], *, format: str = "tfre
     dst = Path(dst)
     try:
         dst.mkdir(parents=True, exist_ok=True)
-        probe = dst / ".fastload-write-test"
+        probe = dst / f".fastload-write-test-{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
         raise SourceError(f"{dst}: cannot write here: {exc.strerror or exc}") from None
+    with claimed(dst) as run:
+        return _convert(source, options, dst, run, workers, progress)
+
+
+def _convert(source: FolderSource, options: ConvertOptions, dst: Path, run: str,
+             workers: Optional[int], progress: Optional[TextIO]) -> Manifest:
+    """The conversion itself, with ``dst`` claimed by this run (``run``: its token)."""
     sizes = [os.path.getsize(source.path(i)) for i in range(len(source))]
     count = _shard_count(options, len(source), sum(sizes))
     prints = [_fingerprint(source, sizes, options, count, k) for k in range(count)]
@@ -133,10 +141,10 @@ def convert(src: Union[str, Path], dst: Union[str, Path], *, format: str = "tfre
             return read_manifest(dst)
         raise SourceError(f"{dst}: already holds a converted dataset made from other input or "
                           "options; convert into an empty folder (or delete it first)")
-    finished = _load_progress(dst, prints)
+    finished = load_progress(dst, prints)
     jobs = [(k, count) for k in range(count) if k not in finished]
     key_width = max(8, len(str(len(source) - 1)))
-    context = _Job(source, options, str(dst), key_width)
+    context = _Job(source, options, str(dst), key_width, run)
     nproc = max(1, min(workers or len(os.sched_getaffinity(0)), len(jobs) or 1))
     already = sum(finished[k].records for k in finished)
     with Progress(progress, len(source), "images", already) as meter:
@@ -144,11 +152,11 @@ def convert(src: Union[str, Path], dst: Union[str, Path], *, format: str = "tfre
             context.tick = meter.add
             for job in jobs:
                 finished[job[0]] = context(job)
-                _save_progress(dst, prints, finished)
+                save_progress(dst, prints, finished)
         else:
             for k, info in _pool_shards(context, jobs, nproc, meter):
                 finished[k] = info
-                _save_progress(dst, prints, finished)
+                save_progress(dst, prints, finished)
     manifest = Manifest(format=options.format, samples=len(source), classes=source.classes,
                         shards=[finished[k] for k in range(count)], split=options.split,
                         key_width=key_width,
@@ -174,31 +182,6 @@ def _fingerprint(source: FolderSource, sizes: list[int], options: ConvertOptions
         digest.update(f"{source.relative_path(i)}\0{sizes[i]}\0{int(source.labels[i])}\n"
                       .encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
-
-
-def _load_progress(dst: Path, prints: list[str]) -> dict[int, ShardInfo]:
-    """Shards a previous, interrupted run finished from the same inputs (and still whole)."""
-    try:
-        data = json.loads((dst / PROGRESS).read_text())
-        entries = {int(k): (v["fingerprint"], ShardInfo(**v["shard"])) for k, v in data.items()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return {}
-    finished = {}
-    for k, (fingerprint, shard) in entries.items():
-        if k >= len(prints) or fingerprint != prints[k]:
-            continue
-        path = dst / shard.file
-        data_file = path / "data.mdb" if path.is_dir() else path
-        if data_file.exists() and data_file.stat().st_size == shard.bytes:
-            finished[k] = shard
-    return finished
-
-
-def _save_progress(dst: Path, prints: list[str], finished: dict[int, ShardInfo]) -> None:
-    tmp = dst / f"{PROGRESS}.tmp"
-    tmp.write_text(json.dumps({str(k): {"fingerprint": prints[k], "shard": asdict(v)}
-                               for k, v in finished.items()}))
-    os.replace(tmp, dst / PROGRESS)
 
 
 _RECORDS: Any = None  # in a pool worker: the shared count of records written
@@ -246,7 +229,7 @@ def _pool_shards(context: "_Job", jobs: list[tuple[int, int]], nproc: int,
     if lost:  # the pool is shut down: no worker is writing any more
         names = [shard_name(context.options, k, jobs[0][1]) for k in lost]
         for name in names:
-            remove_temporary(Path(context.dst), name)
+            remove_temporary(Path(context.dst), name, context.run)
         raise FastloadError(
             f"convert: a worker process died (killed by a signal, e.g. the out-of-memory "
             f"killer) while writing {', '.join(names[:4])}{' ...' if len(names) > 4 else ''} in "
@@ -262,8 +245,10 @@ def _run_job(arg: tuple["_Job", tuple[int, int]]) -> tuple[int, ShardInfo]:
 class _Job:
     """Writes one shard; picklable (the source carries its own index)."""
 
-    def __init__(self, source: FolderSource, options: ConvertOptions, dst: str, key_width: int) -> None:
+    def __init__(self, source: FolderSource, options: ConvertOptions, dst: str, key_width: int,
+                 run: str) -> None:
         self.source, self.options, self.dst, self.key_width = source, options, dst, key_width
+        self.run = run  # this conversion's token, in its temporary names
         self.tick: Callable[[int], Any] = lambda n: None  # called once per record written
 
     def __call__(self, job: tuple[int, int]) -> ShardInfo:
@@ -275,7 +260,7 @@ class _Job:
                 return self._tfrecord(name, indices)
             return self._lmdb(name, indices)
         except Exception as exc:
-            remove_temporary(Path(self.dst), name)
+            remove_temporary(Path(self.dst), name, self.run)
             if not _is_write_error(exc):
                 raise
             need = sum(os.path.getsize(self.source.path(i)) for i in indices)
@@ -298,7 +283,7 @@ class _Job:
 
     def _tfrecord(self, name: str, indices: range) -> ShardInfo:
         final = Path(self.dst) / name
-        tmp = final.with_name(f".{name}.tmp")
+        tmp = temporary(final, self.run)
         digest, rows, offset = hashlib.sha256(), [], 0
         with open(tmp, "wb") as f:
             for i, data, label, fmt, height, width in self._payloads(indices):
@@ -324,7 +309,7 @@ class _Job:
         import lmdb
 
         final = Path(self.dst) / name
-        tmp = final.with_name(f".{name}.tmp")
+        tmp = temporary(final, self.run)
         shutil.rmtree(tmp, ignore_errors=True)
         budget = sum(os.path.getsize(self.source.path(i)) for i in indices)
         map_size = 2 * budget + (len(indices) + 64) * 4096 + (64 << 20)
@@ -356,16 +341,6 @@ def _is_write_error(exc: BaseException) -> bool:
     if isinstance(exc, FastloadError):
         return False
     return isinstance(exc, OSError) or type(exc).__module__.startswith("lmdb")
-
-
-def remove_temporary(dst: Path, name: str) -> None:
-    """Remove a shard's temporary file or folder (and a TFRecord's index written beside it)."""
-    tmp = dst / f".{name}.tmp"
-    if tmp.is_dir():
-        shutil.rmtree(tmp, ignore_errors=True)
-    else:
-        tmp.unlink(missing_ok=True)
-    (dst / f".{tfrecord.index_path(dst / name).name}.tmp").unlink(missing_ok=True)
 
 
 def prepare_image(data: bytes, where: str, max_size: Optional[int], quality: Optional[int],
