@@ -10,7 +10,7 @@ import importlib
 from typing import Any
 
 from .errors import (BackendUnavailable, DecodeError, FastloadError, FormatError, LoaderTimeout,
-                     OpNotSupported, SourceError, SpecError, TransformError)
+                     OpNotSupported, SourceError, SourceUnavailable, SpecError, TransformError)
 from .loading import Loader, loader
 from .ops import mixing, presets
 from .ops.autoaugment import RandAugment, TrivialAugmentWide
@@ -39,7 +39,7 @@ __all__ = [
     "ExactMean", "FastloadError", "FolderSource", "FormatError", "Lambda", "LoaderTimeout",
     "Mixup", "MixupOrCutMix", "OpNotSupported", "IMAGENET_MEAN", "IMAGENET_STD", "Loader", "Normalize", "Pipeline",
     "RandomErasing", "RandomFlip", "RandomResizedCrop", "RemoteTFRecordSource", "Resize",
-    "Source", "SourceError",
+    "Source", "SourceError", "SourceUnavailable",
     "SpecError", "TransformError", "by_epoch", "loader", "mixing", "open_source", "presets",
 ]
 

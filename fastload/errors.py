@@ -18,6 +18,11 @@ class SourceError(FastloadError):
     """A data source is missing, empty or malformed; the message names the path."""
 
 
+class SourceUnavailable(SourceError):
+    """The source as a whole cannot be read (storage unreachable after retries, access refused,
+    a full cache disk): not one bad sample, so ``on_error="skip"`` does not skip it."""
+
+
 class FormatError(SourceError):
     """Stored bytes (a record, an index, a manifest) do not match the format."""
 

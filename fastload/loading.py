@@ -239,7 +239,8 @@ def loader(source: Union[str, Path, Source, Any], pipeline: Pipeline, batch_size
            multiprocessing_context: Any = None, on_error: str = "raise",
            timeout: Optional[float] = None, pin_memory: bool = True,
            persistent_workers: bool = True, generator: Any = None,
-           shard_window: Optional[int] = None, **dataloader_kwargs: Any) -> Loader:
+           shard_window: Optional[int] = None, skip_limit: int = 16,
+           **dataloader_kwargs: Any) -> Loader:
     """A loader over ``source`` running ``pipeline`` in batches: the drop-in for
     ``torch.utils.data.DataLoader(dataset, batch_size, shuffle, ...)``.
 
@@ -269,7 +270,11 @@ def loader(source: Union[str, Path, Source, Any], pipeline: Pipeline, batch_size
       and augmentation draws come from (seed, epoch, sample position) alone.
     - ``on_error``: ``"raise"`` (an error naming the file/record/key and sample index) or
       ``"skip"`` (the next readable sample takes the bad one's place, deterministically; listed
-      in ``loader.skipped_files``, one warning per file).
+      in ``loader.skipped_files``, one warning per file). ``skip_limit`` (default 16): how many
+      consecutive samples are tried for one place before skipping gives up with an error that
+      names them (a damaged folder or shard is not silently skipped over). A source that
+      cannot be read at all (``SourceUnavailable``: storage unreachable after its retries,
+      access refused) is raised at once either way.
     - ``shard_window``: None (default: one global shuffle) or ``w``: the shard-aware order of
       a sharded source (TFRecord, LMDB, remote shards): shards permuted, read ``w`` at a time,
       samples shuffled within those ``w`` (see ``fastload.order.sharding``). Fewer objects in use at
@@ -288,7 +293,7 @@ def loader(source: Union[str, Path, Source, Any], pipeline: Pipeline, batch_size
         num_workers=num_workers, last_batch=last_batch, drop_last=drop_last,
         prefetch_factor=prefetch_factor, multiprocessing_context=multiprocessing_context,
         on_error=on_error, timeout=timeout, pin_memory=pin_memory,
-        persistent_workers=persistent_workers, **dataloader_kwargs)
+        persistent_workers=persistent_workers, skip_limit=skip_limit, **dataloader_kwargs)
     dist_info = check_dist(dist)
     target = check_device(device)
     src = open_source(source)

@@ -21,6 +21,8 @@ BACKENDS = ("auto", "torch", "dali", "dali-native")
 AUTO_LAST_BATCH = "auto"
 #: Seconds a batch may take before the watchdog raises (``timeout=0``: wait forever).
 DEFAULT_TIMEOUT = 600.0
+#: on_error="skip": consecutive bad samples tried in place of one before giving up.
+DEFAULT_SKIP_LIMIT = 16
 
 #: DataLoader keywords without a fastload meaning -> what to do instead.
 REFUSED = {
@@ -46,6 +48,15 @@ def _int(name: str, value: Any, low: int) -> int:
 
 
 @dataclass(frozen=True)
+class OnError:
+    """What a producer does with a sample it cannot read or decode: ``"raise"``, or ``"skip"``
+    it for the next readable one, trying at most ``limit`` consecutive samples."""
+
+    policy: str = "raise"
+    limit: int = DEFAULT_SKIP_LIMIT
+
+
+@dataclass(frozen=True)
 class LoaderOptions:
     """Everything ``fastload.loader`` was asked for, besides the source and the pipeline."""
 
@@ -61,6 +72,11 @@ class LoaderOptions:
     timeout: float = DEFAULT_TIMEOUT
     pin_memory: bool = True
     persistent_workers: bool = True
+    skip_limit: int = DEFAULT_SKIP_LIMIT
+
+    @property
+    def errors(self) -> OnError:
+        return OnError(self.on_error, self.skip_limit)
 
     @classmethod
     def check(cls, batch_size: Any, *, backend: Any = "auto", shuffle: Any = False,
@@ -68,7 +84,7 @@ class LoaderOptions:
               last_batch: Any = None, drop_last: Any = False, prefetch_factor: Any = 2,
               multiprocessing_context: Any = None, on_error: Any = "raise",
               timeout: Any = None, pin_memory: Any = True, persistent_workers: Any = True,
-              **dataloader_kwargs: Any) -> "LoaderOptions":
+              skip_limit: Any = DEFAULT_SKIP_LIMIT, **dataloader_kwargs: Any) -> "LoaderOptions":
         """Validated options, or a SpecError naming the argument and its value."""
         for name in dataloader_kwargs:
             if name in REFUSED:
@@ -82,6 +98,7 @@ class LoaderOptions:
         seed = _seed(seed, generator)
         if on_error not in ("raise", "skip"):
             raise SpecError(f"loader: on_error={on_error!r} must be 'raise' or 'skip'")
+        _int("skip_limit", skip_limit, 1)
         if backend not in BACKENDS:
             raise SpecError(f"loader: backend={backend!r} must be one of {BACKENDS}")
         for name, value in (("shuffle", shuffle), ("drop_last", drop_last),
@@ -101,7 +118,7 @@ class LoaderOptions:
                    prefetch_factor=prefetch_factor,
                    multiprocessing_context=multiprocessing_context, on_error=on_error,
                    timeout=float(timeout), pin_memory=pin_memory,
-                   persistent_workers=persistent_workers)
+                   persistent_workers=persistent_workers, skip_limit=skip_limit)
 
 
 def _seed(seed: Any, generator: Any) -> int:

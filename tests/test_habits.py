@@ -134,6 +134,7 @@ def test_timeout_names_the_worker_samples_and_files_then_recovers(jpeg_folder, t
         message = str(info.value)
         assert "worker 0 (pid" in message and "[8, 9, 10, 11]" in message
         assert source.locate(9) in message and "timeout=8 s" in message
+        assert f"it was on sample 9: {source.locate(9)}" in message  # the one it hangs on
         flag.unlink()
         batches = list(ld)  # fresh workers
     assert indices(batches)[2] == [8, 9, 10, 11] and len(batches) == 10
@@ -228,7 +229,8 @@ def test_the_dali_backend_has_the_same_watchdog(jpeg_folder, tmp_path):
     ld = fl.loader(source, UINT8, 4, backend="dali", num_workers=1, timeout=2)
     try:
         with pytest.raises(fl.LoaderTimeout, match=r"timeout=2 s \(DALI's feeder was reading "
-                                                   r"samples \[4, 5, 6, 7\]"):
+                                                   r"samples \[4, 5, 6, 7\].*; it was on "
+                                                   r"sample 5: .*img_00015.jpg"):
             list(ld)
     finally:
         flag.unlink()  # lets the stuck feeder thread finish

@@ -106,6 +106,27 @@ def test_skip_replaces_deterministically_counts_and_warns_once_per_file(tmp_path
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_skipping_gives_up_after_skip_limit_bad_samples_in_a_row_and_names_them(tmp_path,
+                                                                                backend):
+    """A bad sub-folder: 20 unreadable files that sort together. With the default limit (16)
+    skipping gives up, saying so and naming them; with skip_limit=24 the place is filled."""
+    root = folder_with(tmp_path, {f"bad{k:02d}.jpg": b"junk" for k in range(20)}, goods=6)
+    with fl.loader(root, EVAL, 4, backend=backend, num_workers=1, shuffle=False,
+                   on_error="skip") as ld:
+        with pytest.raises(fl.FastloadError, match=r"on_error='skip' gave up after 16 "
+                                                   r"consecutive bad samples \(skip_limit=16\): "
+                                                   r".*bad00.jpg \(sample 0\); .*bad01.jpg.*"
+                                                   r"raise skip_limit"):
+            list(ld)
+    with fl.loader(root, EVAL, 4, backend=backend, num_workers=1, shuffle=False,
+                   on_error="skip", skip_limit=24) as ld:
+        names = {ld.source.path(i).name for b in ld for i in b.indices.tolist()}
+    assert names and all(n.startswith("good") for n in names)
+    with pytest.raises(fl.SpecError, match="skip_limit=0 must be an int >= 1"):
+        fl.loader(root, EVAL, 4, on_error="skip", skip_limit=0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_odd_but_valid_images_decode_to_rgb(tmp_path, backend):
     root = folder_with(tmp_path, {**ODD_BUT_VALID, "exif.jpg": exif_rotated()}, goods=0)
     with fl.loader(root, fl.Pipeline(fl.Decode(), fl.Resize((30, 40))), 5, backend=backend,

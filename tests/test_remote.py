@@ -353,3 +353,20 @@ def test_a_damaged_cached_shard_is_downloaded_again_once(s3, tmp_path):
                                             "00002.tfrecord failed a record's CRC"):
         same(batches(remote), want)
     assert shard.read_bytes() == (local / "train-00000-of-00002.tfrecord").read_bytes()
+
+
+def test_a_server_that_stays_down_is_named_at_once_with_on_error_skip_too(s3, faulty):
+    """Every record read fails: skipping would only retry the next sample against the same
+    dead server until the watchdog fired (600 s); the storage's own error comes instead."""
+    import time
+
+    proxied, proxy = faulty(-1)
+    remote = fl.RemoteTFRecordSource("s3://data/train", storage_options=options(proxied),
+                                     retries=2, backoff_s=0.01)
+    started = time.monotonic()
+    for policy in ("raise", "skip"):
+        with fl.loader(remote, PIPE, 5, num_workers=1, on_error=policy, timeout=120) as ld:
+            with pytest.raises(fl.SourceUnavailable, match=r"s3://data/train.*failed after 2 "
+                                                           r"tries .*check the endpoint"):
+                next(iter(ld))
+    assert time.monotonic() - started < 60

@@ -26,7 +26,8 @@ from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
-from ..errors import BackendUnavailable, FastloadError, FormatError, SourceError
+from ..errors import (BackendUnavailable, FastloadError, FormatError, SourceError,
+                      SourceUnavailable)
 from ..formats import tfrecord
 from ..formats.manifest import MANIFEST, parse_manifest
 from ..per_process import PerProcess
@@ -66,17 +67,18 @@ def with_retries(what: str, call: Callable[[], Any], retries: int, backoff_s: fl
         except FastloadError:
             raise  # already named (a local disk, a checksum): nothing to retry
         except FileNotFoundError as exc:
-            raise SourceError(f"{what}: not found ({exc}); check the URL, the bucket and the "
-                              "prefix") from None
+            raise SourceUnavailable(f"{what}: not found ({exc}); check the URL, the bucket "
+                                    "and the prefix") from None
         except PermissionError as exc:
-            raise SourceError(f"{what}: access denied ({exc}); check the credentials in "
-                              "storage_options (or the environment fsspec reads)") from None
+            raise SourceUnavailable(f"{what}: access denied ({exc}); check the credentials in "
+                                    "storage_options (or the environment fsspec reads)") from None
         except Exception as exc:  # noqa: BLE001 - network, server: retried, then named
             error = exc
             if attempt + 1 < retries:
                 time.sleep(backoff_s * 4 ** attempt)
-    raise SourceError(f"{what}: failed after {max(1, retries)} tries ({type(error).__name__}: "
-                      f"{error}); check the endpoint and the network") from None
+    raise SourceUnavailable(f"{what}: failed after {max(1, retries)} tries "
+                            f"({type(error).__name__}: {error}); check the endpoint and the "
+                            "network") from None
 
 
 def download(fs: Any, url: str, path: str, folder: Path) -> None:
@@ -203,15 +205,15 @@ class RemoteTFRecordSource:
         if self.cache is not None:
             try:
                 return self._from_cache(wanted)
+            except SourceUnavailable:
+                raise  # the storage or the cache disk as a whole: no sample would do better
             except SourceError:
                 return {}  # read() fetches each alone, and names the failure
         paths, starts, ends = zip(*(self._range(i) for i in wanted))
-        try:
-            data = self._call(f"{len(wanted)} records of {self.url}", lambda fs: fs.cat_ranges(
-                list(paths), list(starts), list(ends), on_error="return",
-                batch_size=len(wanted)))  # all at once (fsspec's default may go one by one)
-        except SourceError:
-            return {}
+        # all at once (fsspec's default may go one by one); a range that fails alone is left to
+        # read(), which names it; the storage failing as a whole is raised here
+        data = self._call(f"{len(wanted)} records of {self.url}", lambda fs: fs.cat_ranges(
+            list(paths), list(starts), list(ends), on_error="return", batch_size=len(wanted)))
         return {i: bytes(v) for i, v in zip(wanted, data) if isinstance(v, (bytes, bytearray))}
 
     def _from_cache(self, wanted: list[int]) -> dict[int, bytes]:

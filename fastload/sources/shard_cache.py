@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Union
 
-from ..errors import SourceError
+from ..errors import SourceError, SourceUnavailable
 from ..file_lock import alive, locked
 
 PART = ".part-"
@@ -37,13 +37,14 @@ FOLDER_LOCK = ".cache.lock"
 WAIT_S = 0.05  # poll while downloads in flight fill the bound
 
 
-def write_error(folder: Path, exc: OSError) -> SourceError:
+def write_error(folder: Path, exc: OSError) -> SourceUnavailable:
     """The SourceError for a failed write into the cache folder, saying what to do."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         hint = "the disk is full: free space there, lower cache_bytes, or pass another cache_dir"
     else:
         hint = "pass a writable cache_dir"
-    return SourceError(f"{folder}: cannot write the shard cache ({exc.strerror or exc}); {hint}")
+    return SourceUnavailable(f"{folder}: cannot write the shard cache ({exc.strerror or exc}); "
+                             f"{hint}")
 
 
 class ShardCache:

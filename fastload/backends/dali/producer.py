@@ -41,7 +41,7 @@ from ...ops import draws
 from ...ops.draws import sample_rng
 from ...ops.geometry import SamplePlan, is_random, plan_sample
 from ...ops.spec import Geometry, Pipeline
-from ...options import LoaderOptions
+from ...options import LoaderOptions, OnError
 from ...sources.base import Source
 from ..buffers import BufferPool
 from ..skips import prefetch, read_sample, sample_error
@@ -106,7 +106,7 @@ FLOATS = ("roi_start", "roi_end", "resized")  # float32 columns (the others: int
 class Feeder:
     """``fn.external_source`` callback (batch mode): one batch task per call, in order."""
 
-    def __init__(self, source: Source, pipeline: Pipeline, on_error: str = "raise",
+    def __init__(self, source: Source, pipeline: Pipeline, on_error: OnError = OnError(),
                  known_bad: Optional[dict[int, str]] = None) -> None:
         self.source, self.pipeline, self.on_error = source, pipeline, on_error
         self.random = is_random(pipeline)
@@ -123,6 +123,7 @@ class Feeder:
         # samples DALI failed on (on_error="skip"), kept by the producer across pipelines
         self.known_bad: dict[int, str] = {} if known_bad is None else known_bad
         self.current: Optional[Any] = None  # the task being read (for the timeout's message)
+        self.reading = -1  # ...and the sample (-1: none)
         self.meta: collections.deque = collections.deque()
         self.seed = self.epoch = 0
 
@@ -141,6 +142,7 @@ class Feeder:
         prefetch(self.source, task.indices, self.pending[0].indices if self.pending else None)
         for k, position in enumerate(task.positions.tolist()):
             def work(index: int) -> tuple[bytes, SamplePlan, tuple]:
+                self.reading = index
                 if index in self.known_bad:
                     raise DecodeError(self.known_bad[index])
                 data, labels[k] = self.source.read(index)
@@ -166,7 +168,7 @@ class Feeder:
                               else np.asarray(value, np.int32))
         self.meta.append(HostBatch(None, labels, indices, task.positions, task.padded, erase,
                                    self.seed, self.epoch, tuple(skipped)))
-        self.current = None
+        self.current, self.reading = None, -1
         return tuple(columns.values())
 
 
@@ -290,7 +292,7 @@ class DaliProducer:
         assert self._pipes is not None
         size = pipeline.output_size
         if size not in self._pipes:
-            feeder = Feeder(self.source, pipeline, self.options.on_error, self._known_bad)
+            feeder = Feeder(self.source, pipeline, self.options.errors, self._known_bad)
             pipe = pipeline_def(
                 _graph, batch_size=self.options.batch_size,
                 num_threads=max(1, self.options.num_workers),
@@ -353,7 +355,11 @@ class DaliProducer:
         task = self.feeder.current
         if task is None:
             return ""
-        return f" (DALI's feeder was reading {describe_samples(self.feeder.source, task.indices)})"
+        reading = self.feeder.reading
+        on = f"; it was on sample {reading}: {self.feeder.source.locate(reading)}" \
+            if reading >= 0 else ""
+        return (f" (DALI's feeder was reading {describe_samples(self.feeder.source, task.indices)}"
+                f"{on})")
 
     def _run(self, pipe: Any) -> Iterator[HostBatch]:
         finished = failed = False

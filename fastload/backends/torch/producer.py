@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator, NamedTuple, Optional, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from ... import errors
 from ...batch import Batch, BatchTask, HostBatch, describe_samples
@@ -25,7 +25,7 @@ from ...image_info import read_header
 from ...ops.draws import sample_rng
 from ...ops.geometry import SamplePlan, is_random, plan_sample
 from ...ops.spec import Pipeline
-from ...options import LoaderOptions
+from ...options import LoaderOptions, OnError
 from ...per_process import forking
 from ...sources.base import Source
 from ..buffers import BufferPool
@@ -49,14 +49,18 @@ class BatchDataset(Dataset):
     fresh shared tensor when the task has no slot); the main process only wraps it.
     """
 
-    def __init__(self, source: Source, pipeline: Pipeline, on_error: str = "raise",
-                 finish: Optional[CpuFinisher] = None, pool: Optional[BufferPool] = None) -> None:
+    def __init__(self, source: Source, pipeline: Pipeline, on_error: OnError = OnError(),
+                 finish: Optional[CpuFinisher] = None, pool: Optional[BufferPool] = None,
+                 progress: Optional[torch.Tensor] = None) -> None:
         self.source = source
         self.pipeline = pipeline
         self.random = is_random(pipeline)
         self.on_error = on_error
         self.finish = finish
         self.pool = pool  # shared buffers of the finished dtype (CPU targets)
+        # shared, one per worker: the sample each worker is reading now (-1: none), for the
+        # watchdog's message
+        self.progress = progress
         self._scratch: Optional[torch.Tensor] = None  # this process's uint8 batch (flat), reused
 
     def __len__(self) -> int:
@@ -76,20 +80,37 @@ class BatchDataset(Dataset):
             return Failed(type(exc).__name__, str(exc), task.slot)
 
     def _render(self, task: BatchTask) -> HostBatch:
+        info = get_worker_info()
+        if self.progress is None or info is None:
+            return self._render_marked(task, None)
+        slot = self.progress.numpy()[info.id:info.id + 1]
+
+        def mark(index: int) -> None:
+            slot[0] = index
+
+        try:
+            return self._render_marked(task, mark)
+        finally:
+            slot[0] = -1
+
+    def _render_marked(self, task: BatchTask, mark: Optional[Callable[[int], None]]
+                       ) -> HostBatch:
         pipeline = self.pipeline.at_epoch(task.epoch)  # the epoch's size (progressive resizing)
         if self.finish is None:
-            return render_batch(self.source, pipeline, task, self.random, self.on_error)
+            return render_batch(self.source, pipeline, task, self.random, self.on_error,
+                                mark=mark)
         count = len(task.indices)
         shape = (count, 3, *pipeline.output_size)
         out = (self.pool.view(task.slot, shape) if task.slot >= 0
                else empty_shared(shape, self.finish.out_dtype))
         if out.dtype == torch.uint8:  # nothing to finish: render straight into the output
-            host = render_batch(self.source, pipeline, task, self.random, self.on_error, out)
+            host = render_batch(self.source, pipeline, task, self.random, self.on_error, out,
+                                mark=mark)
         else:
             if self._scratch is None or self._scratch.numel() < out.numel():
                 self._scratch = torch.empty(out.numel(), dtype=torch.uint8)
             host = render_batch(self.source, pipeline, task, self.random, self.on_error,
-                                self._scratch[:out.numel()].view(shape))
+                                self._scratch[:out.numel()].view(shape), mark=mark)
             self.finish.finish(host.images, out, host)
         return host._replace(images=None if task.slot >= 0 else out, slot=task.slot)
 
@@ -107,7 +128,8 @@ class Failed(NamedTuple):
 
 
 def render_batch(source: Source, pipeline: Pipeline, task: BatchTask, random: bool,
-                 on_error: str = "raise", out: Optional[torch.Tensor] = None) -> HostBatch:
+                 on_error: OnError = OnError(), out: Optional[torch.Tensor] = None,
+                 mark: Optional[Callable[[int], None]] = None) -> HostBatch:
     """Read, decode and transform every sample of ``task`` into one uint8 NCHW tensor.
 
     ``on_error="skip"``: a sample that cannot be read or decoded is replaced by the next one
@@ -127,6 +149,8 @@ def render_batch(source: Source, pipeline: Pipeline, task: BatchTask, random: bo
         position = int(task.positions[k])
 
         def work(index: int) -> SamplePlan:  # header -> plan -> pixels, as the DALI feeder
+            if mark is not None:
+                mark(index)
             data, labels[k] = source.read(index)
             where = source.locate(index)
             width, height = read_header(data, where)
@@ -217,8 +241,11 @@ class TorchProducer:
             context = "forkserver"
         if workers:
             check_main_guard(context, options.num_workers)
-        dataset = BatchDataset(source, pipeline.without_batch_functions(), options.on_error,
-                               self._tail.finisher if on_cpu else None, self._pool)
+        self._progress = torch.full((max(1, options.num_workers),), -1, dtype=torch.int64)
+        self._progress.share_memory_()
+        dataset = BatchDataset(source, pipeline.without_batch_functions(), options.errors,
+                               self._tail.finisher if on_cpu else None, self._pool,
+                               self._progress)
         self._loader: Optional[DataLoader] = DataLoader(
             dataset, batch_sampler=self._sampler, num_workers=options.num_workers,
             collate_fn=_only, pin_memory=options.pin_memory and not on_cpu,
@@ -302,6 +329,8 @@ class TorchProducer:
         awaited = awaited_worker(self._hosts)
         pending = self._sampler.pending
         task = pending[0] if len(pending) else None
+        on = int(self._progress[awaited[0]]) if awaited and awaited[0] < len(self._progress) \
+            else -1  # read before the workers stop
         if self._loader is not None:
             shutdown_workers(self._loader, self._hosts,
                              stuck=awaited[0] if awaited and is_timeout(exc) else None)
@@ -310,11 +339,13 @@ class TorchProducer:
         what = "" if task is None else (f" the batch of epoch {task.epoch} holding "
                                         f"{describe_samples(self._source, task.indices)}")
         if is_timeout(exc):
+            where = (f"; it was on sample {on}: {self._source.locate(on)}" if on >= 0 else
+                     "; it was between samples")
             return LoaderTimeout(
-                f"{who} did not deliver{what} within timeout={self._timeout:g} s: a read may "
-                "hang (a stuck network filesystem?) or the worker was stopped. The workers "
-                "were stopped; iterating again starts fresh ones. If such a batch is merely "
-                "slow, raise the loader's timeout= (0 waits forever).")
+                f"{who} did not deliver{what} within timeout={self._timeout:g} s{where}. A "
+                "read may hang (a stuck network filesystem?) or the worker was stopped. The "
+                "workers were stopped; iterating again starts fresh ones. If such a batch is "
+                "merely slow, raise the loader's timeout= (0 waits forever).")
         return RuntimeError(f"{who} failed while making{what or ' a batch'}: {exc}. The "
                             "workers were stopped; iterating again starts fresh ones.")
 
