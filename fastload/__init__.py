@@ -24,7 +24,9 @@ from .ops.spec import Pipeline
 from .ops.user_ops import BatchLambda, Lambda
 from .order.dist import DistInfo
 from .order.evaluation import ExactMean
+from .order.sampling import ClassBalanced, Weighted
 from .sources import DatasetSource, FolderSource, RemoteTFRecordSource, Source, open_source
+from .sources.mix import Mix
 
 __version__ = "0.2.0"
 #: The name this project installs under (``pip install fastload-images``); ``fastload`` on the
@@ -33,7 +35,8 @@ DISTRIBUTION = "fastload-images"
 
 
 __all__ = [
-    "BackendUnavailable", "BatchLambda", "CenterCrop", "ColorJitter", "CutMix", "DatasetSource",
+    "BackendUnavailable", "BatchLambda", "CenterCrop", "ClassBalanced", "ColorJitter", "CutMix",
+    "DatasetSource", "Mix", "Weighted",
     "GaussianBlur", "RandAugment", "RandomGrayscale", "RandomSolarize", "ThreeAugment",
     "TrivialAugmentWide", "Decode", "DecodeError", "DistInfo",
     "ExactMean", "FastloadError", "FolderSource", "FormatError", "Lambda", "LoaderTimeout",

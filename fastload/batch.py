@@ -127,11 +127,13 @@ class Batch(tuple):
 
     ``padded[i]`` is True when sample ``i`` repeats one seen elsewhere this epoch to give every
     rank the same number of batches: skip those when counting evaluation results.
+    ``source[i]``: for a ``fl.Mix`` source, the component sample ``i`` came from (else None).
     """
 
     indices: Any
     padded: Any
     skipped: tuple
+    source: Any = None
 
     def __new__(cls, images: Any, labels: Any, indices: Any, padded: Any,
                 skipped: tuple = ()) -> "Batch":

@@ -14,6 +14,7 @@ from .options import AUTO_LAST_BATCH, LoaderOptions
 from .order import sharding
 from .order.dist import DistArg, DistInfo, check_dist, resolve
 from .sources import Source, open_source
+from .sources.mix import Mix
 
 STATE_VERSION = 1
 
@@ -33,6 +34,9 @@ class EpochPlan:
     last_batch: str
     window: int = 0  # shard-aware order: shuffle within this many shards at a time (0: global)
     groups: Any = field(default=None, compare=False, repr=False)  # each sample's shard number
+    # the epoch's order when it is not a permutation of the source: weighted draws
+    # (order.sampling.Draws) or a mixture's (order.mixture.MixtureOrder)
+    draws: Any = field(default=None, compare=False, repr=False)
 
     def policy(self, world: int) -> str:
         if self.last_batch == AUTO_LAST_BATCH:
@@ -46,10 +50,15 @@ class EpochPlan:
         return -(-per_rank // self.batch_size)
 
     def shard(self, dist: DistInfo, epoch: int, start: int) -> sharding.Shard:
+        order = None if self.draws is None else self.draws.order(self.seed, epoch)
         return sharding.shard(self.samples, batch_size=self.batch_size, rank=dist.rank,
                               world=dist.world_size, seed=self.seed, epoch=epoch,
                               shuffle=self.shuffle, last_batch=self.policy(dist.world_size),
-                              start=start, groups=self.groups, window=self.window)
+                              start=start, groups=self.groups, window=self.window,
+                              order=order)
+
+    def sampling_state(self) -> Any:
+        return None if self.draws is None else self.draws.state()
 
 
 class Loader:
@@ -83,6 +92,17 @@ class Loader:
         self._live: Optional[Iterator[Batch]] = None  # the live iteration's producer stream
         self.skipped_files: dict[str, str] = {}  # bad sample location -> first error
         self._task_memo: dict[tuple[int, ...], EpochTasks] = {}
+        self._mix = source if isinstance(source, Mix) else None
+
+    def _mix_sources(self, indices: Any) -> Any:
+        """``batch.source``: each sample's Mix component, as the indices are (tensor/array)."""
+        found = self._mix.component_of(indices.cpu().numpy() if hasattr(indices, "cpu")
+                                       else indices)
+        if hasattr(indices, "cpu"):
+            import torch
+
+            return torch.from_numpy(found.astype("int64")).to(indices.device)
+        return found
 
     # --- the DataLoader surface ---------------------------------------------------------------
     def __len__(self) -> int:
@@ -114,6 +134,8 @@ class Loader:
                     break
                 start += dist.world_size * len(batch[1])
                 self._position = start
+                if self._mix is not None:
+                    batch.source = self._mix_sources(batch.indices)
                 if batch.skipped:
                     self._note_skipped(batch.skipped)
                 yield batch
@@ -182,17 +204,23 @@ class Loader:
 
     # --- checkpointing -----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """``{version, seed, epoch, position, samples, shuffle, shard_window}``; the same on
-        every rank."""
+        """``{version, seed, epoch, position, samples, shuffle, shard_window, sampling}``; the
+        same on every rank."""
         return {"version": STATE_VERSION, "seed": self.plan.seed, "epoch": self._epoch,
                 "position": self._position, "samples": self.plan.samples,
-                "shuffle": self.plan.shuffle, "shard_window": self.plan.window or None}
+                "shuffle": self.plan.shuffle, "shard_window": self.plan.window or None,
+                "sampling": self.plan.sampling_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Resume: the next iteration yields exactly the batches not yet taken (any world size)."""
         if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
             raise SpecError(f"load_state_dict: expected a fastload loader state of version "
                             f"{STATE_VERSION}, got {state!r:.200}")
+        if state.get("sampling") != self.plan.sampling_state():
+            raise SpecError(f"load_state_dict: the state was drawn with sampling="
+                            f"{state.get('sampling')}, this loader draws with "
+                            f"{self.plan.sampling_state()}; make them match (the epoch's "
+                            "order depends on it)")
         if state["samples"] != self.plan.samples:
             raise SpecError(f"load_state_dict: the state is for a dataset of {state['samples']} "
                             f"samples, this source has {self.plan.samples}")
@@ -240,7 +268,7 @@ def loader(source: Union[str, Path, Source, Any], pipeline: Pipeline, batch_size
            timeout: Optional[float] = None, pin_memory: bool = True,
            persistent_workers: bool = True, generator: Any = None,
            shard_window: Optional[int] = None, skip_limit: int = 16,
-           **dataloader_kwargs: Any) -> Loader:
+           sampling: Any = None, **dataloader_kwargs: Any) -> Loader:
     """A loader over ``source`` running ``pipeline`` in batches: the drop-in for
     ``torch.utils.data.DataLoader(dataset, batch_size, shuffle, ...)``.
 
@@ -288,6 +316,9 @@ def loader(source: Union[str, Path, Source, Any], pipeline: Pipeline, batch_size
 
     if not isinstance(pipeline, Pipeline):
         raise SpecError(f"pipeline={pipeline!r} must be a fastload.Pipeline")
+    sampler = dataloader_kwargs.pop("sampler", None)
+    if sampler is not None:
+        sampling, seed = _from_sampler(sampler, sampling, seed, generator)
     options = LoaderOptions.check(
         batch_size, backend=backend, shuffle=shuffle, seed=seed, generator=generator,
         num_workers=num_workers, last_batch=last_batch, drop_last=drop_last,
@@ -298,13 +329,62 @@ def loader(source: Union[str, Path, Source, Any], pipeline: Pipeline, batch_size
     target = check_device(device)
     src = open_source(source)
     window, groups = _shard_window(shard_window, options.shuffle, src)
-    plan = EpochPlan(len(src), batch_size, options.shuffle, options.seed, options.last_batch,
-                     window, groups)
+    draws = _draws(sampling, src, options.shuffle, window)
+    samples = len(src) if draws is None else draws.num_samples
+    plan = EpochPlan(samples, batch_size, options.shuffle, options.seed, options.last_batch,
+                     window, groups, draws)
     chosen = pick_backend(options.backend, target)
     producer = make_producer(chosen, src, pipeline, options, device=target,
                              dist=resolve(dist_info))
     return Loader(src, pipeline, plan, producer, target, dist_info, chosen,
                   options.persistent_workers)
+
+
+def _draws(sampling: Any, source: Source, shuffle: bool, window: int) -> Any:
+    """The epoch order's maker when it is not a permutation: ``sampling=`` checked against the
+    source, or a Mix's own; None otherwise."""
+    mix = source.order if isinstance(source, Mix) else None
+    if sampling is None and mix is None:
+        return None
+    if sampling is not None and mix is not None:
+        raise SpecError("loader: sampling= with a fl.Mix source: a mixture draws its own "
+                        "order; set each component's proportion in fl.Mix instead")
+    if shuffle:
+        raise SpecError("loader: shuffle=True with " + ("a fl.Mix source" if mix else
+                        "sampling=") + ": its draws are the epoch's order, new every epoch "
+                        "(set_epoch); drop shuffle=True")
+    if window:
+        raise SpecError("loader: shard_window= orders a shuffle of shards; it does not "
+                        "combine with sampling= or fl.Mix")
+    if mix is not None:
+        return mix
+    from .order.sampling import resolve
+
+    labels = getattr(source, "labels", None)
+    return resolve(sampling, len(source), lambda: labels if labels is not None else
+                   [source.read(i)[1] for i in range(len(source))])
+
+
+def _from_sampler(sampler: Any, sampling: Any, seed: Any, generator: Any) -> tuple[Any, Any]:
+    """DataLoader's ``sampler=WeightedRandomSampler(...)`` as ``sampling=fl.Weighted(...)``
+    (its weights, num_samples, replacement; its generator's seed as the loader's seed)."""
+    from torch.utils.data import WeightedRandomSampler
+
+    from .options import REFUSED
+    from .order.sampling import Weighted
+
+    if not isinstance(sampler, WeightedRandomSampler):
+        raise SpecError(f"loader: sampler={type(sampler).__name__} is a DataLoader keyword "
+                        f"without a meaning here: {REFUSED['sampler']}")
+    if sampling is not None:
+        raise SpecError("loader: give sampling= or sampler=WeightedRandomSampler(...), not both")
+    own = getattr(sampler, "generator", None)
+    if own is not None:
+        if seed is not None or generator is not None:
+            raise SpecError("loader: the sampler's generator gives the seed; drop seed= / "
+                            "generator= (or the sampler's generator)")
+        seed = int(own.initial_seed()) % (1 << 63)
+    return Weighted(sampler.weights, int(sampler.num_samples), bool(sampler.replacement)), seed
 
 
 def _shard_window(window: Any, shuffle: bool, source: Source) -> tuple[int, Any]:

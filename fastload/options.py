@@ -28,6 +28,8 @@ DEFAULT_SKIP_LIMIT = 16
 REFUSED = {
     "sampler": "fastload shards and shuffles itself: use shuffle=, seed= and dist= (a "
                "DistributedSampler is not needed; torch.distributed is read at each epoch start); "
+               "weights and class balance: sampling=fl.Weighted(...) / fl.ClassBalanced(...) "
+               "(a WeightedRandomSampler is mapped); mixtures: fl.Mix([(source, p), ...]); "
                "for a subset, pass a Source that holds only those samples",
     "batch_sampler": "batches come from fastload's sharding: use batch_size=, shuffle=, "
                      "last_batch= (or drop_last=)",

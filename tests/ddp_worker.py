@@ -29,9 +29,15 @@ def make_loader(cfg):
     data = cfg["data"]
     if cfg.get("storage_options"):  # shards in a bucket (test_remote.py)
         data = fl.RemoteTFRecordSource(data, storage_options=cfg["storage_options"])
+    sampling = None
+    if cfg.get("weighted"):  # test_sampling_ddp.py: weighted draws, or a mixture
+        sampling = fl.Weighted(**cfg["weighted"])
+    if cfg.get("mix"):
+        data = fl.Mix([tuple(part) for part in cfg["mix"]["parts"]],
+                      epoch_size=cfg["mix"]["epoch_size"])
     loader = fl.loader(data, pipeline, cfg["batch"], num_workers=cfg.get("workers", 0),
                        seed=cfg.get("seed", 0), last_batch=cfg.get("last_batch", "pad"),
-                       shuffle=cfg.get("shuffle", True),
+                       shuffle=cfg.get("shuffle", True), sampling=sampling,
                        device="cpu", dist=cfg.get("dist"))
     if cfg.get("state"):
         loader.load_state_dict(cfg["state"])

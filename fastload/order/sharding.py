@@ -103,13 +103,19 @@ def samples_per_rank(remaining: int, world: int, batch_size: int, last_batch: st
 
 def shard(n: int, *, batch_size: int, rank: int = 0, world: int = 1, seed: int = 0,
           epoch: int = 0, shuffle: bool = True, last_batch: str = "pad", start: int = 0,
-          groups: Optional[np.ndarray] = None, window: int = 0) -> Shard:
+          groups: Optional[np.ndarray] = None, window: int = 0,
+          order: Optional[np.ndarray] = None) -> Shard:
     """This rank's sample indices for the epoch, from global position ``start`` on; with
-    ``window`` and ``groups`` (each sample's shard), in the shard-aware order."""
+    ``window`` and ``groups`` (each sample's shard), in the shard-aware order; with ``order``
+    (``n`` sample indices: a weighted draw or a mixture's, ``fastload.order.sampling``), that
+    order instead of a permutation."""
     _check(n, batch_size, rank, world, seed, epoch, last_batch, start)
     per_rank = samples_per_rank(n - start, world, batch_size, last_batch)
     positions = start + rank + world * np.arange(per_rank, dtype=np.int64)
-    if not shuffle:
+    if order is not None:
+        if len(order) != n:
+            raise SpecError(f"shard: order has {len(order)} entries for n={n} positions")
+    elif not shuffle:
         order = np.arange(n, dtype=np.int64)
     elif window:
         if groups is None or len(groups) != n:
