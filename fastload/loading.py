@@ -334,6 +334,9 @@ def loader(source: Union[str, Path, Source, Any], pipeline: Pipeline, batch_size
     plan = EpochPlan(samples, batch_size, options.shuffle, options.seed, options.last_batch,
                      window, groups, draws)
     chosen = pick_backend(options.backend, target)
+    if chosen == "dali-native" and draws is not None:
+        raise SpecError("loader: backend='dali-native' reads in DALI's own order, so weighted "
+                        "draws and mixtures cannot apply; use backend='dali' or 'torch'")
     producer = make_producer(chosen, src, pipeline, options, device=target,
                              dist=resolve(dist_info))
     return Loader(src, pipeline, plan, producer, target, dist_info, chosen,

@@ -242,3 +242,19 @@ def test_sampling_refuses_what_would_change_its_order(folder):
     mix = fl.Mix([(folder, 1.0)])
     with pytest.raises(fl.SpecError, match="sampling= with a fl.Mix source"):
         fl.loader(mix, UINT8, 4, sampling=fl.ClassBalanced())
+    pytest.importorskip("nvidia.dali", reason="DALI not installed")
+    with pytest.raises(fl.SpecError, match="backend='dali-native' reads in DALI's own order"):
+        fl.loader(mix, UINT8, 4, backend="dali-native")
+
+
+def test_the_dali_backend_reads_the_same_weighted_batches(folder):
+    pytest.importorskip("nvidia.dali", reason="DALI not installed: pip install "
+                                              "'fastload-images[dali]'")
+    sampling = fl.Weighted(np.arange(21) % 3, num_samples=12)
+    got = {}
+    for backend in ("torch", "dali"):
+        with fl.loader(folder, UINT8, 4, sampling=sampling, backend=backend, num_workers=1,
+                       seed=4) as ld:
+            got[backend] = indices(ld)
+    assert got["torch"] == got["dali"] and sum(got["dali"], []) == \
+        draws(sampling, 21).order(4, 0).tolist()
