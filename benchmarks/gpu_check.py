@@ -67,7 +67,8 @@ def run_tests() -> dict[str, Any]:
     """`gpu`-marked tests plus the device-tail and DALI files, counted from a JUnit report."""
     report = Path("/tmp/fastload-gpu-junit.xml")
     files = ["tests/test_dali.py", "tests/test_dali_pixel.py", "tests/test_tail.py",
-             "tests/test_mixing.py", "tests/test_loader.py"]
+             "tests/test_mixing.py", "tests/test_loader.py", "tests/test_sampling.py",
+             "tests/test_restart_order.py"]
     start = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                            f"--junitxml={report}", *files], cwd=ROOT, capture_output=True,
@@ -111,6 +112,41 @@ def each_backend_on_cuda(folder: str) -> dict[str, Any]:
         except Exception as exc:  # noqa: BLE001 - recorded, and the check goes on
             out[backend] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:500]}
         say(f"{backend} on cuda: {out[backend]}")
+    return out
+
+
+def orders_on_cuda(folder: str) -> dict[str, Any]:
+    """Weighted draws and a mixture on each backend that takes fastload's order: the batches'
+    indices are the draws, on the device, with batch.source for the mixture."""
+    import numpy as np
+
+    import fastload as fl
+    from fastload.order.sampling import resolve
+
+    out: dict[str, Any] = {}
+    size = len(fl.FolderSource(folder))
+    weights = np.arange(size) % 3
+    cases = {"weighted": (folder, {"sampling": fl.Weighted(weights, num_samples=256)}),
+             "mix": (fl.Mix([(folder, 0.75), (folder, 0.25)], epoch_size=256), {})}
+    for backend in [b for b in backends_available() if b != "dali-native"]:
+        for name, (source, kw) in cases.items():
+            try:
+                with fl.loader(source, fl.presets.imagenet_train(224), 64, backend=backend,
+                               device=DEVICE, num_workers=8, seed=1, **kw) as loader:
+                    seen, parts = [], []
+                    for batch in loader:
+                        seen += batch.indices.tolist()
+                        if batch.source is not None:
+                            parts += batch.source.tolist()
+                    device = str(batch.images.device)
+                want = (resolve(kw["sampling"], size, lambda: None).order(1, 0).tolist()
+                        if name == "weighted" else source.order.order(1, 0).tolist())
+                out[f"{backend}/{name}"] = {"ok": seen == want, "device": device,
+                                            "share_of_first": parts.count(0) / len(parts)
+                                            if parts else None}
+            except Exception as exc:  # noqa: BLE001 - recorded, and the check goes on
+                out[f"{backend}/{name}"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:500]}
+            say(f"{backend} {name}: {out[f'{backend}/{name}']}")
     return out
 
 
@@ -218,6 +254,7 @@ def main() -> int:
                                    classes=10))
     timed(results, "tests", run_tests)
     timed(results, "backends_on_cuda", lambda: each_backend_on_cuda(folder))
+    timed(results, "orders_on_cuda", lambda: orders_on_cuda(folder))
     timed(results, "eval_parity", lambda: parity(folder))
     steps = 30 if args.quick else 60
     table: dict[str, Any] = {}

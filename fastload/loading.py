@@ -377,8 +377,9 @@ def _from_sampler(sampler: Any, sampling: Any, seed: Any, generator: Any) -> tup
     from .order.sampling import Weighted
 
     if not isinstance(sampler, WeightedRandomSampler):
-        raise SpecError(f"loader: sampler={type(sampler).__name__} is a DataLoader keyword "
-                        f"without a meaning here: {REFUSED['sampler']}")
+        raise SpecError(f"loader: sampler= is a DataLoader keyword without a meaning here (a "
+                        f"{type(sampler).__name__}; only a WeightedRandomSampler is mapped): "
+                        f"{REFUSED['sampler']}")
     if sampling is not None:
         raise SpecError("loader: give sampling= or sampler=WeightedRandomSampler(...), not both")
     own = getattr(sampler, "generator", None)

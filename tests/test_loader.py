@@ -82,7 +82,7 @@ def test_mid_epoch_resume_gives_exactly_the_remaining_batches(jpeg_folder, worke
         head = [next(it) for _ in range(4)]
         state = ld.state_dict()
     assert state == {"version": 1, "seed": 3, "epoch": 2, "position": 16, "samples": 37, "shuffle": True,
-                     "shard_window": None}
+                     "shard_window": None, "sampling": None}
     with fl.loader(jpeg_folder, pipeline, batch_size=4, num_workers=workers, seed=0,
                    shuffle=True) as ld:
         ld.load_state_dict(state)
