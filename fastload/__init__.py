@@ -25,8 +25,10 @@ from .ops.user_ops import BatchLambda, Lambda
 from .order.dist import DistInfo
 from .order.evaluation import ExactMean
 from .order.sampling import ClassBalanced, Weighted
-from .sources import DatasetSource, FolderSource, RemoteTFRecordSource, Source, open_source
+from .sources import (DatasetSource, FolderSource, ListSource, RemoteTFRecordSource, Source,
+                      open_source)
 from .sources.mix import Mix
+from .sources.subset import Subset, split, subset
 
 __version__ = "0.2.0"
 #: The name this project installs under (``pip install fastload-images``); ``fastload`` on the
@@ -36,7 +38,7 @@ DISTRIBUTION = "fastload-images"
 
 __all__ = [
     "BackendUnavailable", "BatchLambda", "CenterCrop", "ClassBalanced", "ColorJitter", "CutMix",
-    "DatasetSource", "Mix", "Weighted",
+    "DatasetSource", "ListSource", "Mix", "Subset", "Weighted", "split", "subset",
     "GaussianBlur", "RandAugment", "RandomGrayscale", "RandomSolarize", "ThreeAugment",
     "TrivialAugmentWide", "Decode", "DecodeError", "DistInfo",
     "ExactMean", "FastloadError", "FolderSource", "FormatError", "Lambda", "LoaderTimeout",

@@ -30,8 +30,10 @@ from ..errors import SpecError
 
 
 def counts(proportions: list[float], epoch_size: int) -> list[int]:
-    """Each component's places per epoch: ``p * epoch_size`` by largest remainder."""
-    raw = [p * epoch_size for p in proportions]
+    """Each component's places per epoch: ``p * epoch_size`` by largest remainder (the
+    proportions taken relative to their sum, so float rounding never over-counts)."""
+    total = sum(proportions)
+    raw = [p / total * epoch_size for p in proportions]
     out = [math.floor(r) for r in raw]
     by_remainder = sorted(range(len(raw)), key=lambda k: (out[k] - raw[k], k))
     for k in by_remainder[:epoch_size - sum(out)]:

@@ -1,5 +1,5 @@
-"""Sources give encoded bytes + label by sample index: folder, TFRecord (local or at a URL),
-LMDB."""
+"""Sources give encoded bytes + label by sample index: folder, list file, TFRecord (local or at
+a URL), LMDB; subsets, splits and mixtures of any of them."""
 
 from __future__ import annotations
 
@@ -10,27 +10,32 @@ from ..errors import SourceError
 from ..formats.manifest import MANIFEST, read_manifest
 from .base import DatasetSource, Source, StringTable
 from .folder import FolderSource
+from .listing import ListSource
 from .lmdb import LMDBSource
 from .remote import RemoteTFRecordSource, is_url
 from .tfrecord import TFRecordSource
 
-__all__ = ["DatasetSource", "FolderSource", "LMDBSource", "RemoteTFRecordSource", "Source",
-           "StringTable", "TFRecordSource", "open_source"]
+__all__ = ["DatasetSource", "FolderSource", "LMDBSource", "ListSource", "RemoteTFRecordSource",
+           "Source", "StringTable", "TFRecordSource", "open_source"]
 
-KINDS = {"folder": FolderSource, "tfrecord": TFRecordSource, "lmdb": LMDBSource}
+KINDS = {"folder": FolderSource, "tfrecord": TFRecordSource, "lmdb": LMDBSource,
+         "list": ListSource}
+LIST_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson", ".txt")
 
 
 def open_source(source: Union[str, Path, Any]) -> Source:
     """A Source object as is, a map-style dataset of ``(encoded bytes, label)`` items wrapped
-    as a ``DatasetSource``, or a path, optionally prefixed ``folder:``, ``tfrecord:``, ``lmdb:``.
+    as a ``DatasetSource``, or a path, optionally prefixed ``folder:``, ``tfrecord:``,
+    ``lmdb:``, ``list:``.
 
     A URL (``s3://bucket/prefix``, ``gs://``, ``https://``: any fsspec URL but ``file://``)
     is a converted TFRecord dataset read remotely (``RemoteTFRecordSource``; pass one made
     with ``storage_options=`` for credentials or an endpoint).
 
     Unprefixed paths are detected: a folder with ``manifest.json`` (its format), an LMDB
-    environment (``data.mdb``), a ``.tfrecord`` file or glob, a folder of ``.tfrecord`` files,
-    otherwise an ImageFolder.
+    environment (``data.mdb``), a list file (``.csv``, ``.tsv``, ``.jsonl``, ``.ndjson``,
+    ``.txt``: ``ListSource``), a ``.tfrecord`` file or glob, a folder of ``.tfrecord`` files,
+    otherwise an ImageFolder. ``list:PATH`` reads any file as a list.
     """
     if not isinstance(source, (str, Path)):
         if isinstance(source, Source):
@@ -54,6 +59,8 @@ def open_source(source: Union[str, Path, Any]) -> Source:
     if path.is_file():
         if path.name == MANIFEST:
             path = path.parent
+        elif path.suffix.lower() in LIST_SUFFIXES:
+            return ListSource(path)
         else:
             return TFRecordSource(path)
     if (path / MANIFEST).exists():

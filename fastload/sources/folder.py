@@ -9,7 +9,7 @@ import time
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
@@ -47,7 +47,8 @@ class FolderSource:
 
     def __init__(self, root: Union[str, Path], *, extensions: tuple[str, ...] = IMAGE_EXTENSIONS,
                  allow_empty_classes: bool = False,
-                 index_file: Union[str, Path, None] = INDEX_FILE) -> None:
+                 index_file: Union[str, Path, None] = INDEX_FILE,
+                 classes: Optional[Sequence[str]] = None) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
             raise SourceError(f"{self.root}: not a folder; expected root/<class>/<image> files")
@@ -59,6 +60,8 @@ class FolderSource:
             listing = _list(self.root, exts)
             if index is not None and listing.stable:
                 _save_index(index, exts, listing, explicit)
+        if classes is not None:
+            listing = _keep(self.root, listing, classes)
         self.classes = listing.classes
         counts = np.bincount(listing.labels, minlength=len(self.classes))
         empty = [name for name, n in zip(self.classes, counts) if n == 0]
@@ -116,6 +119,24 @@ class _Listing:
                  folders: StringTable, times: np.ndarray, stable: bool = True) -> None:
         self.classes, self.paths, self.labels = classes, paths, labels
         self.folders, self.times, self.stable = folders, times, stable
+
+
+def _keep(root: Path, listing: _Listing, classes: Sequence[str]) -> _Listing:
+    """The listing of only ``classes`` (numbered in sorted order, as ImageFolder would)."""
+    if isinstance(classes, str) or not all(isinstance(c, str) for c in classes):
+        raise SourceError(f"{root}: classes={classes!r:.80} must be a list of class folder names")
+    missing = sorted(set(classes) - set(listing.classes))
+    if missing:
+        raise SourceError(f"{root}: no class folder(s) {missing[:10]}; the classes are "
+                          f"{listing.classes[:20]}{' ...' if len(listing.classes) > 20 else ''}")
+    kept = sorted(set(classes))
+    new_label = np.full(len(listing.classes), -1, dtype=np.int64)
+    for i, name in enumerate(kept):
+        new_label[listing.classes.index(name)] = i
+    mapped = new_label[listing.labels]
+    rows = np.flatnonzero(mapped >= 0)
+    return _Listing(kept, StringTable([listing.paths[int(i)] for i in rows]), mapped[rows],
+                    listing.folders, listing.times, listing.stable)
 
 
 def _class_names(root: Path) -> list[str]:
