@@ -26,7 +26,7 @@ from .order.dist import DistInfo
 from .order.evaluation import ExactMean
 from .order.sampling import ClassBalanced, Weighted
 from .sources import (DatasetSource, FolderSource, ListSource, RemoteTFRecordSource, Source,
-                      open_source)
+                      WebDatasetSource, open_source)
 from .sources.mix import Mix
 from .sources.subset import Subset, split, subset
 
@@ -38,7 +38,8 @@ DISTRIBUTION = "fastload-images"
 
 __all__ = [
     "BackendUnavailable", "BatchLambda", "CenterCrop", "ClassBalanced", "ColorJitter", "CutMix",
-    "DatasetSource", "ListSource", "Mix", "Subset", "Weighted", "split", "subset",
+    "DatasetSource", "ListSource", "Mix", "Subset", "WebDatasetSource", "Weighted", "split",
+    "subset",
     "GaussianBlur", "RandAugment", "RandomGrayscale", "RandomSolarize", "ThreeAugment",
     "TrivialAugmentWide", "Decode", "DecodeError", "DistInfo",
     "ExactMean", "FastloadError", "FolderSource", "FormatError", "Lambda", "LoaderTimeout",

@@ -14,19 +14,20 @@ from .listing import ListSource
 from .lmdb import LMDBSource
 from .remote import RemoteTFRecordSource, is_url
 from .tfrecord import TFRecordSource
+from .webdataset import WebDatasetSource
 
 __all__ = ["DatasetSource", "FolderSource", "LMDBSource", "ListSource", "RemoteTFRecordSource",
-           "Source", "StringTable", "TFRecordSource", "open_source"]
+           "Source", "StringTable", "TFRecordSource", "WebDatasetSource", "open_source"]
 
 KINDS = {"folder": FolderSource, "tfrecord": TFRecordSource, "lmdb": LMDBSource,
-         "list": ListSource}
+         "list": ListSource, "webdataset": WebDatasetSource}
 LIST_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson", ".txt")
 
 
 def open_source(source: Union[str, Path, Any]) -> Source:
     """A Source object as is, a map-style dataset of ``(encoded bytes, label)`` items wrapped
     as a ``DatasetSource``, or a path, optionally prefixed ``folder:``, ``tfrecord:``,
-    ``lmdb:``, ``list:``.
+    ``lmdb:``, ``list:``, ``webdataset:``.
 
     A URL (``s3://bucket/prefix``, ``gs://``, ``https://``: any fsspec URL but ``file://``)
     is a converted TFRecord dataset read remotely (``RemoteTFRecordSource``; pass one made
@@ -34,8 +35,10 @@ def open_source(source: Union[str, Path, Any]) -> Source:
 
     Unprefixed paths are detected: a folder with ``manifest.json`` (its format), an LMDB
     environment (``data.mdb``), a list file (``.csv``, ``.tsv``, ``.jsonl``, ``.ndjson``,
-    ``.txt``: ``ListSource``), a ``.tfrecord`` file or glob, a folder of ``.tfrecord`` files,
-    otherwise an ImageFolder. ``list:PATH`` reads any file as a list.
+    ``.txt``: ``ListSource``), ``.tar`` shards (a file, a glob or brace pattern ending in
+    ``.tar``, or a folder of them: ``WebDatasetSource``), a ``.tfrecord`` file or glob, a folder
+    of ``.tfrecord`` files, otherwise an ImageFolder. ``list:PATH`` reads any file as a list,
+    ``webdataset:PATTERN`` any pattern as tar shards.
     """
     if not isinstance(source, (str, Path)):
         if isinstance(source, Source):
@@ -52,6 +55,8 @@ def open_source(source: Union[str, Path, Any]) -> Source:
     if sep and kind in KINDS and rest:
         return KINDS[kind](rest)
     path = Path(text)
+    if text.endswith(".tar") and not path.is_dir():  # a shard, a glob or a brace pattern
+        return WebDatasetSource(text)
     if any(c in text for c in "*?[") and not path.exists():
         return TFRecordSource(text)
     if not path.exists():
@@ -69,4 +74,6 @@ def open_source(source: Union[str, Path, Any]) -> Source:
         return LMDBSource(path)
     if any(p.name.endswith(".tfrecord") for p in path.iterdir()):
         return TFRecordSource(path)
+    if any(p.name.endswith(".tar") and p.is_file() for p in path.iterdir()):
+        return WebDatasetSource(path)
     return FolderSource(path)

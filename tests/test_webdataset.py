@@ -1,0 +1,138 @@
+"""WebDataset tar shards written by the webdataset package itself: the same images and labels
+as the folder they were made from, random access through an index file, named errors."""
+
+import io
+import json
+import os
+import tarfile
+
+import numpy as np
+import pytest
+import torch
+
+import fastload as fl
+
+webdataset = pytest.importorskip("webdataset", reason="webdataset not installed: pip install "
+                                                      "'fastload-images[test]'")
+UINT8 = fl.Pipeline(fl.Decode(), fl.Resize((8, 8)))
+
+
+def write_shards(folder, out, per_shard=10, label="cls", ext="jpg"):
+    """The folder's samples into webdataset shards, by webdataset.ShardWriter."""
+    src = fl.FolderSource(folder, index_file=None)
+    out.mkdir(parents=True, exist_ok=True)
+    with webdataset.ShardWriter(str(out / "train-%06d.tar"), maxcount=per_shard,
+                                verbose=0) as sink:
+        for i in range(len(src)):
+            data, y = src.read(i)
+            sample = {"__key__": f"s{i:05d}", ext: data}
+            if label == "cls":
+                sample["cls"] = y
+            else:
+                sample["json"] = {"label": y, "name": src.relative_path(i)}
+            sink.write(sample)
+    return src, sorted(out.glob("train-*.tar"))
+
+
+@pytest.mark.parametrize("label", ["cls", "json"])
+def test_shards_written_by_webdataset_read_as_the_folder(jpeg_folder, tmp_path, label):
+    src, shards = write_shards(jpeg_folder, tmp_path / "wds", label=label)
+    assert len(shards) == 4
+    pattern = str(tmp_path / "wds" / "train-{000000..000003}.tar")
+    kw = {"label_key": "json:label"} if label == "json" else {}
+    wds = fl.WebDatasetSource(pattern, **kw)
+    assert len(wds) == len(src) == 37
+    for i in range(37):
+        assert wds.read(i) == src.read(i)
+    assert "train-000001.tar key 's00012' (sample 12)" in wds.locate(12)
+    if label == "cls":  # detected from a path: a folder of .tar files, a glob
+        assert fl.open_source(tmp_path / "wds").describe()["kind"] == "webdataset"
+        assert len(fl.open_source(str(tmp_path / "wds" / "*.tar"))) == 37
+    a = [b.labels for b in fl.loader(wds, UINT8, 8, shuffle=True, seed=1)]
+    b = [b.labels for b in fl.loader(jpeg_folder, UINT8, 8, shuffle=True, seed=1)]
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_the_index_is_kept_beside_the_shard_and_redone_when_the_shard_changes(jpeg_folder,
+                                                                            tmp_path, monkeypatch):
+    from fastload.sources import webdataset as module
+
+    _, shards = write_shards(jpeg_folder, tmp_path / "wds")
+    first = fl.WebDatasetSource(tmp_path / "wds")
+    assert all(s.with_name(s.name + ".fastload-index.npz").exists() for s in shards)
+    scans = []
+    real = module.WebDatasetSource._scan
+    monkeypatch.setattr(module.WebDatasetSource, "_scan",
+                        lambda self, shard: scans.append(shard) or real(self, shard))
+    again = fl.WebDatasetSource(tmp_path / "wds")
+    assert scans == [] and again.read(20) == first.read(20)
+    os.utime(shards[2], ns=(0, 10**9))  # the shard changed (its time, here)
+    fl.WebDatasetSource(tmp_path / "wds")
+    assert scans == [str(shards[2])]
+    elsewhere = tmp_path / "idx"
+    elsewhere.mkdir()
+    fl.WebDatasetSource(tmp_path / "wds", index_dir=elsewhere)
+    assert len(list(elsewhere.glob("*.fastload-index.npz"))) == 4
+
+
+def add_member(tar, name, data):
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+
+def shard(path, members):
+    with tarfile.open(path, "w") as tar:
+        for name, data in members:
+            add_member(tar, name, data)
+    return path
+
+
+@pytest.mark.parametrize("members, message", [
+    ([("a.cls", b"1")], r"sample 'a' has no image member"),
+    ([("a.jpg", b"x"), ("a.png", b"y"), ("a.cls", b"1")], r"sample 'a' has two images"),
+    ([("a.jpg", b"x"), ("a.cls", b"cat")], r"sample 'a': label 'cat' is not a class index"),
+    ([("a.jpg", b"x")], r"sample 'a' has no cls or cls.txt member"),
+])
+def test_bad_samples_are_named_with_their_shard_and_key(tmp_path, members, message):
+    path = shard(tmp_path / "bad.tar", members)
+    with pytest.raises(fl.FormatError, match=r"bad.tar: " + message):
+        fl.WebDatasetSource(path)
+
+
+def test_a_truncated_shard_is_named(jpeg_folder, tmp_path):
+    _, shards = write_shards(jpeg_folder, tmp_path / "wds", per_shard=40)
+    data = shards[0].read_bytes()
+    shards[0].write_bytes(data[:len(data) // 2])
+    with pytest.raises(fl.FormatError, match=r"train-000000.tar: the member at offset \d+ needs "
+                                             r"\d+ bytes but the file ends after \d+: the shard "
+                                             r"is truncated"):
+        fl.WebDatasetSource(shards[0])
+
+
+def test_long_names_and_subfolders_group_by_key(tmp_path):
+    """GNU long names (over 100 characters) and keys with folders, as tar writes them; the
+    field is what follows the first dot of the last path component (webdataset's rule)."""
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (4, 4), (9, 9, 9)).save(out, "JPEG")
+    image = out.getvalue()
+    long_key = "d/" + "k" * 120
+    path = shard(tmp_path / "long.tar", [(f"{long_key}.jpg", image), (f"{long_key}.cls", b"2"),
+                                         ("e/sub/x.JPG", b"z"), ("e/sub/x.cls", b"5")])
+    wds = fl.WebDatasetSource(path)
+    assert wds.labels.tolist() == [2, 5] and len(wds) == 2
+    assert wds.read(0) == (image, 2) and long_key in wds.locate(0)
+    assert wds.read(1) == (b"z", 5) and "'e/sub/x'" in wds.locate(1)
+
+
+def test_brace_patterns_expand_as_webdataset_does():
+    from fastload.sources.webdataset import expand_braces
+
+    assert expand_braces("a-{008..011}.tar") == ["a-008.tar", "a-009.tar", "a-010.tar",
+                                                 "a-011.tar"]
+    assert expand_braces("{x,y}/s-{0..1}.tar") == ["x/s-0.tar", "x/s-1.tar", "y/s-0.tar",
+                                                   "y/s-1.tar"]
+    with pytest.raises(fl.SourceError, match="at a URL are not read yet"):
+        fl.WebDatasetSource("s3://bucket/train-{000..003}.tar")
