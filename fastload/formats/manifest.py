@@ -17,7 +17,8 @@ from ..errors import FormatError
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 2  # 2: with "digest"; 1 (no digest: an edit cannot be told) is refused
-FORMATS = ("tfrecord", "lmdb")
+FORMATS = ("tfrecord", "lmdb", "webdataset")
+EXTENSIONS = {"tfrecord": "tfrecord", "lmdb": "lmdb", "webdataset": "tar"}
 
 
 def content_digest(data: dict[str, Any]) -> str:
@@ -106,7 +107,7 @@ def parse_manifest(text: str, path: str) -> Manifest:
         raise FormatError(f"{path}: shards hold {sum(s.records for s in shards)} records but "
                           f"samples={manifest.samples}")
     count = len(shards)
-    ext = "tfrecord" if manifest.format == "tfrecord" else "lmdb"
+    ext = EXTENSIONS[manifest.format]
     for k, shard in enumerate(shards):
         if shard.file != f"{manifest.split}-{k:05d}-of-{count:05d}.{ext}":
             raise FormatError(f"{path}: shard {k} is {shard.file!r}, out of place (shard k of "

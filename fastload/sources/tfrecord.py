@@ -99,7 +99,7 @@ def record_table(shards: Sequence[str], rows: Sequence[np.ndarray], manifest: Op
         if len(counts) else np.zeros(0, np.int64)
     table = np.concatenate(rows) if len(rows) else np.zeros((0, 2), np.int64)
     if manifest is not None and manifest.layout == "striped":
-        order = _striped_order(counts)
+        order = striped_order(counts)
         shard, record, table = shard[order], record[order], table[order]
     return shard, record, table[:, 0].copy(), table[:, 1].copy()
 
@@ -137,7 +137,7 @@ def image_and_label(record: bytes, keys: tuple[bytes, bytes], where: str) -> tup
     return image[0], label[0]
 
 
-def _striped_order(counts: np.ndarray) -> np.ndarray:
+def striped_order(counts: np.ndarray) -> np.ndarray:
     """Positions in the shard-concatenated table of global samples 0..N-1 (i -> shard i % S)."""
     total, shards = int(counts.sum()), len(counts)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])

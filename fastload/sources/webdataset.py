@@ -9,7 +9,10 @@ into an index file (``<shard>.fastload-index.npz``, or in ``index_dir``) checked
 shard's size and modification time; a sample is then one ``pread`` of its image.
 
 Shards are given as a file, a glob, a folder (its ``.tar`` files, sorted), a list, or a brace
-pattern (``train-{000000..000127}.tar``). Local files; a URL is refused with what to do.
+pattern (``train-{000000..000127}.tar``). Local files; a URL is refused with what to do. A
+folder that ``fastload convert --format webdataset`` wrote is read through its manifest:
+sample ``i`` is sample ``i // S`` of shard ``i % S``, the same index as in the folder it was
+made from.
 """
 
 from __future__ import annotations
@@ -26,8 +29,10 @@ import numpy as np
 
 from ..errors import FormatError, SourceError
 from ..formats import tar
+from ..formats.manifest import MANIFEST, Manifest, read_manifest
 from ..per_process import PerProcess
 from .base import StringTable
+from .tfrecord import striped_order
 
 IMAGE_FIELDS = ("jpg", "jpeg", "png", "webp")
 INDEX_VERSION = 1
@@ -42,23 +47,38 @@ class WebDatasetSource:
                  classes: Optional[Sequence[str]] = None,
                  index_dir: Union[str, Path, None] = None) -> None:
         self.image_key, self.label_key = image_key, label_key
-        self.shards = [str(s) for s in _shards(urls)]
+        self.manifest, shards = _shards(urls)
+        self.shards = [str(s) for s in shards]
         self.index_dir = Path(index_dir) if index_dir is not None else None
         tables = [self._index(k) for k in range(len(self.shards))]
+        order = self._order([len(t["offset"]) for t in tables])
         self._shard = np.concatenate([np.full(len(t["offset"]), k, np.int32)
-                                      for k, t in enumerate(tables)])
-        self._offset = np.concatenate([t["offset"] for t in tables])
-        self._size = np.concatenate([t["size"] for t in tables])
-        self.labels = np.concatenate([t["label"] for t in tables])
-        self._keys = StringTable([k for t in tables for k in t["keys"]])
+                                      for k, t in enumerate(tables)])[order]
+        self._offset = np.concatenate([t["offset"] for t in tables])[order]
+        self._size = np.concatenate([t["size"] for t in tables])[order]
+        self.labels = np.concatenate([t["label"] for t in tables])[order]
+        keys = [k for t in tables for k in t["keys"]]
+        self._keys = StringTable([keys[i] for i in order])
         if not len(self._offset):
             raise SourceError(f"{urls}: the shards hold no samples")
+        if classes is None and self.manifest is not None:
+            classes = self.manifest.classes
         self.classes = list(classes) if classes is not None else None
         if self.classes is not None and int(self.labels.max()) >= len(self.classes):
             bad = int(np.argmax(self.labels >= len(self.classes)))
             raise SourceError(f"{self.locate(bad)}: label {int(self.labels[bad])} is not one of "
                               f"the {len(self.classes)} classes given")
         self._files = PerProcess(self._open, os.close)
+
+    def _order(self, counts: list[int]) -> np.ndarray:
+        """Global sample -> place in the shards' concatenation: striped under a manifest."""
+        if self.manifest is None:
+            return np.arange(sum(counts), dtype=np.int64)
+        for shard, info, count in zip(self.shards, self.manifest.shards, counts):
+            if count != info.records:
+                raise FormatError(f"{shard}: holds {count} samples, {MANIFEST} says "
+                                  f"{info.records}; the shard was changed after conversion")
+        return striped_order(np.asarray(counts, dtype=np.int64))
 
     # --- the index ----------------------------------------------------------------------------
     def _index_path(self, shard: str) -> Path:
@@ -206,7 +226,8 @@ def expand_braces(pattern: str) -> list[str]:
     return [name for item in items for name in expand_braces(head + item + tail)]
 
 
-def _shards(urls: Any) -> list[Path]:
+def _shards(urls: Any) -> tuple[Optional[Manifest], list[Path]]:
+    manifest = None
     if isinstance(urls, (list, tuple)):
         names = [str(u) for u in urls]
     else:
@@ -215,7 +236,15 @@ def _shards(urls: Any) -> list[Path]:
             raise SourceError(f"{text}: WebDataset shards at a URL are not read yet; copy the "
                               "shards to a local or mounted disk and give their path")
         path = Path(text)
-        if path.is_dir():
+        if path.name == MANIFEST:
+            path = path.parent
+        if path.is_dir() and (path / MANIFEST).exists():
+            manifest = read_manifest(path)
+            if manifest.format != "webdataset":
+                raise SourceError(f"{path}: {MANIFEST} describes {manifest.format!r} shards, "
+                                  "not webdataset")
+            names = [str(path / s.file) for s in manifest.shards]
+        elif path.is_dir():
             names = sorted(str(p) for p in path.iterdir() if p.name.endswith(".tar"))
             if not names:
                 raise SourceError(f"{path}: no .tar shards in this folder")
@@ -230,4 +259,4 @@ def _shards(urls: Any) -> list[Path]:
     for name in names:
         if not Path(name).is_file():
             raise SourceError(f"{name}: no such shard")
-    return [Path(n) for n in names]
+    return manifest, [Path(n) for n in names]

@@ -170,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
                       "(s3://bucket/prefix, gs://..., TFRecord only; credentials as fsspec finds them)")
     conv.add_argument("--staging", help="for a URL: the local folder the shards are made in "
                       "before upload (default ./.fastload-staging-<digest>; a re-run resumes)")
-    conv.add_argument("--format", choices=("tfrecord", "lmdb"), default="tfrecord")
+    conv.add_argument("--format", choices=("tfrecord", "lmdb", "webdataset"), default="tfrecord")
     count = conv.add_mutually_exclusive_group()
     count.add_argument("--shards", type=int, help="number of shards")
     count.add_argument("--shard-size", type=_size, help="target shard size, e.g. 256MB (default 128MB)")

@@ -33,7 +33,7 @@ from PIL import Image
 from ..errors import DecodeError, FastloadError, SourceError, SpecError
 from ..formats import protowire
 from ..formats import tfrecord
-from ..formats.manifest import FORMATS, MANIFEST, Manifest, ShardInfo
+from ..formats.manifest import EXTENSIONS, FORMATS, MANIFEST, Manifest, ShardInfo
 from ..image_info import open_image
 from ..per_process import forking
 from ..sources.folder import FolderSource
@@ -71,8 +71,7 @@ class ConvertOptions:
 
 
 def shard_name(options: ConvertOptions, k: int, count: int) -> str:
-    ext = "tfrecord" if options.format == "tfrecord" else "lmdb"
-    return f"{options.split}-{k:05d}-of-{count:05d}.{ext}"
+    return f"{options.split}-{k:05d}-of-{count:05d}.{EXTENSIONS[options.format]}"
 
 
 def convert(src: Union[str, Path], dst: Union[str, Path], *, format: str = "tfrecord",
@@ -258,6 +257,8 @@ class _Job:
         try:
             if self.options.format == "tfrecord":
                 return self._tfrecord(name, indices)
+            if self.options.format == "webdataset":
+                return self._webdataset(name, indices)
             return self._lmdb(name, indices)
         except Exception as exc:
             remove_temporary(Path(self.dst), name, self.run)
@@ -304,6 +305,35 @@ class _Job:
         os.replace(tmp, final)
         return ShardInfo(file=name, records=len(rows), bytes=offset, sha256=digest.hexdigest(),
                          index=tfrecord.index_path(final).name)
+
+    def _webdataset(self, name: str, indices: range) -> ShardInfo:
+        """``<key>.jpg`` (or ``.png``...) and ``<key>.cls`` members, key = the zero-padded global
+        sample index; fixed member metadata, so the same input gives the same bytes."""
+        import tarfile
+
+        final = Path(self.dst) / name
+        tmp = temporary(final, self.run)
+        records = 0
+        with open(tmp, "wb") as f:
+            with tarfile.open(fileobj=f, mode="w", format=tarfile.USTAR_FORMAT) as out:
+                for i, data, label, fmt, _, _ in self._payloads(indices):
+                    key = str(i).zfill(self.key_width)
+                    ext = "jpg" if fmt == "jpeg" else fmt
+                    for member, payload in ((f"{key}.{ext}", data),
+                                            (f"{key}.cls", str(label).encode())):
+                        info = tarfile.TarInfo(member)
+                        info.size, info.mode, info.mtime = len(payload), 0o644, 0
+                        out.addfile(info, io.BytesIO(payload))
+                    records += 1
+            f.flush()
+            os.fsync(f.fileno())
+        digest = hashlib.sha256()
+        with open(tmp, "rb") as f:
+            while chunk := f.read(1 << 22):
+                digest.update(chunk)
+        size = tmp.stat().st_size
+        os.replace(tmp, final)
+        return ShardInfo(file=name, records=records, bytes=size, sha256=digest.hexdigest())
 
     def _lmdb(self, name: str, indices: range) -> ShardInfo:
         import lmdb

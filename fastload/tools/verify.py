@@ -51,7 +51,8 @@ def verify(folder: Union[str, Path]) -> VerifyReport:
 
 def check_shard(folder: Path, manifest: Manifest, k: int, shard: ShardInfo) -> int:
     """Check shard ``k`` (in ``folder``) against the manifest; returns its record count."""
-    check = _check_tfrecord if manifest.format == "tfrecord" else _check_lmdb
+    check = {"tfrecord": _check_tfrecord, "lmdb": _check_lmdb,
+             "webdataset": _check_webdataset}[manifest.format]
     return check(folder, manifest, k, shard)
 
 
@@ -77,6 +78,34 @@ def _check_tfrecord(folder: Path, manifest: Manifest, k: int, shard: ShardInfo) 
         if not example.get("image/encoded") or not example.get("image/class/label"):
             raise FastloadError(f"{where}: Example lacks image/encoded or image/class/label")
     return len(rows)
+
+
+def _check_webdataset(folder: Path, manifest: Manifest, k: int, shard: ShardInfo) -> int:
+    """Size and sha256, then every member header; each sample a key of the striped layout with
+    one image and a class index."""
+    from ..formats import tar
+
+    path = folder / shard.file
+    data = path.read_bytes()
+    _expect(path, "size", len(data), shard.bytes)
+    _expect(path, "sha256", hashlib.sha256(data).hexdigest(), shard.sha256)
+    expected = [str(i).zfill(manifest.key_width)
+                for i in range(k, manifest.samples, len(manifest.shards))]
+    fields: dict[str, set] = {}
+    with open(path, "rb") as f:
+        for member in tar.members(f, str(path)):
+            key, _, field = member.name.partition(".")
+            fields.setdefault(key, set()).add(field)
+            if field == "cls" and not data[member.offset:member.offset + member.size].isdigit():
+                raise FastloadError(f"{path}: sample {key!r}: its label is not a class index")
+    if list(fields) != expected:
+        raise FastloadError(f"{path}: holds samples {list(fields)[:4]}..., the striped layout "
+                            f"needs {expected[:4]}...")
+    for key, found in fields.items():
+        if "cls" not in found or len(found & {"jpg", "png", "webp", "bmp", "tiff", "gif"}) != 1:
+            raise FastloadError(f"{path}: sample {key!r} has members {sorted(found)}, needs one "
+                                "image and a cls")
+    return len(fields)
 
 
 def _check_lmdb(folder: Path, manifest: Manifest, k: int, shard: ShardInfo) -> int:
