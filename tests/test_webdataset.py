@@ -48,6 +48,9 @@ def test_shards_written_by_webdataset_read_as_the_folder(jpeg_folder, tmp_path, 
     if label == "cls":  # detected from a path: a folder of .tar files, a glob
         assert fl.open_source(tmp_path / "wds").describe()["kind"] == "webdataset"
         assert len(fl.open_source(str(tmp_path / "wds" / "*.tar"))) == 37
+        (tmp_path / "wds" / "class_x").mkdir()  # class folders beside: an ImageFolder
+        (tmp_path / "wds" / "class_x" / "a.jpg").write_bytes(src.read(0)[0])
+        assert fl.open_source(tmp_path / "wds").describe()["kind"] == "folder"
     a = [b.labels for b in fl.loader(wds, UINT8, 8, shuffle=True, seed=1)]
     b = [b.labels for b in fl.loader(jpeg_folder, UINT8, 8, shuffle=True, seed=1)]
     assert all(torch.equal(x, y) for x, y in zip(a, b))

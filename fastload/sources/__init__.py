@@ -74,6 +74,8 @@ def open_source(source: Union[str, Path, Any]) -> Source:
         return LMDBSource(path)
     if any(p.name.endswith(".tfrecord") for p in path.iterdir()):
         return TFRecordSource(path)
-    if any(p.name.endswith(".tar") and p.is_file() for p in path.iterdir()):
-        return WebDatasetSource(path)
+    entries = list(path.iterdir())
+    if any(p.name.endswith(".tar") and p.is_file() for p in entries) and \
+            not any(p.is_dir() and not p.name.startswith(".") for p in entries):
+        return WebDatasetSource(path)  # tar shards, and no class folders beside them
     return FolderSource(path)
