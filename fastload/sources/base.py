@@ -7,6 +7,7 @@ built-in sources have it, and tools show it when present.
 from __future__ import annotations
 
 import operator
+import os
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -66,6 +67,17 @@ class StringTable:
     def __getitem__(self, i: int) -> str:
         start, end = self._offsets[i], self._offsets[i + 1]
         return self._blob[start:end].tobytes().decode("utf-8", "surrogateescape")
+
+
+def open_read_only(path: str) -> int:
+    """A file descriptor for ``pread``s of a shard; a SourceError naming it if it cannot be
+    opened."""
+    from ..errors import SourceError
+
+    try:
+        return os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot open: {exc.strerror or exc}") from None
 
 
 class DatasetSource:

@@ -14,6 +14,7 @@ from ..formats import protowire
 from ..formats import tfrecord
 from ..formats.manifest import MANIFEST, Manifest, read_manifest
 from ..per_process import PerProcess
+from .base import open_read_only
 
 try:
     from ..formats import _wire
@@ -49,10 +50,7 @@ class TFRecordSource:
         self._files = PerProcess(self._open, os.close)
 
     def _open(self, shard: int) -> int:
-        try:
-            return os.open(self.shards[shard], os.O_RDONLY)
-        except OSError as exc:
-            raise SourceError(f"{self.shards[shard]}: cannot open: {exc.strerror or exc}") from None
+        return open_read_only(self.shards[shard])
 
     def __len__(self) -> int:
         return len(self._offset)

@@ -31,7 +31,7 @@ from ..errors import FormatError, SourceError
 from ..formats import tar
 from ..formats.manifest import MANIFEST, Manifest, read_manifest
 from ..per_process import PerProcess
-from .base import StringTable
+from .base import StringTable, open_read_only
 from .tfrecord import striped_order
 
 IMAGE_FIELDS = ("jpg", "jpeg", "png", "webp")
@@ -178,10 +178,7 @@ class WebDatasetSource:
 
     # --- the source contract ------------------------------------------------------------------
     def _open(self, shard: int) -> int:
-        try:
-            return os.open(self.shards[shard], os.O_RDONLY)
-        except OSError as exc:
-            raise SourceError(f"{self.shards[shard]}: cannot open: {exc.strerror or exc}") from None
+        return open_read_only(self.shards[shard])
 
     def __len__(self) -> int:
         return len(self._offset)
