@@ -149,11 +149,14 @@ def test_leftovers_of_dead_processes_are_removed_and_no_lock_files_pile_up(tmp_p
     dead = next(pid for pid in range(400_000, 500_000) if not alive(pid))
     stale = tmp_path / f"{cache.name('s3://b/s-9.tfrecord', 900, 'v1')}.part-{dead}-900"
     stale.write_bytes(b"p" * 300)
+    os.utime(stale, (time.time() - 600, time.time() - 600))  # it stopped growing long ago
+    fresh = tmp_path / f"{cache.name('s3://b/s-7.tfrecord', 900, 'v1')}.part-{dead}-900"
+    fresh.write_bytes(b"p" * 300)  # a pid we cannot see, still writing: another pid namespace
     orphan_lock = tmp_path / f"{cache.name('s3://b/s-8.tfrecord', 900, 'v1')}.lock"
     orphan_lock.touch()
     for k in range(4):
         cache.get(f"s3://b/s-{k}.tfrecord", 1000, "v1", writer(bytes([k]) * 1000))
-    assert not stale.exists() and not orphan_lock.exists()
+    assert not stale.exists() and not orphan_lock.exists() and fresh.exists()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == [".cache.lock"]
 
 

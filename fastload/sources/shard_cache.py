@@ -11,8 +11,8 @@ folder.
   bytes of the final shards plus the full size of every download in flight (the size in each
   ``.part`` name) are counted, and the least recently used shards (by modification time,
   touched on each use) are removed until the new one fits; while downloads in flight leave no
-  room, it waits for them. Partial files and lock files of processes that died are removed
-  then too.
+  room, it waits for them. Partial files of processes that died (and that stopped growing two
+  minutes ago) and lock files nobody holds are removed then too.
 - A shard removed while a process still reads it stays readable to that process (POSIX
   unlink). Final names carry a digest of (URL, size, manifest digest), so a re-converted
   dataset never reads stale files. A final file found damaged later (a record's CRC fails) is
@@ -21,6 +21,7 @@ folder.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -35,6 +36,9 @@ PART = ".part-"
 LOCK = ".lock"
 FOLDER_LOCK = ".cache.lock"
 WAIT_S = 0.05  # poll while downloads in flight fill the bound
+#: a partial file is a dead process's only when its pid is gone *and* it has not grown for this
+#: long (a process in another pid namespace sharing the folder looks gone, but keeps writing)
+STALE_S = 120.0
 
 
 def write_error(folder: Path, exc: OSError) -> SourceUnavailable:
@@ -125,11 +129,14 @@ class ShardCache:
 
     def _remove_leftovers(self) -> None:
         """Partial files of processes that are gone, and lock files nobody holds."""
+        now = time.time()
         for path in self.folder.iterdir():
             if PART in path.name:
                 pid = _part_owner(path.name)
-                if pid is None or not alive(pid):
-                    path.unlink(missing_ok=True)
+                with contextlib.suppress(FileNotFoundError):
+                    if (pid is None or not alive(pid)) and \
+                            now - path.stat().st_mtime > STALE_S:
+                        path.unlink()
             elif path.name.endswith(LOCK) and path.name != FOLDER_LOCK:
                 with locked(path, wait=False, remove=True):
                     pass  # held: a download in flight; free: removed
