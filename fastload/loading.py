@@ -10,7 +10,7 @@ from typing import Any, Iterator, Optional, Union
 from .batch import Batch, EpochTasks
 from .errors import SpecError
 from .ops.spec import Pipeline
-from .options import AUTO_LAST_BATCH, LoaderOptions
+from .options import AUTO_LAST_BATCH, DEFAULT_SKIP_LIMIT, LoaderOptions
 from .order import sharding
 from .order.dist import DistArg, DistInfo, check_dist, resolve
 from .sources import Source, open_source
@@ -95,14 +95,10 @@ class Loader:
         self._mix = source if isinstance(source, Mix) else None
 
     def _mix_sources(self, indices: Any) -> Any:
-        """``batch.source``: each sample's Mix component, as the indices are (tensor/array)."""
-        found = self._mix.component_of(indices.cpu().numpy() if hasattr(indices, "cpu")
-                                       else indices)
-        if hasattr(indices, "cpu"):
-            import torch
+        """``batch.source``: each sample's Mix component (``batch.indices`` is a CPU tensor)."""
+        import torch
 
-            return torch.from_numpy(found.astype("int64")).to(indices.device)
-        return found
+        return torch.from_numpy(self._mix.component_of(indices.numpy()).astype("int64"))
 
     # --- the DataLoader surface ---------------------------------------------------------------
     def __len__(self) -> int:
@@ -267,7 +263,7 @@ def loader(source: Union[str, Path, Source, Any], pipeline: Pipeline, batch_size
            multiprocessing_context: Any = None, on_error: str = "raise",
            timeout: Optional[float] = None, pin_memory: bool = True,
            persistent_workers: bool = True, generator: Any = None,
-           shard_window: Optional[int] = None, skip_limit: int = 16,
+           shard_window: Optional[int] = None, skip_limit: int = DEFAULT_SKIP_LIMIT,
            sampling: Any = None, **dataloader_kwargs: Any) -> Loader:
     """A loader over ``source`` running ``pipeline`` in batches: the drop-in for
     ``torch.utils.data.DataLoader(dataset, batch_size, shuffle, ...)``.
@@ -362,10 +358,9 @@ def _draws(sampling: Any, source: Source, shuffle: bool, window: int) -> Any:
     if mix is not None:
         return mix
     from .order.sampling import resolve
+    from .sources.base import labels_of
 
-    labels = getattr(source, "labels", None)
-    return resolve(sampling, len(source), lambda: labels if labels is not None else
-                   [source.read(i)[1] for i in range(len(source))])
+    return resolve(sampling, len(source), lambda: labels_of(source))
 
 
 def _from_sampler(sampler: Any, sampling: Any, seed: Any, generator: Any) -> tuple[Any, Any]:

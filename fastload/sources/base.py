@@ -6,8 +6,11 @@ built-in sources have it, and tools show it when present.
 
 from __future__ import annotations
 
+import math
 import operator
 import os
+import zipfile
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -67,6 +70,37 @@ class StringTable:
     def __getitem__(self, i: int) -> str:
         start, end = self._offsets[i], self._offsets[i + 1]
         return self._blob[start:end].tobytes().decode("utf-8", "surrogateescape")
+
+
+def read_arrays(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` file, each checked against the file before it is read: a
+    plain dtype (no objects) and a header whose shape accounts for exactly the bytes stored, so
+    a damaged or crafted file cannot ask for more memory than it holds. ValueError otherwise."""
+    arrays = {}
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if not info.filename.endswith(".npy"):
+                raise ValueError(f"unexpected member {info.filename!r}")
+            with archive.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, fortran, dtype = read_header(f)
+                size = math.prod(shape) * dtype.itemsize
+                if dtype.hasobject or fortran or f.tell() + size != info.file_size:
+                    raise ValueError(f"{info.filename}: header {shape} {dtype} does not match "
+                                     f"the {info.file_size} bytes stored")
+                arrays[info.filename[:-4]] = np.frombuffer(f.read(size), dtype).reshape(shape)
+    return arrays
+
+
+def labels_of(source: Any) -> np.ndarray:
+    """Every sample's label (int64): the source's ``labels`` where it keeps them in bulk (a
+    folder's index, a list, WebDataset's index), else each sample read once."""
+    bulk = getattr(source, "labels", None)
+    if bulk is None:
+        bulk = [source.read(i)[1] for i in range(len(source))]
+    return np.asarray(bulk, dtype=np.int64)
 
 
 def open_read_only(path: str) -> int:

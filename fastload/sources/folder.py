@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import time
 import warnings
@@ -14,7 +13,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from ..errors import SourceError
-from .base import StringTable
+from .base import StringTable, read_arrays
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
@@ -219,34 +218,12 @@ class _Walk:
         return False
 
 
-def _read_arrays(path: Path) -> dict[str, np.ndarray]:
-    """The arrays of an ``.npz`` file, each checked against the file before it is read: a
-    plain dtype (no objects) and a header whose shape accounts for exactly the bytes stored, so
-    a damaged or crafted file cannot ask for more memory than it holds. ValueError otherwise."""
-    arrays = {}
-    with zipfile.ZipFile(path) as archive:
-        for info in archive.infolist():
-            if not info.filename.endswith(".npy"):
-                raise ValueError(f"unexpected member {info.filename!r}")
-            with archive.open(info) as f:
-                version = np.lib.format.read_magic(f)
-                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                               else np.lib.format.read_array_header_2_0)
-                shape, fortran, dtype = read_header(f)
-                size = math.prod(shape) * dtype.itemsize
-                if dtype.hasobject or fortran or f.tell() + size != info.file_size:
-                    raise ValueError(f"{info.filename}: header {shape} {dtype} does not match "
-                                     f"the {info.file_size} bytes stored")
-                arrays[info.filename[:-4]] = np.frombuffer(f.read(size), dtype).reshape(shape)
-    return arrays
-
-
 def _load_index(root: Path, path: Path, exts: tuple[str, ...]) -> Optional[_Listing]:
     """The listing of ``root`` saved at ``path`` if it is there, readable, consistent, of these
     extensions and still current (the same class folders, every folder's modification and
     status-change times unchanged); else None."""
     try:
-        f = _read_arrays(path)
+        f = read_arrays(path)
         if int(f["version"]) != INDEX_VERSION or str(f["extensions"]) != "|".join(exts):
             return None
         folders = StringTable.from_arrays(f["folders_blob"], f["folders_offsets"])

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import SourceError, SpecError
 from ..order.mixture import MixtureOrder, check_proportions, counts
+from .base import labels_of
 
 
 class Mix:
@@ -80,9 +81,7 @@ class Mix:
         them in bulk, else read sample by sample."""
         parts = []
         for k, source in enumerate(self.components):
-            own = getattr(source, "labels", None)
-            own = np.asarray(own if own is not None else
-                             [source.read(i)[1] for i in range(len(source))], dtype=np.int64)
+            own = labels_of(source)
             table = self._maps[k]
             parts.append(own if table is None else table[own])
         return np.concatenate(parts)

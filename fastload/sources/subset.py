@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import SpecError
 from ..order.mixture import counts
+from .base import labels_of
 
 
 class Subset:
@@ -101,9 +102,7 @@ def split(source: Any, parts: Mapping[str, float], *, seed: int = 0,
         raise SpecError(f"split: seed={seed!r} must be an int >= 0")
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, 0x5B17])))
     if stratify:
-        labels = getattr(source, "labels", None)
-        labels = np.asarray(labels if labels is not None else
-                            [source.read(i)[1] for i in range(len(source))], dtype=np.int64)
+        labels = labels_of(source)
         groups = [np.flatnonzero(labels == c) for c in np.unique(labels)]
     else:
         groups = [np.arange(len(source), dtype=np.int64)]

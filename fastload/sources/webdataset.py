@@ -22,6 +22,7 @@ import glob
 import json
 import os
 import re
+import zipfile
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
@@ -31,7 +32,7 @@ from ..errors import FormatError, SourceError
 from ..formats import tar
 from ..formats.manifest import MANIFEST, Manifest, read_manifest
 from ..per_process import PerProcess
-from .base import StringTable, open_read_only
+from .base import StringTable, open_read_only, read_arrays
 from .tfrecord import striped_order
 
 IMAGE_FIELDS = ("jpg", "jpeg", "png", "webp")
@@ -95,13 +96,18 @@ class WebDatasetSource:
         stamp = np.asarray([INDEX_VERSION, stat.st_size, stat.st_mtime_ns], dtype=np.int64)
         fields = f"{self.image_key}|{self.label_key}"
         path = self._index_path(shard)
-        with contextlib.suppress(OSError, ValueError, KeyError):
-            with np.load(path, allow_pickle=False) as f:
-                if np.array_equal(f["stamp"], stamp) and str(f["fields"]) == fields:
-                    keys = StringTable.from_arrays(f["keys_blob"], f["keys_offsets"])
-                    return {"offset": f["offset"], "size": f["size"], "label": f["label"],
+        with contextlib.suppress(OSError, ValueError, KeyError, zipfile.BadZipFile):
+            f = read_arrays(path)  # checked against the file before anything is allocated
+            if np.array_equal(f["stamp"], stamp) and str(f["fields"]) == fields:
+                keys = StringTable.from_arrays(f["keys_blob"], f["keys_offsets"])
+                offset, size, label = f["offset"], f["size"], f["label"]
+                if (len(offset) == len(size) == len(label) == len(keys)
+                        and not np.any(offset < 0) and not np.any(size < 0)
+                        and not np.any(offset + size > stat.st_size)
+                        and not np.any(label < 0)):
+                    return {"offset": offset, "size": size, "label": label,
                             "keys": [keys[i] for i in range(len(keys))]}
-        table = self._scan(shard)
+        table = self._scan(shard)  # no index, another one, or one that does not add up
         blob, offsets = StringTable(table["keys"]).arrays()
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         try:  # a folder that cannot be written: index again next time
