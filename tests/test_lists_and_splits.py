@@ -34,6 +34,12 @@ def write_list(path, kind, rows, named=True):
     return path
 
 
+def shuffled(source):
+    """(images, labels) of every batch of a shuffled epoch (the loader closed after it)."""
+    with fl.loader(source, UINT8, 8, shuffle=True, seed=2) as ld:
+        return [(b.images, b.labels) for b in ld]
+
+
 SUFFIX = {"csv": ".csv", "csv-no-header": ".csv", "tsv": ".tsv", "jsonl": ".jsonl", "txt": ".txt"}
 
 
@@ -49,8 +55,7 @@ def test_a_list_reads_the_folders_images_and_labels(jpeg_folder, tmp_path, kind,
         assert lst.read(i) == src.read(i)
     assert f"train{SUFFIX[kind]} line " in lst.locate(5) and str(src.path(5)) in lst.locate(5)
     assert fl.open_source(listed).describe()["kind"] == "list"  # detected by its suffix
-    a = [(b.images, b.labels) for b in fl.loader(lst, UINT8, 8, shuffle=True, seed=2)]
-    b = [(b.images, b.labels) for b in fl.loader(jpeg_folder, UINT8, 8, shuffle=True, seed=2)]
+    a, b = shuffled(lst), shuffled(jpeg_folder)
     assert all(torch.equal(x[0], y[0]) and torch.equal(x[1], y[1]) for x, y in zip(a, b))
 
 
@@ -88,7 +93,8 @@ def test_a_listed_file_that_is_missing_is_named_or_skipped(jpeg_folder, tmp_path
     rows.insert(2, ("class_00/nope.jpg", "class_00", 0))
     lst = fl.ListSource(write_list(tmp_path / "l.csv", "csv", rows), root=jpeg_folder)
     with pytest.raises(fl.SourceError, match=r"nope.jpg \(l.csv line 4, sample 2\): cannot read"):
-        list(fl.loader(lst, UINT8, 4))
+        with fl.loader(lst, UINT8, 4) as ld:
+            list(ld)
     with fl.loader(lst, UINT8, 4, on_error="skip") as ld:
         batches = list(ld)
     assert ld.skipped_count == 1 and 2 not in torch.cat([b.indices for b in batches]).tolist()
