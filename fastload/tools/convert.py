@@ -315,7 +315,8 @@ class _Job:
         tmp = temporary(final, self.run)
         records = 0
         with open(tmp, "wb") as f:
-            with tarfile.open(fileobj=f, mode="w", format=tarfile.USTAR_FORMAT) as out:
+            hashed = _Hashing(f)  # the digest as the bytes go out, not a second read
+            with tarfile.open(fileobj=hashed, mode="w", format=tarfile.USTAR_FORMAT) as out:
                 for i, data, label, fmt, _, _ in self._payloads(indices):
                     key = str(i).zfill(self.key_width)
                     ext = "jpg" if fmt == "jpeg" else fmt
@@ -327,11 +328,7 @@ class _Job:
                     records += 1
             f.flush()
             os.fsync(f.fileno())
-        digest = hashlib.sha256()
-        with open(tmp, "rb") as f:
-            while chunk := f.read(1 << 22):
-                digest.update(chunk)
-        size = tmp.stat().st_size
+        digest, size = hashed.digest, hashed.size
         os.replace(tmp, final)
         return ShardInfo(file=name, records=records, bytes=size, sha256=digest.hexdigest())
 
@@ -363,6 +360,21 @@ class _Job:
         os.replace(tmp, final)
         return ShardInfo(file=name, records=records, bytes=(final / "data.mdb").stat().st_size,
                          sha256=digest.hexdigest())
+
+
+class _Hashing:
+    """A file to write through that keeps the sha256 and the count of what was written."""
+
+    def __init__(self, f: Any) -> None:
+        self.f, self.digest, self.size = f, hashlib.sha256(), 0
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        self.size += len(data)
+        return self.f.write(data)
+
+    def tell(self) -> int:
+        return self.size
 
 
 def _is_write_error(exc: BaseException) -> bool:
