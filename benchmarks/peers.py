@@ -163,15 +163,21 @@ def spdl_epochs(data: Path):
         yield epoch()
 
 
+def torchvision_transform():
+    """torchvision's v2 recipe on a PIL image: RandomResizedCrop, flip, float32, normalize."""
+    import torch
+    from torchvision.transforms import v2
+
+    return v2.Compose([v2.RandomResizedCrop(SIZE, antialias=True), v2.RandomHorizontalFlip(),
+                       v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True),
+                       v2.Normalize(MEAN, STD)])
+
+
 def torchvision_epochs(data: Path):
     import torch
     from torchvision import datasets
-    from torchvision.transforms import v2
 
-    transform = v2.Compose([v2.RandomResizedCrop(SIZE, antialias=True), v2.RandomHorizontalFlip(),
-                            v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True),
-                            v2.Normalize(MEAN, STD)])
-    dataset = datasets.ImageFolder(str(data / "folder"), transform=transform)
+    dataset = datasets.ImageFolder(str(data / "folder"), transform=torchvision_transform())
     loader = torch.utils.data.DataLoader(dataset, batch_size=BATCH, shuffle=True,
                                          num_workers=WORKERS, persistent_workers=True)
     while True:
@@ -185,8 +191,10 @@ def epochs_of(system: str, data: Path):
             "torchvision": torchvision_epochs}[system](data)
 
 
-def run_child(system: str, data: Path, timed: int) -> None:
-    epochs = epochs_of(system, data)
+def run_child(system: str, data: Path, timed: int, make_epochs=None) -> None:
+    """Time ``system`` (its epochs from ``make_epochs``, default this file's ``epochs_of``):
+    one warm-up epoch, then ``timed`` epochs; one JSON line on stdout, then exit."""
+    epochs = (make_epochs or epochs_of)(system, data)
     first = None
     for images, labels in next(epochs):  # warm-up: workers, JIT, page cache
         first = first or (tuple(images.shape), str(images.dtype))
@@ -239,8 +247,9 @@ def prepare(data: Path, images: int) -> None:
         tmp.rename(data / "ffcv.beton")
 
 
-def child(python: Path, *args: str, timeout: int = 900) -> str:
-    out = subprocess.run([str(python), __file__, *args], capture_output=True, text=True,
+def child(python: Path, *args: str, timeout: int = 900, script: str = __file__) -> str:
+    """``script`` (this file by default) run by ``python`` with ``args``: its stdout."""
+    out = subprocess.run([str(python), script, *args], capture_output=True, text=True,
                          timeout=timeout)
     if out.returncode != 0:
         raise SystemExit(f"{args}: exit {out.returncode}\n{out.stderr[-3000:]}")

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The peers benchmark's own environment (issue 16): FFCV, NVIDIA DALI, SPDL and torchvision in
+# The peers benchmarks' own environment (issues 16, 26): FFCV, NVIDIA DALI, SPDL, torchvision,
+# webdataset and datasets in
 # .venv-peers (git-ignored), never in fastload's. Debian packages: FFCV builds against OpenCV and
 # libturbojpeg, SPDL's decoder loads FFmpeg's libraries.
 #   bash benchmarks/peers_setup.sh
@@ -17,5 +18,5 @@ fi
 "$VENV/bin/pip" install -q nvidia-dali-cuda120 spdl
 "$VENV/bin/pip" install -q --no-build-isolation ffcv==1.0.2 || "$VENV/bin/pip" install -q ffcv==1.0.2
 "$VENV/bin/pip" install -q -e . --no-deps
-"$VENV/bin/pip" install -q tfrecord lmdb
+"$VENV/bin/pip" install -q tfrecord lmdb crc32c webdataset datasets pyarrow
 "$VENV/bin/python" -c "import ffcv, spdl.io, nvidia.dali, torchvision, fastload; print('peers env ready')"

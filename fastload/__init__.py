@@ -25,8 +25,8 @@ from .ops.user_ops import BatchLambda, Lambda
 from .order.dist import DistInfo
 from .order.evaluation import ExactMean
 from .order.sampling import ClassBalanced, Weighted
-from .sources import (DatasetSource, FolderSource, ListSource, RemoteTFRecordSource, Source,
-                      WebDatasetSource, open_source)
+from .sources import (DatasetSource, FolderSource, HFDatasetSource, ListSource, ParquetSource,
+                      RemoteTFRecordSource, Source, WebDatasetSource, open_source)
 from .sources.mix import Mix
 from .sources.subset import Subset, split, subset
 
@@ -38,7 +38,7 @@ DISTRIBUTION = "fastload-images"
 
 __all__ = [
     "BackendUnavailable", "BatchLambda", "CenterCrop", "ClassBalanced", "ColorJitter", "CutMix",
-    "DatasetSource", "ListSource", "Mix", "Subset", "WebDatasetSource", "Weighted", "split",
+    "DatasetSource", "HFDatasetSource", "ListSource", "Mix", "ParquetSource", "Subset", "WebDatasetSource", "Weighted", "split",
     "subset",
     "GaussianBlur", "RandAugment", "RandomGrayscale", "RandomSolarize", "ThreeAugment",
     "TrivialAugmentWide", "Decode", "DecodeError", "DistInfo",

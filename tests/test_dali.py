@@ -76,9 +76,18 @@ def test_train_pipeline_same_samples_boxes_flips_and_erasing(photo_folder):
         assert torch.equal(xa == 50.0, xb == 50.0)
 
 
-@pytest.mark.parametrize("kind", ["tfrecord", "lmdb"])
+@pytest.mark.parametrize("kind", ["tfrecord", "lmdb", "webdataset", "parquet"])
 def test_every_source_feeds_dali_identically(jpeg_folder, tmp_path, kind):
-    convert(jpeg_folder, tmp_path / kind, format=kind, shards=3)
+    if kind == "parquet":  # the folder's bytes in a Parquet file, read by its spawned workers
+        pa = pytest.importorskip("pyarrow")
+        pq = pytest.importorskip("pyarrow.parquet")
+        src = fl.FolderSource(jpeg_folder, index_file=None)
+        (tmp_path / kind).mkdir()
+        pq.write_table(pa.table({"image": [src.read(i)[0] for i in range(len(src))],
+                                 "label": [int(y) for y in src.labels]}),
+                       tmp_path / kind / "train.parquet", row_group_size=10)
+    else:
+        convert(jpeg_folder, tmp_path / kind, format=kind, shards=3)
     pipeline = fl.presets.imagenet_train(32)
     a = batches(jpeg_folder, pipeline, "dali")
     b = batches(tmp_path / kind, pipeline, "dali")

@@ -370,3 +370,77 @@ def test_a_server_that_stays_down_is_named_at_once_with_on_error_skip_too(s3, fa
                                                            r"tries .*check the endpoint"):
                 next(iter(ld))
     assert time.monotonic() - started < 60
+
+
+def _upload(endpoint, folder, prefix):
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **options(endpoint))
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and not path.name.endswith(".npz"):
+            fs.put_file(str(path), f"data/{prefix}/{path.name}")
+
+
+def test_webdataset_shards_in_a_bucket_read_through_the_shard_cache(s3, jpeg_folder, tmp_path):
+    webdataset = pytest.importorskip("webdataset")
+    endpoint, _ = s3
+    src = fl.FolderSource(jpeg_folder, index_file=None)
+    (tmp_path / "wds").mkdir()
+    with webdataset.ShardWriter(str(tmp_path / "wds" / "part-%03d.tar"), maxcount=10,
+                                verbose=0) as sink:
+        for i in range(len(src)):
+            data, y = src.read(i)
+            sink.write({"__key__": f"s{i:04d}", "jpg": data, "cls": y})
+    _upload(endpoint, tmp_path / "wds", "wds")
+    cache = tmp_path / "cache"
+    made = lambda url: fl.WebDatasetSource(url, storage_options=options(endpoint),  # noqa: E731
+                                           cache_dir=cache, cache_bytes=1 << 30)
+    source = made("s3://data/wds/part-{000..003}.tar")
+    assert len(source) == 37 and [source.read(i) for i in range(37)] == \
+        [src.read(i) for i in range(37)]
+    assert "s3://data/wds/part-001.tar key 's0012'" in source.locate(12)
+    assert len(made("s3://data/wds/part-*.tar")) == 37  # a glob, listed by the store
+    for f in cache.glob("*part-00[12].tar"):  # evicted: downloaded again when read
+        f.unlink()
+    again = made("s3://data/wds/part-{000..003}.tar")
+    assert [again.read(i) for i in (11, 25)] == [src.read(11), src.read(25)]
+    with fl.loader(source, PIPE, 8, seed=2) as ld:
+        remote = [b.labels for b in ld]
+    with fl.loader(jpeg_folder, PIPE, 8, seed=2) as ld:
+        local = [b.labels for b in ld]
+    assert all(torch.equal(a, b) for a, b in zip(remote, local))
+    with pytest.raises(fl.SourceUnavailable, match="part-008.tar: not found"):
+        made("s3://data/wds/part-{008..009}.tar")
+
+
+def test_converted_webdataset_in_a_bucket_is_read_by_its_manifest(s3, jpeg_folder, tmp_path):
+    endpoint, _ = s3
+    convert(jpeg_folder, tmp_path / "conv", format="webdataset", shards=3)
+    _upload(endpoint, tmp_path / "conv", "conv")
+    source = fl.WebDatasetSource("s3://data/conv", storage_options=options(endpoint),
+                                 cache_dir=tmp_path / "cache")
+    local = fl.WebDatasetSource(tmp_path / "conv")
+    assert source.classes == local.classes and len(source) == 37
+    assert [source.read(i) for i in range(37)] == [local.read(i) for i in range(37)]
+
+
+def test_parquet_in_a_bucket_is_read_by_byte_ranges(s3, jpeg_folder, tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    endpoint, _ = s3
+    src = fl.FolderSource(jpeg_folder, index_file=None)
+    table = pa.table({"image": [src.read(i)[0] for i in range(len(src))],
+                      "label": [int(y) for y in src.labels]})
+    (tmp_path / "pq").mkdir()
+    pq.write_table(table.slice(0, 20), tmp_path / "pq" / "a.parquet", row_group_size=6)
+    pq.write_table(table.slice(20), tmp_path / "pq" / "b.parquet", compression="zstd")
+    _upload(endpoint, tmp_path / "pq", "pq")
+    source = fl.ParquetSource("s3://data/pq/*.parquet", storage_options=options(endpoint))
+    assert len(source) == 37 and source.files == ["s3://data/pq/a.parquet",
+                                                  "s3://data/pq/b.parquet"]
+    assert [source.read(i) for i in range(37)] == [src.read(i) for i in range(37)]
+    with fl.loader(source, PIPE, 8, seed=2, num_workers=2) as ld:
+        remote = [b.labels for b in ld]
+    with fl.loader(jpeg_folder, PIPE, 8, seed=2) as ld:
+        local = [b.labels for b in ld]
+    assert all(torch.equal(a, b) for a, b in zip(remote, local))
+    with pytest.raises(fl.SourceUnavailable, match="s3://data/pq/c.parquet: not found"):
+        fl.ParquetSource("s3://data/pq/c.parquet", storage_options=options(endpoint))

@@ -149,7 +149,8 @@ def test_brace_patterns_expand_as_webdataset_does():
                                                  "a-011.tar"]
     assert expand_braces("{x,y}/s-{0..1}.tar") == ["x/s-0.tar", "x/s-1.tar", "y/s-0.tar",
                                                    "y/s-1.tar"]
-    with pytest.raises(fl.SourceError, match="at a URL are not read yet"):
+    with pytest.raises(fl.SourceError, match="at a URL are read from whole local copies; pass "
+                                             "cache_dir="):
         fl.WebDatasetSource("s3://bucket/train-{000..003}.tar")
 
 

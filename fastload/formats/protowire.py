@@ -69,7 +69,7 @@ def encode_datum(data: bytes, label: int) -> bytes:
 
 
 # --- decoding ------------------------------------------------------------------------------
-def _read_varint(buf: "Buffer", pos: int) -> tuple[int, int]:
+def read_varint(buf: "Buffer", pos: int) -> tuple[int, int]:
     result = shift = 0
     while True:
         if pos >= len(buf):
@@ -98,14 +98,14 @@ def fields(buf: Buffer) -> list[tuple[int, int, Union[int, Buffer]]]:
     out = []
     pos, end = 0, len(buf)
     while pos < end:
-        key, pos = _read_varint(buf, pos)
+        key, pos = read_varint(buf, pos)
         number, wire = key >> 3, key & 7
         if number == 0:
             raise FormatError("field number 0")
         if wire == VARINT:
-            value, pos = _read_varint(buf, pos)
+            value, pos = read_varint(buf, pos)
         elif wire == BYTES:
-            size, pos = _read_varint(buf, pos)
+            size, pos = read_varint(buf, pos)
             if pos + size > end:
                 raise FormatError(f"field {number}: length {size} runs past the message end")
             value, pos = buf[pos:pos + size], pos + size
@@ -142,7 +142,7 @@ def _decode_feature(buf: Buffer, key: str) -> Feature:
                 else:
                     packed, pos = _expect_bytes(w, v, f"feature {key!r}"), 0
                     while pos < len(packed):
-                        x, pos = _read_varint(packed, pos)
+                        x, pos = read_varint(packed, pos)
                         ints.append(_signed(x))
             return ints
         if number == 2:  # FloatList, packed or not

@@ -116,7 +116,7 @@ def _one_thread(_: int = 0) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(1, thread_name_prefix="fastload-fetch")
 
 
-def _leave(handle: Any) -> None:
+def leave(handle: Any) -> None:
     """A filesystem or executor inherited across a fork is dropped, not closed: its
     connections are the parent's, and its thread does not exist in the child."""
 
@@ -136,10 +136,10 @@ class RemoteTFRecordSource:
         self.storage_options = dict(storage_options or {})
         self.verify_crc, self.retries, self.backoff_s = verify_crc, retries, backoff_s
         self._keys = (image_key.encode("utf-8"), label_key.encode("utf-8"))
-        self._fs = PerProcess(self._new_fs, _leave)
+        self._fs = PerProcess(self._new_fs, leave)
         self._cache: dict[int, bytes] = {}
         self._ahead: Optional[Future] = None  # the look-ahead fetch in flight
-        self._background = PerProcess(_one_thread, _leave)
+        self._background = PerProcess(_one_thread, leave)
         where = f"{self.url}/{MANIFEST}"
         text = self._whole(where)
         self.manifest = parse_manifest(text.decode("utf-8", "replace"), where)

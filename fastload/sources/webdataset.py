@@ -9,16 +9,24 @@ into an index file (``<shard>.fastload-index.npz``, or in ``index_dir``) checked
 shard's size and modification time; a sample is then one ``pread`` of its image.
 
 Shards are given as a file, a glob, a folder (its ``.tar`` files, sorted), a list, or a brace
-pattern (``train-{000000..000127}.tar``). Local files; a URL is refused with what to do. A
-folder that ``fastload convert --format webdataset`` wrote is read through its manifest:
-sample ``i`` is sample ``i // S`` of shard ``i % S``, the same index as in the folder it was
-made from.
+pattern (``train-{000000..000127}.tar``). A folder that ``fastload convert --format
+webdataset`` wrote is read through its manifest: sample ``i`` is sample ``i // S`` of shard
+``i % S``, the same index as in the folder it was made from.
+
+Shards at URLs (``s3://``, ``gs://``, ``https://``: one, a brace pattern, a glob, a list, or the
+prefix of a converted dataset's ``manifest.json``) are read from whole local copies, as
+``wids`` does: ``cache_dir`` is a node-wide ``ShardCache`` (bounded by ``cache_bytes``, least
+recently used out first, downloads retried, sizes and, under a manifest, sha256s checked). The
+shards are downloaded and indexed once when the source is made (the indexes stay in the cache
+folder, so a later run downloads again only what was evicted); a shard evicted since is
+downloaded again when a sample of it is read.
 """
 
 from __future__ import annotations
 
 import contextlib
 import glob
+import hashlib
 import json
 import os
 import re
@@ -30,9 +38,11 @@ import numpy as np
 
 from ..errors import FormatError, SourceError
 from ..formats import tar
-from ..formats.manifest import MANIFEST, Manifest, read_manifest
+from ..formats.manifest import MANIFEST, Manifest, parse_manifest, read_manifest
 from ..per_process import PerProcess
 from .base import StringTable, open_read_only, read_arrays
+from .remote import leave, DEFAULT_CACHE_BYTES, download, filesystem, is_url, with_retries
+from .shard_cache import ShardCache
 from .tfrecord import striped_order
 
 IMAGE_FIELDS = ("jpg", "jpeg", "png", "webp")
@@ -46,10 +56,33 @@ class WebDatasetSource:
     def __init__(self, urls: Union[str, Path, Sequence[Union[str, Path]]], *,
                  image_key: Optional[str] = None, label_key: str = "cls",
                  classes: Optional[Sequence[str]] = None,
-                 index_dir: Union[str, Path, None] = None) -> None:
+                 index_dir: Union[str, Path, None] = None,
+                 storage_options: Optional[dict[str, Any]] = None,
+                 cache_dir: Union[str, Path, None] = None,
+                 cache_bytes: int = DEFAULT_CACHE_BYTES,
+                 retries: int = 4, backoff_s: float = 0.2) -> None:
+        """``index_dir``: where local shards' index files go (default: beside each shard).
+        For URLs: ``storage_options`` (to fsspec), ``cache_dir`` (required), ``cache_bytes``,
+        ``retries`` and ``backoff_s`` (transient errors, exponential backoff)."""
         self.image_key, self.label_key = image_key, label_key
-        self.manifest, shards = _shards(urls)
-        self.shards = [str(s) for s in shards]
+        self.storage_options = dict(storage_options or {})
+        self.retries, self.backoff_s = retries, backoff_s
+        self.cache: Optional[ShardCache] = None
+        self._remote: list[tuple[int, str, Optional[str]]] = []  # per shard: size, version, sha256
+        if _remote(urls):
+            if cache_dir is None:
+                raise SourceError(f"{urls}: WebDataset shards at a URL are read from whole local "
+                                  "copies; pass cache_dir= (a local folder, shared by the node's "
+                                  "processes) and cache_bytes= (its bound)")
+            self.cache = ShardCache(cache_dir, cache_bytes)
+            self._url = str(urls[0] if isinstance(urls, (list, tuple)) else urls)
+            self._fs = PerProcess(self._new_fs, leave)  # one per process
+            self.manifest, self.shards, self._remote = self._remote_shards(urls)
+            index_dir = self.cache.folder / ".webdataset-index"
+            index_dir.mkdir(exist_ok=True)
+        else:
+            self.manifest, shards = _shards(urls)
+            self.shards = [str(s) for s in shards]
         self.index_dir = Path(index_dir) if index_dir is not None else None
         tables = [self._index(k) for k in range(len(self.shards))]
         order = self._order([len(t["offset"]) for t in tables])
@@ -63,7 +96,7 @@ class WebDatasetSource:
         if not len(self._offset):
             raise SourceError(f"{urls}: the shards hold no samples")
         if classes is None and self.manifest is not None:
-            classes = self.manifest.classes
+            classes = self.manifest.classes or None  # [] when converted from unnamed labels
         self.classes = list(classes) if classes is not None else None
         if self.classes is not None and int(self.labels.max()) >= len(self.classes):
             bad = int(np.argmax(self.labels >= len(self.classes)))
@@ -82,32 +115,59 @@ class WebDatasetSource:
         return striped_order(np.asarray(counts, dtype=np.int64))
 
     # --- the index ----------------------------------------------------------------------------
-    def _index_path(self, shard: str) -> Path:
-        name = Path(shard).name + ".fastload-index.npz"
+    def _index_path(self, k: int) -> Path:
+        shard = self.shards[k]
+        if self.cache is not None:
+            size, version, _ = self._remote[k]
+            name = self.cache.name(shard, size, version)
+        else:
+            name = Path(shard).name
+        name += ".fastload-index.npz"
         return (self.index_dir / name) if self.index_dir is not None else \
             Path(shard).with_name(name)
 
     def _index(self, k: int) -> dict[str, Any]:
-        shard = self.shards[k]
-        try:
-            stat = os.stat(shard)
-        except OSError as exc:
-            raise SourceError(f"{shard}: cannot read: {exc.strerror or exc}") from None
-        stamp = np.asarray([INDEX_VERSION, stat.st_size, stat.st_mtime_ns], dtype=np.int64)
+        path = self._index_path(k)
+        if self.cache is not None:  # the copy's name holds the object's size and version
+            size = self._remote[k][0]
+            stamp = np.asarray([INDEX_VERSION, size, 0], dtype=np.int64)
+            found = self._saved_index(path, stamp, size)
+            if found is not None:
+                return found
+            shard = str(self._local(k))
+        else:
+            shard = self.shards[k]
+            try:
+                stat = os.stat(shard)
+            except OSError as exc:
+                raise SourceError(f"{shard}: cannot read: {exc.strerror or exc}") from None
+            size = stat.st_size
+            stamp = np.asarray([INDEX_VERSION, stat.st_size, stat.st_mtime_ns], dtype=np.int64)
+            found = self._saved_index(path, stamp, size)
+            if found is not None:
+                return found
+        table = self._scan(shard)  # no index, another one, or one that does not add up
+        self._save_index(path, stamp, table)
+        return table
+
+    def _saved_index(self, path: Path, stamp: np.ndarray, size: int) -> Optional[dict[str, Any]]:
+        """The index file at ``path`` if it is this shard's (stamp and fields) and adds up."""
         fields = f"{self.image_key}|{self.label_key}"
-        path = self._index_path(shard)
         with contextlib.suppress(OSError, ValueError, KeyError, zipfile.BadZipFile):
             f = read_arrays(path)  # checked against the file before anything is allocated
             if np.array_equal(f["stamp"], stamp) and str(f["fields"]) == fields:
                 keys = StringTable.from_arrays(f["keys_blob"], f["keys_offsets"])
-                offset, size, label = f["offset"], f["size"], f["label"]
-                if (len(offset) == len(size) == len(label) == len(keys)
-                        and not np.any(offset < 0) and not np.any(size < 0)
-                        and not np.any(offset + size > stat.st_size)
+                offset, sizes, label = f["offset"], f["size"], f["label"]
+                if (len(offset) == len(sizes) == len(label) == len(keys)
+                        and not np.any(offset < 0) and not np.any(sizes < 0)
+                        and not np.any(offset + sizes > size)
                         and not np.any(label < 0)):
-                    return {"offset": offset, "size": size, "label": label,
+                    return {"offset": offset, "size": sizes, "label": label,
                             "keys": [keys[i] for i in range(len(keys))]}
-        table = self._scan(shard)  # no index, another one, or one that does not add up
+        return None
+
+    def _save_index(self, path: Path, stamp: np.ndarray, table: dict[str, Any]) -> None:
+        fields = f"{self.image_key}|{self.label_key}"
         blob, offsets = StringTable(table["keys"]).arrays()
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         try:  # a folder that cannot be written: index again next time
@@ -119,7 +179,58 @@ class WebDatasetSource:
         except OSError:
             with contextlib.suppress(OSError):
                 tmp.unlink()
-        return table
+
+    # --- shards at URLs -----------------------------------------------------------------------
+    def _new_fs(self, _: int = 0) -> Any:
+        return filesystem(self._url, self.storage_options)
+
+    def _call(self, what: str, fetch: Any) -> Any:
+        """``fetch(fs)`` on this process's filesystem, with this source's retries."""
+        return with_retries(what, lambda: fetch(self._fs.get(0)), self.retries, self.backoff_s)
+
+    def _remote_shards(self, urls: Any) -> tuple[Optional[Manifest], list[str],
+                                                 list[tuple[int, str, Optional[str]]]]:
+        """(manifest, shard URLs, each shard's (size, version, sha256))."""
+        manifest = None
+        if isinstance(urls, (list, tuple)):
+            names = [str(u) for u in urls]
+        else:
+            text = str(urls).rstrip("/")
+            if "{" in text:
+                names = expand_braces(text)
+            elif any(c in text for c in "*?["):
+                protocol = text.split("://", 1)[0]
+                names = sorted(f if "://" in f else f"{protocol}://{f}"
+                               for f in self._call(text, lambda fs: fs.glob(text)))
+                if not names:
+                    raise SourceError(f"{text}: the glob matches no objects")
+            elif text.endswith(".tar"):
+                names = [text]
+            else:  # the prefix of a converted dataset
+                where = f"{text}/{MANIFEST}"
+                raw = self._call(where, lambda fs: fs.cat_file(where))
+                manifest = parse_manifest(raw.decode("utf-8", "replace"), where)
+                if manifest.format != "webdataset":
+                    raise SourceError(f"{text}: {MANIFEST} describes {manifest.format!r} shards, "
+                                      "not webdataset")
+                version = hashlib.sha256(raw).hexdigest()[:16]
+                names = [f"{text}/{s.file}" for s in manifest.shards]
+                return manifest, names, [(s.bytes, version, s.sha256) for s in manifest.shards]
+        found = []
+        for name in names:
+            info = self._call(name, lambda fs: fs.info(name))
+            version = str(info.get("ETag") or info.get("etag") or info.get("mtime") or "")
+            found.append((int(info["size"]), version.strip('"'), None))
+        return manifest, names, found
+
+    def _local(self, k: int) -> Path:
+        """The local copy of shard ``k``, downloaded now if it is not in the cache."""
+        assert self.cache is not None
+        url, (size, version, sha256) = self.shards[k], self._remote[k]
+        folder = self.cache.folder
+        return self.cache.get(url, size, version, lambda tmp: self._call(
+            f"{url} (the whole shard, for the cache)", lambda fs: download(fs, url, tmp, folder)),
+            sha256=sha256)
 
     def _scan(self, shard: str) -> dict[str, Any]:
         """One pass over the shard's headers: each sample's image (offset, size) and label."""
@@ -186,6 +297,18 @@ class WebDatasetSource:
     def _open(self, shard: int) -> int:
         return open_read_only(self.shards[shard])
 
+    def _pread(self, shard: int, size: int, offset: int) -> bytes:
+        if self.cache is None:
+            return os.pread(self._files.get(shard), size, offset)
+        for attempt in range(2):  # evicted by another process between get and open: again
+            try:
+                with open(self._local(shard), "rb") as handle:
+                    return os.pread(handle.fileno(), size, offset)
+            except FileNotFoundError:
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
     def __len__(self) -> int:
         return len(self._offset)
 
@@ -193,9 +316,8 @@ class WebDatasetSource:
         return f"{self.shards[self._shard[index]]} key {self._keys[index]!r} (sample {index})"
 
     def read(self, index: int) -> tuple[bytes, int]:
-        fd = self._files.get(int(self._shard[index]))
         size = int(self._size[index])
-        data = os.pread(fd, size, int(self._offset[index]))
+        data = self._pread(int(self._shard[index]), size, int(self._offset[index]))
         if len(data) != size:
             raise SourceError(f"{self.locate(index)}: got {len(data)} of {size} bytes: the shard "
                               "changed after indexing")
@@ -229,15 +351,21 @@ def expand_braces(pattern: str) -> list[str]:
     return [name for item in items for name in expand_braces(head + item + tail)]
 
 
+def _remote(urls: Any) -> bool:
+    if isinstance(urls, (list, tuple)):
+        remote = [is_url(str(u)) for u in urls]
+        if any(remote) and not all(remote):
+            raise SourceError("WebDatasetSource: give local shards or URLs, not both")
+        return bool(remote) and remote[0]
+    return is_url(str(urls))
+
+
 def _shards(urls: Any) -> tuple[Optional[Manifest], list[Path]]:
     manifest = None
     if isinstance(urls, (list, tuple)):
         names = [str(u) for u in urls]
     else:
         text = str(urls)
-        if "://" in text and not text.startswith("file://"):
-            raise SourceError(f"{text}: WebDataset shards at a URL are not read yet; copy the "
-                              "shards to a local or mounted disk and give their path")
         path = Path(text)
         if path.name == MANIFEST:
             path = path.parent

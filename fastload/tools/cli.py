@@ -164,8 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
     sample.set_defaults(run=_cmd_sample)
 
-    conv = sub.add_parser("convert", help="convert an ImageFolder into TFRecord or LMDB shards")
-    conv.add_argument("src", help="an ImageFolder: SRC/<class>/<image>")
+    conv = sub.add_parser("convert", help="convert a dataset into TFRecord, LMDB or WebDataset "
+                          "shards")
+    conv.add_argument("src", help="what fl.loader reads: an ImageFolder (SRC/<class>/<image>), a "
+                      "list file (.csv/.tsv/.jsonl/.txt), TFRecord, LMDB, WebDataset (.tar) or "
+                      "Parquet shards, optionally prefixed folder:, list:, tfrecord:, lmdb:, "
+                      "webdataset:, parquet:")
     conv.add_argument("dst", help="output folder (shards + manifest.json), or a URL "
                       "(s3://bucket/prefix, gs://..., TFRecord only; credentials as fsspec finds them)")
     conv.add_argument("--staging", help="for a URL: the local folder the shards are made in "

@@ -1,11 +1,14 @@
-"""``fastload convert``: an ImageFolder -> TFRecord or LMDB shards that TF, DALI and Caffe read.
+"""``fastload convert``: any source (an ImageFolder, a list file, TFRecord, LMDB, WebDataset or
+Parquet shards, a Hugging Face dataset) -> TFRecord, LMDB or WebDataset shards that TF, DALI,
+Caffe and webdataset read.
 
 - Layout "striped": sample ``i`` goes to shard ``i % S`` (every shard holds every class, and
   global indices stay the folder's), records in increasing ``i``.
 - Atomic: each shard is written under a temporary name and renamed when complete; the
   manifest is written last. A progress file records each finished shard with a fingerprint of
-  its inputs (options, file names, sizes, labels), so re-running after an interruption skips
-  the shards whose inputs did not change.
+  its inputs (options, each sample's file or place, size and label, the input shards' sizes
+  and times), so re-running after an interruption skips the shards whose inputs did not
+  change.
 - Deterministic: the same folder and options give the same bytes (TFRecord) / records (LMDB).
 - Every image is decoded once on the way (JPEGs at 1/8 scale, enough to walk all their data),
   so a broken file fails the conversion with its path instead of failing training later.
@@ -36,7 +39,7 @@ from ..formats import tfrecord
 from ..formats.manifest import EXTENSIONS, FORMATS, MANIFEST, Manifest, ShardInfo
 from ..image_info import open_image
 from ..per_process import forking
-from ..sources.folder import FolderSource
+from ..sources import Source, open_source
 from .output import (PROGRESS, claimed, load_progress, remove_temporary, save_progress,
                      temporary)
 from .progress import Progress
@@ -74,13 +77,16 @@ def shard_name(options: ConvertOptions, k: int, count: int) -> str:
     return f"{options.split}-{k:05d}-of-{count:05d}.{EXTENSIONS[options.format]}"
 
 
-def convert(src: Union[str, Path], dst: Union[str, Path], *, format: str = "tfrecord",
+def convert(src: Union[str, Path, Any], dst: Union[str, Path], *, format: str = "tfrecord",
             shards: Optional[int] = None, shard_bytes: Optional[int] = None,
             max_size: Optional[int] = None, quality: Optional[int] = None, split: str = "train",
             restarts: bool = True, workers: Optional[int] = None, progress: Optional[TextIO] = None,
             storage_options: Optional[dict] = None,
             staging: Optional[Union[str, Path]] = None) -> Manifest:
-    """Convert the ImageFolder ``src`` into shards under ``dst``; returns the manifest.
+    """Convert ``src`` into shards under ``dst``; returns the manifest. ``src`` is anything
+    ``fl.loader`` reads (``sources.open_source``): a path (ImageFolder, list file, TFRecord,
+    LMDB, WebDataset or Parquet shards, a URL), a Source, a ``datasets.Dataset``. Sample ``i`` of
+    the output is sample ``i`` of ``src``, with its image and label.
 
     ``restarts``: rewrite each JPEG with a restart marker every few MCUs, losslessly (the same
     DCT coefficients, so the same pixels; ``fastload._jpeg.add_restarts``); a crop is then
@@ -111,7 +117,7 @@ def convert(src: Union[str, Path], dst: Union[str, Path], *, format: str = "tfre
         return manifest
     options = ConvertOptions(format, shards, shard_bytes, max_size, quality, split, restarts)
     options.check()
-    source = FolderSource(src)
+    source = open_source(src)
     dst = Path(dst)
     try:
         dst.mkdir(parents=True, exist_ok=True)
@@ -124,12 +130,13 @@ def convert(src: Union[str, Path], dst: Union[str, Path], *, format: str = "tfre
         return _convert(source, options, dst, run, workers, progress)
 
 
-def _convert(source: FolderSource, options: ConvertOptions, dst: Path, run: str,
+def _convert(source: Source, options: ConvertOptions, dst: Path, run: str,
              workers: Optional[int], progress: Optional[TextIO]) -> Manifest:
     """The conversion itself, with ``dst`` claimed by this run (``run``: its token)."""
-    sizes = [os.path.getsize(source.path(i)) for i in range(len(source))]
-    count = _shard_count(options, len(source), sum(sizes))
-    prints = [_fingerprint(source, sizes, options, count, k) for k in range(count)]
+    sizes = _sizes(source)
+    count = _shard_count(options, len(source), _input_bytes(source, sizes))
+    inputs = _input_files(source)
+    prints = [_fingerprint(source, sizes, inputs, options, count, k) for k in range(count)]
     fingerprint = hashlib.sha256("".join(prints).encode()).hexdigest()
     existing = dst / MANIFEST
     if existing.exists():
@@ -156,7 +163,8 @@ def _convert(source: FolderSource, options: ConvertOptions, dst: Path, run: str,
             for k, info in _pool_shards(context, jobs, nproc, meter):
                 finished[k] = info
                 save_progress(dst, prints, finished)
-    manifest = Manifest(format=options.format, samples=len(source), classes=source.classes,
+    manifest = Manifest(format=options.format, samples=len(source),
+                        classes=list(getattr(source, "classes", None) or []),
                         shards=[finished[k] for k in range(count)], split=options.split,
                         key_width=key_width,
                         options={**asdict(options), "shards": count, "fingerprint": fingerprint})
@@ -173,13 +181,64 @@ def _shard_count(options: ConvertOptions, samples: int, total_bytes: int) -> int
     return max(1, min(count, samples))
 
 
-def _fingerprint(source: FolderSource, sizes: list[int], options: ConvertOptions, count: int,
-                 k: int) -> str:
-    """What shard ``k`` is made from: the options, and each sample's path, size and label."""
-    digest = hashlib.sha256(json.dumps([asdict(options), count, k, source.classes]).encode())
+def _sizes(source: Source) -> Optional[list[int]]:
+    """Each sample's file size, for a source of one file a sample (folder, list); else None."""
+    path = getattr(source, "path", None)
+    if not callable(path):
+        return None
+    sizes = []
+    for i in range(len(source)):
+        try:
+            sizes.append(os.path.getsize(path(i)))
+        except OSError as exc:
+            raise SourceError(f"{source.locate(i)}: cannot read: {exc.strerror or exc}") from None
+    return sizes
+
+
+def _input_files(source: Source) -> list[str]:
+    """The local files a sharded source reads (its shards, Parquet files, list file)."""
+    found = [str(f) for name in ("shards", "files") for f in (getattr(source, name, None) or [])]
+    if getattr(source, "list_path", None) is not None:
+        found.append(str(source.list_path))  # type: ignore[attr-defined]
+    return [f for f in found if os.path.exists(f)]
+
+
+def _input_bytes(source: Source, sizes: Optional[list[int]]) -> int:
+    """The input's bytes, for the shard count: the files', or a sample of the samples'."""
+    if sizes is not None:
+        return sum(sizes)
+    files = _input_files(source)
+    if files:
+        return sum(_du(f) for f in files)
+    probe = range(0, len(source), max(1, len(source) // 64))
+    return int(sum(len(source.read(i)[0]) for i in probe) / len(probe) * len(source))
+
+
+def _du(path: str) -> int:
+    if os.path.isdir(path):  # an LMDB environment
+        return sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path))
+    return os.path.getsize(path)
+
+
+def _name(source: Source, i: int) -> str:
+    """Sample ``i``'s name in the output (TFRecord's image/filename): the file's path in the
+    folder or list, else where it was (shard and record, row, key)."""
+    relative = getattr(source, "relative_path", None)
+    return str(relative(i)) if callable(relative) else source.locate(i)
+
+
+def _fingerprint(source: Source, sizes: Optional[list[int]], inputs: list[str],
+                 options: ConvertOptions, count: int, k: int) -> str:
+    """What shard ``k`` is made from: the options, the input files' sizes and times, and each
+    sample's name, size and label."""
+    stamps = [(f, os.stat(f).st_size, os.stat(f).st_mtime_ns) for f in inputs]
+    digest = hashlib.sha256(json.dumps([asdict(options), count, k, getattr(source, "classes", None),
+                                        source.describe(), stamps], default=str).encode())
+    labels = getattr(source, "labels", None)
     for i in range(k, len(source), count):
-        digest.update(f"{source.relative_path(i)}\0{sizes[i]}\0{int(source.labels[i])}\n"
-                      .encode("utf-8", "surrogateescape"))
+        label = int(labels[i]) if labels is not None else ""
+        size = sizes[i] if sizes is not None else ""
+        digest.update(f"{_name(source, i)}\0{size}\0{label}\n".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
 
 
@@ -244,7 +303,7 @@ def _run_job(arg: tuple["_Job", tuple[int, int]]) -> tuple[int, ShardInfo]:
 class _Job:
     """Writes one shard; picklable (the source carries its own index)."""
 
-    def __init__(self, source: FolderSource, options: ConvertOptions, dst: str, key_width: int,
+    def __init__(self, source: Source, options: ConvertOptions, dst: str, key_width: int,
                  run: str) -> None:
         self.source, self.options, self.dst, self.key_width = source, options, dst, key_width
         self.run = run  # this conversion's token, in its temporary names
@@ -264,7 +323,7 @@ class _Job:
             remove_temporary(Path(self.dst), name, self.run)
             if not _is_write_error(exc):
                 raise
-            need = sum(os.path.getsize(self.source.path(i)) for i in indices)
+            need = self._budget(indices)
             free = shutil.disk_usage(self.dst).free
             if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT) or free < need:
                 raise FastloadError(
@@ -272,6 +331,13 @@ class _Job:
                     f"and {free} are free; free some space (or convert elsewhere) and re-run "
                     "the same command: the finished shards are kept") from None
             raise FastloadError(f"convert: cannot write {Path(self.dst) / name}: {exc}") from None
+
+    def _budget(self, indices: range) -> int:
+        """The bytes of the files shard ``indices`` is made from (0 when not known)."""
+        path = getattr(self.source, "path", None)
+        if callable(path):
+            return sum(os.path.getsize(path(i)) for i in indices)
+        return 0
 
     def _payloads(self, indices: range):
         for i in indices:
@@ -290,7 +356,7 @@ class _Job:
             for i, data, label, fmt, height, width in self._payloads(indices):
                 example = protowire.encode_example({
                     "image/encoded": data, "image/class/label": label,
-                    "image/filename": str(self.source.relative_path(i)).encode("utf-8", "surrogateescape"),
+                    "image/filename": _name(self.source, i).encode("utf-8", "surrogateescape"),
                     "image/format": fmt.encode(), "image/height": height, "image/width": width})
                 framed = tfrecord.frame(example)
                 f.write(framed)
@@ -338,7 +404,8 @@ class _Job:
         final = Path(self.dst) / name
         tmp = temporary(final, self.run)
         shutil.rmtree(tmp, ignore_errors=True)
-        budget = sum(os.path.getsize(self.source.path(i)) for i in indices)
+        # the map is address space, the file grows only as written: room to spare is free
+        budget = self._budget(indices) or (32 << 30)
         map_size = 2 * budget + (len(indices) + 64) * 4096 + (64 << 20)
         digest, records = hashlib.sha256(), 0
         # meminit: zero the unused tails of pages, so equal input gives byte-equal files

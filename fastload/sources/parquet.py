@@ -1,0 +1,371 @@
+"""``fl.ParquetSource``: Parquet files with a column of encoded images, read by random access.
+
+The image column holds the image file's bytes: plain ``binary``, or Hugging Face ``datasets``'
+``Image`` struct (``{bytes, path}``). The label column holds integers (or class names, numbered
+as sorted); class names come from the ``huggingface`` schema metadata's ``ClassLabel`` when
+it is there. Only the footers and the label column are read when the source is made.
+
+A sample is then one page of its row group's image column chunk: the chunk's page headers are
+walked once per process (``formats.parquet``: a few hundred bytes a page), and a sample reads
+and decodes only the page that holds its row (HF writes its image columns uncompressed and
+plain, ~1 MB pages: there, a sample is one ``pread`` of its own bytes once the page's value
+places are known; any codec pyarrow decompresses is read). A page of dictionary indices reads
+the chunk's dictionary too (kept per process, one at a time). Layouts this does not decode
+(a repeated column, another encoding) are read as a row group's column through pyarrow (one
+kept per process). Memory per worker is bounded by one page, one dictionary and one row group,
+never the file.
+
+Files are given as a file, a glob, a folder (its ``.parquet`` files, sorted), a list, or URLs
+(``s3://``, ``gs://``, ``https://``: read by byte-range requests through fsspec, with retries).
+``shard_ids()`` numbers the row groups, so ``shard_window=`` reads a few row groups at a time.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+
+from ..errors import BackendUnavailable, FormatError, SourceError
+from ..formats import parquet as pages_of
+from ..per_process import PerProcess
+from .base import StringTable, open_read_only
+from .remote import leave, filesystem, is_url, with_retries
+
+PARQUET_INSTALL = "pip install 'fastload-images[parquet]'  (pyarrow)"
+PAGE_TABLES = 4096  # column chunks whose page list a process keeps
+PAGE_CELLS = 65536  # pages whose values' places a process keeps
+
+
+def _pyarrow() -> Any:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as exc:
+        raise BackendUnavailable(f"ParquetSource: {exc}; {PARQUET_INSTALL}") from None
+    return pq
+
+
+class ParquetSource:
+    """Samples of Parquet files (see the module)."""
+
+    def __init__(self, paths: Union[str, Path, Sequence[Union[str, Path]]], *,
+                 image_column: str = "image", label_column: str = "label",
+                 classes: Optional[Sequence[str]] = None,
+                 storage_options: Optional[dict[str, Any]] = None,
+                 retries: int = 4, backoff_s: float = 0.2) -> None:
+        pq = _pyarrow()
+        self.image_column, self.label_column = image_column, label_column
+        self.storage_options = dict(storage_options or {})
+        self.retries, self.backoff_s = retries, backoff_s
+        self.files = _files(paths, self.storage_options)
+        self._fs = PerProcess(self._new_fs, leave)
+        self._fds = PerProcess(self._open_fd, os.close)
+        rows: list[int] = []  # per row group: its rows, file, chunk place, codec
+        chunks: list[tuple[int, int, int, int]] = []  # (file, group, start, size)
+        codecs: list[str] = []
+        leaves: list[tuple[int, int, int]] = []  # per file: (leaf, max_def, max_rep)
+        labels, names_found = [], None
+        for k, name in enumerate(self.files):
+            meta_file = self._parquet_file(k, pq)
+            schema = meta_file.schema_arrow
+            leaf = _image_leaf(meta_file, image_column, name)
+            leaves.append(leaf)
+            if label_column not in schema.names:
+                raise SourceError(f"{name}: no label column {label_column!r} (its columns: "
+                                  f"{schema.names}); pass label_column=")
+            meta = meta_file.metadata
+            for g in range(meta.num_row_groups):
+                column = meta.row_group(g).column(leaf[0])
+                start = column.dictionary_page_offset if column.has_dictionary_page else \
+                    column.data_page_offset
+                rows.append(meta.row_group(g).num_rows)
+                chunks.append((k, g, int(start), int(column.total_compressed_size)))
+                codecs.append(str(column.compression))
+            labels.append(meta_file.read(columns=[label_column]).column(0))
+            names_found = names_found or _class_names(schema, label_column)
+        self._first = np.concatenate([[0], np.cumsum(rows, dtype=np.int64)])
+        self._chunks = np.asarray(chunks, dtype=np.int64).reshape(-1, 4)
+        self._codecs = StringTable(codecs)
+        self._leaves = np.asarray(leaves, dtype=np.int64).reshape(-1, 3)
+        if self._first[-1] == 0:
+            raise SourceError(f"{paths}: the Parquet files hold no rows")
+        self.labels, found = self._labels(labels)
+        given = list(classes) if classes is not None else None
+        self.classes = given or names_found or found
+        if self.classes is not None and int(self.labels.max()) >= len(self.classes):
+            bad = int(np.argmax(self.labels >= len(self.classes)))
+            raise SourceError(f"{self.locate(bad)}: label {int(self.labels[bad])} is not one of "
+                              f"the {len(self.classes)} classes")
+        self._pages: OrderedDict[int, list[pages_of.Page]] = OrderedDict()
+        self._cells: OrderedDict[tuple[int, int], Optional[list[tuple[int, int]]]] = OrderedDict()
+        self._dictionary: tuple[int, list[bytes]] = (-1, [])
+        self._group: tuple[int, Any] = (-1, None)
+
+    # --- files, local or remote ---------------------------------------------------------------
+    def _new_fs(self, _: int = 0) -> Any:
+        return filesystem(self.files[0], self.storage_options)
+
+    def _open_fd(self, k: int) -> int:
+        return open_read_only(self.files[k])
+
+    def _parquet_file(self, k: int, pq: Any) -> Any:
+        name = self.files[k]
+        try:
+            if is_url(name):
+                handle = with_retries(name, lambda: self._fs.get(0).open(name, "rb"),
+                                      self.retries, self.backoff_s)
+                return pq.ParquetFile(handle)
+            return pq.ParquetFile(name)
+        except OSError as exc:
+            raise SourceError(f"{name}: not a readable Parquet file ({exc})") from None
+        except Exception as exc:  # pyarrow's ArrowInvalid for a damaged footer
+            if type(exc).__module__.startswith("pyarrow"):
+                raise FormatError(f"{name}: not a Parquet file, or a damaged one ({exc})") from None
+            raise
+
+    def _read(self, k: int, offset: int, size: int) -> bytes:
+        name = self.files[k]
+        if is_url(name):
+            return with_retries(f"{name} (bytes {offset}-{offset + size - 1})",
+                                lambda: self._fs.get(0).cat_file(name, start=offset,
+                                                                 end=offset + size),
+                                self.retries, self.backoff_s)
+        return os.pread(self._fds.get(k), size, offset)
+
+    # --- labels ---------------------------------------------------------------------------------
+    def _labels(self, columns: list[Any]) -> tuple[np.ndarray, Optional[list[str]]]:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        column = pa.chunked_array([c for col in columns for c in col.chunks],
+                                  type=columns[0].type).combine_chunks()
+        kind = column.type
+        if pa.types.is_dictionary(kind):
+            column, kind = column.cast(kind.value_type), kind.value_type
+        nulls = column.is_null()
+        if pc.any(nulls).as_py():
+            bad = int(np.flatnonzero(nulls.to_numpy(zero_copy_only=False))[0])
+            raise FormatError(f"{self.locate(bad)}: the label is null; every row needs a label")
+        if pa.types.is_integer(kind):
+            labels = column.to_numpy().astype(np.int64)
+            if len(labels) and labels.min() < 0:
+                bad = int(np.argmax(labels < 0))
+                raise FormatError(f"{self.locate(bad)}: label {int(labels[bad])} is not a class "
+                                  "index (an integer >= 0)")
+            return labels, None
+        if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            names = column.to_pylist()
+            classes = sorted(set(names))
+            number = {c: i for i, c in enumerate(classes)}
+            return np.asarray([number[n] for n in names], dtype=np.int64), classes
+        first = column[0].as_py()
+        raise FormatError(f"{self.locate(0)}: the label column {self.label_column!r} holds "
+                          f"{kind} values (e.g. {first!r}); it must hold integer class indices "
+                          "or class names")
+
+    # --- the source contract ------------------------------------------------------------------
+    def __len__(self) -> int:
+        return int(self._first[-1])
+
+    def _where(self, index: int) -> tuple[int, int]:
+        """(row group number over all files, row in it) of sample ``index``."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"sample {index} of {len(self)}")
+        group = int(np.searchsorted(self._first, index, side="right")) - 1
+        return group, index - int(self._first[group])
+
+    def locate(self, index: int) -> str:
+        group, row = self._where(index)
+        k, g = int(self._chunks[group, 0]), int(self._chunks[group, 1])
+        return f"{self.files[k]} row group {g} row {row} (sample {index})"
+
+    def read(self, index: int) -> tuple[bytes, int]:
+        group, row = self._where(index)
+        k = int(self._chunks[group, 0])
+        leaf, max_def, max_rep = (int(x) for x in self._leaves[k])
+        data: Optional[bytes] = None
+        where = self.locate(index)
+        try:
+            if max_rep:
+                raise pages_of.Unsupported("a repeated column")
+            data = self._from_page(group, row, max_def, where)
+        except pages_of.Unsupported:
+            data = self._from_row_group(group, row, leaf)
+        if data is None:
+            raise FormatError(f"{where}: the image cell ({self.image_column!r}) is null")
+        return data, int(self.labels[index])
+
+    def _page_list(self, group: int, where: str) -> list[pages_of.Page]:
+        found = self._pages.get(group)
+        if found is None:
+            k, _, start, size = (int(x) for x in self._chunks[group])
+            found = pages_of.pages(lambda o, n: self._read(k, o, n), start, size, where)
+            self._pages[group] = found
+            if len(self._pages) > PAGE_TABLES:
+                self._pages.popitem(last=False)
+        else:
+            self._pages.move_to_end(group)
+        return found
+
+    def _from_page(self, group: int, row: int, max_def: int, where: str) -> Optional[bytes]:
+        k = int(self._chunks[group, 0])
+        codec = self._codecs[group]
+        listed = self._page_list(group, where)
+        first = 0
+        for number, page in enumerate(listed):
+            if page.kind == pages_of.DICTIONARY_PAGE:
+                continue
+            if row < first + page.values:
+                cells = self._cells_of(group, number, page, max_def, codec, where)
+                if cells is not None:
+                    at, size = cells[row - first]
+                    data = self._read(k, at, size) if at >= 0 else None
+                    if data is not None and len(data) != size:
+                        raise FormatError(f"{where}: got {len(data)} of its {size} bytes: the "
+                                          "file is truncated")
+                    return data
+                body = self._read(k, page.body, page.size)
+                if len(body) != page.size:
+                    raise FormatError(f"{where}: got {len(body)} of a page's {page.size} bytes: "
+                                      "the file is truncated")
+                return pages_of.value(page, body, row - first, max_def, codec,
+                                      lambda: self._dictionary_of(group, listed, where), where)
+            first += page.values
+        raise FormatError(f"{where}: the row group's image pages hold {first} rows, fewer than "
+                          "its footer says: the file is damaged")
+
+    def _cells_of(self, group: int, number: int, page: pages_of.Page, max_def: int, codec: str,
+                  where: str) -> Optional[list[tuple[int, int]]]:
+        """Where each row's value lies, for an uncompressed PLAIN page (local files only: a
+        remote file pays a request a value to find them, more than the page costs)."""
+        k = int(self._chunks[group, 0])
+        if is_url(self.files[k]):
+            return None
+        key = (group, number)
+        if key not in self._cells:
+            self._cells[key] = pages_of.plain_cells(lambda o, n: self._read(k, o, n), page,
+                                                    max_def, codec, where)
+            if len(self._cells) > PAGE_CELLS:
+                self._cells.popitem(last=False)
+        return self._cells[key]
+
+    def _dictionary_of(self, group: int, listed: list[pages_of.Page], where: str) -> list[bytes]:
+        if self._dictionary[0] != group:
+            page = next((p for p in listed if p.kind == pages_of.DICTIONARY_PAGE), None)
+            if page is None:
+                raise FormatError(f"{where}: a dictionary-encoded page without a dictionary page")
+            k = int(self._chunks[group, 0])
+            body = self._read(k, page.body, page.size)
+            self._dictionary = (group, pages_of.dictionary_values(page, body, self._codecs[group],
+                                                                  where))
+        return self._dictionary[1]
+
+    def _from_row_group(self, group: int, row: int, leaf: int) -> Optional[bytes]:
+        if self._group[0] != group:
+            k, g = int(self._chunks[group, 0]), int(self._chunks[group, 1])
+            table = self._parquet_file(k, _pyarrow()).read_row_group(g, columns=[self.image_column])
+            column = table.column(0).combine_chunks()
+            import pyarrow as pa
+
+            if pa.types.is_struct(column.type):
+                column = column.field("bytes")
+            self._group = (group, column)
+        value = self._group[1][row].as_py()
+        return value
+
+    def shard_ids(self) -> np.ndarray:
+        """Each sample's row group (numbered over all files), for the shard-aware order."""
+        counts = np.diff(self._first)
+        return np.repeat(np.arange(len(counts), dtype=np.int32), counts)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "parquet", "files": len(self.files), "row_groups": len(self._chunks),
+                "samples": len(self), "classes": len(self.classes) if self.classes else None}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_pages"], state["_cells"] = OrderedDict(), OrderedDict()
+        state["_dictionary"], state["_group"] = (-1, []), (-1, None)
+        return state
+
+    def __repr__(self) -> str:
+        return f"ParquetSource(files={len(self.files)}, samples={len(self)})"
+
+
+def _image_leaf(meta_file: Any, column: str, where: str) -> tuple[int, int, int]:
+    """(leaf column number, max definition level, max repetition level) of the image bytes:
+    the column itself when binary, its ``bytes`` child when HF's Image struct."""
+    import pyarrow as pa
+
+    schema = meta_file.schema_arrow
+    if column not in schema.names:
+        raise SourceError(f"{where}: no image column {column!r} (its columns: {schema.names}); "
+                          "pass image_column=")
+    kind = schema.field(column).type
+    if pa.types.is_struct(kind) and kind.get_field_index("bytes") >= 0:
+        path = f"{column}.bytes"
+    elif pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        path = column
+    else:
+        raise SourceError(f"{where}: column {column!r} holds {kind}; the image column must hold "
+                          "encoded image bytes (binary, or a struct with a 'bytes' field as "
+                          "Hugging Face's Image feature writes)")
+    parquet_schema = meta_file.schema
+    for i in range(len(parquet_schema)):
+        leaf = parquet_schema.column(i)
+        if leaf.path == path:
+            return i, leaf.max_definition_level, leaf.max_repetition_level
+    raise SourceError(f"{where}: no Parquet leaf column {path!r}")
+
+
+def _class_names(schema: Any, label_column: str) -> Optional[list[str]]:
+    """Class names of a Hugging Face ``ClassLabel`` label column, from the schema metadata."""
+    raw = (schema.metadata or {}).get(b"huggingface")
+    if not raw:
+        return None
+    try:
+        feature = json.loads(raw)["info"]["features"][label_column]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if isinstance(feature, dict) and feature.get("_type") == "ClassLabel" and \
+            isinstance(feature.get("names"), list):
+        return [str(n) for n in feature["names"]]
+    return None
+
+
+def _files(paths: Any, storage_options: dict[str, Any]) -> list[str]:
+    if isinstance(paths, (list, tuple)):
+        names = [str(p) for p in paths]
+        if not names:
+            raise SourceError("ParquetSource: the list of files is empty")
+        return names
+    text = str(paths)
+    if is_url(text):
+        if any(c in text for c in "*?[") or text.endswith("/"):
+            fs = filesystem(text, storage_options)
+            found = sorted(fs.glob(text if not text.endswith("/") else text + "*.parquet"))
+            protocol = text.split("://", 1)[0]
+            names = [f if "://" in f else f"{protocol}://{f}" for f in found]
+            if not names:
+                raise SourceError(f"{text}: matches no Parquet files")
+            return names
+        return [text]
+    path = Path(text)
+    if path.is_dir():
+        names = sorted(str(p) for p in path.rglob("*.parquet") if p.is_file())
+        if not names:
+            raise SourceError(f"{path}: no .parquet files in this folder")
+        return names
+    if any(c in text for c in "*?["):
+        names = sorted(glob.glob(text, recursive=True))
+        if not names:
+            raise SourceError(f"{text}: the glob matches no files")
+        return names
+    if not path.is_file():
+        raise SourceError(f"{path}: no such Parquet file")
+    return [text]
