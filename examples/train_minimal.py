@@ -1,6 +1,6 @@
 """Train a tiny model for a few steps: first with a DataLoader, then with the one-line swap.
 
-    python examples/train_minimal.py [--data DIR] [--steps 5]
+    python examples/train_minimal.py [--data DIR] [--steps 40]
 
 Without --data it generates a small sample ImageFolder of photographic-like JPEGs.
 """
@@ -43,23 +43,27 @@ def train(loader, steps, label):
         torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
         torch.nn.Flatten(), torch.nn.Linear(8, 10))
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    start, step = time.perf_counter(), 0
+    start, step, first = time.perf_counter(), 0, None
     while step < steps:
         for images, labels in loader:
+            # hard labels (B,) or, with Mixup/CutMix, soft targets (B, classes): cross_entropy
+            # takes either
             loss = torch.nn.functional.cross_entropy(model(images), labels)
+            first = loss.item() if first is None else first
             opt.zero_grad()
             loss.backward()
             opt.step()
             step += 1
             if step == steps:
                 break
-    print(f"{label}: {steps} steps, last loss {loss.item():.3f}, {time.perf_counter() - start:.1f} s")
+    print(f"{label}: {steps} steps, loss {first:.3f} -> {loss.item():.3f}, "
+          f"{time.perf_counter() - start:.1f} s")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", help="an ImageFolder (default: a generated sample)")
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

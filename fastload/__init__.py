@@ -11,6 +11,7 @@ from typing import Any
 
 from .errors import (BackendUnavailable, DecodeError, FastloadError, FormatError, LoaderTimeout,
                      OpNotSupported, SourceError, SourceUnavailable, SpecError, TransformError)
+from .batch import Batch
 from .loading import Loader, loader
 from .ops import mixing, presets
 from .ops.autoaugment import RandAugment, TrivialAugmentWide
@@ -37,7 +38,7 @@ DISTRIBUTION = "fastload-images"
 
 
 __all__ = [
-    "BackendUnavailable", "BatchLambda", "CenterCrop", "ClassBalanced", "ColorJitter", "CutMix",
+    "BackendUnavailable", "Batch", "BatchLambda", "CenterCrop", "ClassBalanced", "ColorJitter", "CutMix",
     "DatasetSource", "HFDatasetSource", "ListSource", "Mix", "ParquetSource", "Subset", "WebDatasetSource", "Weighted", "split",
     "subset",
     "GaussianBlur", "RandAugment", "RandomGrayscale", "RandomSolarize", "ThreeAugment",

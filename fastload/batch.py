@@ -154,6 +154,15 @@ class Batch(tuple):
     def labels(self) -> Any:
         return self[1]
 
+    def to(self, device: Any, non_blocking: bool = False) -> "Batch":
+        """The batch with its images and labels on ``device`` (``tensor.to``'s arguments); the
+        per-sample fields (indices, padded, source) stay as they are."""
+        moved = Batch(self[0].to(device, non_blocking=non_blocking),
+                      self[1].to(device, non_blocking=non_blocking), self.indices, self.padded,
+                      self.skipped)
+        moved.source = self.source
+        return moved
+
     def __repr__(self) -> str:
         return (f"Batch(images={tuple(self[0].shape)} {self[0].dtype}, labels={tuple(self[1].shape)}, "
                 f"padded={int(self.padded.sum())})")

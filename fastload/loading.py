@@ -76,7 +76,7 @@ class Loader:
 
     def __init__(self, source: Source, pipeline: Pipeline, plan: EpochPlan, producer: Any,
                  device: Any, dist: Optional[DistInfo], backend: str,
-                 persistent_workers: bool = True) -> None:
+                 options: LoaderOptions) -> None:
         self.source = source
         self.pipeline = pipeline
         self.plan = plan
@@ -84,7 +84,8 @@ class Loader:
         self.device = device
         self._producer = producer
         self._dist = dist
-        self._persistent = persistent_workers
+        self.options = options
+        self._persistent = options.persistent_workers
         self._epoch = 0
         self._position = 0  # global positions of this epoch already yielded (on every rank)
         self._restored = False  # the next iteration starts at _position (load_state_dict)
@@ -101,6 +102,46 @@ class Loader:
         return torch.from_numpy(self._mix.component_of(indices.numpy()).astype("int64"))
 
     # --- the DataLoader surface ---------------------------------------------------------------
+    @property
+    def dataset(self) -> Source:
+        """The source (DataLoader's ``dataset``): ``len(loader.dataset)`` samples."""
+        return self.source
+
+    @property
+    def batch_size(self) -> int:
+        return self.plan.batch_size
+
+    @property
+    def num_workers(self) -> int:
+        return self.options.num_workers
+
+    @property
+    def drop_last(self) -> bool:
+        return self.plan.policy(resolve(self._dist).world_size) == "drop"
+
+    @property
+    def pin_memory(self) -> bool:
+        return self.options.pin_memory
+
+    @property
+    def prefetch_factor(self) -> int:
+        return self.options.prefetch_factor
+
+    @property
+    def persistent_workers(self) -> bool:
+        return self.options.persistent_workers
+
+    @property
+    def timeout(self) -> float:
+        return self.options.timeout
+
+    @property
+    def sampler(self) -> "LoaderSampler":
+        """This rank's sample order for the current epoch, as a sampler: ``len``, iteration
+        over sample indices, and ``set_epoch`` (so ``loader.sampler.set_epoch(e)``, written for
+        a DistributedSampler, selects the epoch here too)."""
+        return LoaderSampler(self)
+
     def __len__(self) -> int:
         """Batches this rank yields in a full epoch; the same on every rank."""
         return self.plan.batches(resolve(self._dist).world_size)
@@ -255,8 +296,33 @@ class Loader:
                 f"batch_size={self.plan.batch_size}, device={str(self.device)!r})")
 
 
-def loader(source: Union[str, Path, Source, Any], pipeline: Pipeline, batch_size: int = 1, *,
-           backend: str = "auto", shuffle: bool = False, seed: Optional[int] = None,
+class LoaderSampler:
+    """``loader.sampler``: a view of the loader's order (see ``Loader.sampler``)."""
+
+    def __init__(self, owner: Loader) -> None:
+        self._owner = owner
+
+    def set_epoch(self, epoch: int) -> None:
+        self._owner.set_epoch(epoch)
+
+    def _shard(self) -> sharding.Shard:
+        owner = self._owner
+        return owner.plan.shard(resolve(owner._dist), owner.epoch, 0)
+
+    def __len__(self) -> int:
+        return int(len(self._shard().indices))
+
+    def __iter__(self) -> Iterator[int]:
+        return (int(i) for i in self._shard().indices)
+
+    def __repr__(self) -> str:
+        plan = self._owner.plan
+        return (f"LoaderSampler(shuffle={plan.shuffle}, seed={plan.seed}, "
+                f"epoch={self._owner.epoch}, weighted={plan.draws is not None})")
+
+
+def loader(source: Union[str, Path, Source, Any], pipeline: Pipeline, batch_size: int = 1,
+           shuffle: bool = False, *, backend: str = "auto", seed: Optional[int] = None,
            num_workers: Optional[int] = None, device: Any = None,
            last_batch: Optional[str] = None, drop_last: bool = False,
            dist: DistArg = None, prefetch_factor: Optional[int] = 2,
@@ -324,6 +390,7 @@ def loader(source: Union[str, Path, Source, Any], pipeline: Pipeline, batch_size
     dist_info = check_dist(dist)
     target = check_device(device)
     src = open_source(source)
+    _check_classes(pipeline, src)
     window, groups = _shard_window(shard_window, options.shuffle, src)
     draws = _draws(sampling, src, options.shuffle, window)
     samples = len(src) if draws is None else draws.num_samples
@@ -335,8 +402,21 @@ def loader(source: Union[str, Path, Source, Any], pipeline: Pipeline, batch_size
                         "draws and mixtures cannot apply; use backend='dali' or 'torch'")
     producer = make_producer(chosen, src, pipeline, options, device=target,
                              dist=resolve(dist_info))
-    return Loader(src, pipeline, plan, producer, target, dist_info, chosen,
-                  options.persistent_workers)
+    return Loader(src, pipeline, plan, producer, target, dist_info, chosen, options)
+
+
+def _check_classes(pipeline: Pipeline, source: Source) -> None:
+    """A mixing op's ``num_classes`` must be the source's class count (when it has one): the
+    soft targets' width is the loss's, and a wrong one fails far from here (or not at all)."""
+    mixing = pipeline.mixing
+    classes = getattr(source, "classes", None)
+    if mixing is None or not classes:
+        return
+    if mixing.num_classes != len(classes):
+        raise SpecError(f"loader: {type(mixing).__name__}(num_classes={mixing.num_classes}) but the "
+                        f"source has {len(classes)} classes ({', '.join(map(str, classes[:5]))}"
+                        f"{', ...' if len(classes) > 5 else ''}); pass num_classes={len(classes)} "
+                        f"(e.g. fl.presets.torchvision_v2(..., num_classes={len(classes)}))")
 
 
 def _draws(sampling: Any, source: Source, shuffle: bool, window: int) -> Any:

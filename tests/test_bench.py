@@ -232,3 +232,16 @@ def test_bench_refuses_recipes_the_baseline_or_backend_cannot_run_before_running
     expected = "ThreeAugment: backend='dali-native' draws its own" if dali_available() else \
         "--backend dali-native needs NVIDIA DALI"
     assert expected in err
+
+
+def test_without_a_step_time_the_bench_says_how_to_get_a_verdict(tmp_path, capsys):
+    rc = main(["bench", "--synthetic", "16", "--synthetic-dir", str(tmp_path / "syn"),
+               "--pipeline", "imagenet_eval:32", "--backend", "torch", "--no-baseline",
+               "--batch-size", "8", "--workers", "1"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "data-bound" not in text
+    if "no stalls" not in text:  # a loader that never waits needs no advice
+        assert "re-run with --step-ms <that time in ms>" in text
+    assert "columns: images/s over the whole run; steady = " in text
+    assert "peak PSS = the same with shared pages split" in text

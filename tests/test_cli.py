@@ -46,3 +46,25 @@ def test_sample_says_whether_it_generates_or_reuses(tmp_path, capsys):
     assert main(["sample", str(tmp_path / "d"), "--samples", "20", "--classes", "2"]) == 0
     err = capsys.readouterr().err
     assert "reusing the 20 JPEGs" in err and "generating" not in err
+
+
+def test_verify_of_a_plain_folder_says_to_convert_first(tmp_path, capsys):
+    assert main(["sample", str(tmp_path / "d"), "--samples", "4", "--classes", "2"]) == 0
+    assert main(["verify", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err
+    assert "no manifest.json here: verify checks what `fastload convert` wrote" in err
+    assert f"fastload convert {tmp_path / 'd'} <shards folder>" in err
+
+
+def test_help_shows_the_defaults(capsys):
+    import pytest
+
+    for command, shown in (("bench", ["images per batch (default: 64)", "(default: 0.0)",
+                                      "epochs per run (default: 1)",
+                                      "(default: imagenet_train)"]),
+                           ("convert", ["output format (default: tfrecord)",
+                                        "shard name prefix (default: train)"])):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        out = " ".join(capsys.readouterr().out.split())
+        assert all(s in out for s in shown), (command, out)

@@ -112,8 +112,14 @@ def test_mixing_ops_validate_and_round_trip():
         fl.Pipeline(*BASE, fl.Mixup(num_classes=10), fl.CutMix(num_classes=10))
 
 
-def test_a_label_beyond_num_classes_is_named(jpeg_folder):
-    with loader(jpeg_folder, fl.Mixup(num_classes=2)) as ld:
+def test_num_classes_other_than_the_sources_is_named_when_the_loader_is_made(jpeg_folder):
+    with pytest.raises(fl.SpecError, match=r"loader: Mixup\(num_classes=2\) but the source has 3 "
+                                           r"classes \(class_00, class_01, class_02\); pass "
+                                           r"num_classes=3"):
+        loader(jpeg_folder, fl.Mixup(num_classes=2))
+    src = fl.FolderSource(jpeg_folder, index_file=None)
+    unnamed = fl.DatasetSource([src.read(i) for i in range(len(src))])  # no class names
+    with loader(unnamed, fl.Mixup(num_classes=2)) as ld:
         with pytest.raises(fl.SpecError, match="Mixup: num_classes=2 but a label is 2"):
             list(ld)
 

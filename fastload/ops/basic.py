@@ -160,6 +160,11 @@ class Normalize(Op):
         if min(std) <= 0:
             _fail("Normalize", f"std={std!r} must be positive")
         object.__setattr__(self, "std", std)
+        if max(self.mean) > 1 or max(std) > 1:  # DALI's and timm configs' 0-255 units
+            scaled = tuple(round(v / 255, 4) for v in self.mean), tuple(round(v / 255, 4) for v in std)
+            _fail("Normalize", f"mean={self.mean!r}, std={std!r} look like 0-255 values; "
+                  "Normalize takes them in 0-1 units, as torchvision's (it computes "
+                  f"(x / 255 - mean) / std): pass mean={scaled[0]}, std={scaled[1]}")
         if self.dtype not in DTYPES:
             _fail("Normalize", f"dtype={self.dtype!r} must be one of {DTYPES}")
 

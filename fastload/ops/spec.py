@@ -76,6 +76,13 @@ class Pipeline:
         geometry: list[Op] = []
         while rest and isinstance(rest[0], (RandomResizedCrop, Resize, CenterCrop)):
             geometry.append(rest.pop(0))
+        if not geometry:
+            late = next((k for k, op in enumerate(rest)
+                         if isinstance(op, (RandomResizedCrop, Resize, CenterCrop))), None)
+            if late is not None:
+                raise SpecError(f"Pipeline: {type(rest[late]).__name__} (item {late + 1}) is out "
+                                f"of place: geometry ops come right after Decode; order is "
+                                f"{_ORDER}")
         self._set("geometry_ops", tuple(geometry))
         sizes = getattr(geometry[0], "size", None) if geometry else None
         self._set("schedule", sizes if isinstance(sizes, ByEpoch) else None)

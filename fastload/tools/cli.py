@@ -152,16 +152,29 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Defaults(argparse.HelpFormatter):
+    """Each option's help ends with its default, when it has one worth saying."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "%(default)" in text or "default" in text or not action.option_strings or \
+                any(action.default is v for v in (None, False, True, argparse.SUPPRESS)):
+            return text
+        return f"{text} (default: %(default)s)" if text else "default: %(default)s"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fastload", description="Fast image loading for PyTorch training loops.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add_parser = sub.add_parser
+    sub.add_parser = lambda *a, **k: add_parser(*a, formatter_class=_Defaults, **k)  # type: ignore
     sample = sub.add_parser("sample", help="generate a sample ImageFolder of photographic-like JPEGs")
     sample.add_argument("dst", help="folder to write root/<class>/<image>.jpg into")
-    sample.add_argument("--samples", type=int, default=1000, help="number of images (default 1000)")
-    sample.add_argument("--classes", type=int, default=10, help="number of classes (default 10)")
-    sample.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
+    sample.add_argument("--samples", type=int, default=1000, help="number of images")
+    sample.add_argument("--classes", type=int, default=10, help="number of classes")
+    sample.add_argument("--seed", type=int, default=0, help="generator seed")
     sample.set_defaults(run=_cmd_sample)
 
     conv = sub.add_parser("convert", help="convert a dataset into TFRecord, LMDB or WebDataset "
@@ -174,13 +187,14 @@ def build_parser() -> argparse.ArgumentParser:
                       "(s3://bucket/prefix, gs://..., TFRecord only; credentials as fsspec finds them)")
     conv.add_argument("--staging", help="for a URL: the local folder the shards are made in "
                       "before upload (default ./.fastload-staging-<digest>; a re-run resumes)")
-    conv.add_argument("--format", choices=("tfrecord", "lmdb", "webdataset"), default="tfrecord")
+    conv.add_argument("--format", choices=("tfrecord", "lmdb", "webdataset"), default="tfrecord",
+                      help="output format")
     count = conv.add_mutually_exclusive_group()
     count.add_argument("--shards", type=int, help="number of shards")
     count.add_argument("--shard-size", type=_size, help="target shard size, e.g. 256MB (default 128MB)")
     conv.add_argument("--max-size", type=int, help="re-encode images whose longer side exceeds this")
     conv.add_argument("--quality", type=int, help="re-encode every image as JPEG at this quality")
-    conv.add_argument("--split", default="train", help="shard name prefix (default train)")
+    conv.add_argument("--split", default="train", help="shard name prefix")
     conv.add_argument("--no-restarts", dest="restarts", action="store_false",
                       help="copy JPEG bytes as they are (default: rewrite them losslessly with "
                       "restart markers, which makes crops ~25%% cheaper to decode)")
@@ -208,15 +222,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help="fastload backends to run (all: those installed)")
     bench.add_argument("--no-baseline", dest="baseline", action="store_false",
                        help="skip the plain DataLoader baseline")
-    bench.add_argument("--batch-size", type=int, default=64)
+    bench.add_argument("--batch-size", type=int, default=64, help="images per batch")
     bench.add_argument("--workers", type=int, default=_cpus(), help="worker processes (default: CPUs)")
-    bench.add_argument("--step-ms", type=float, default=0.0, help="simulated training step (ms)")
-    bench.add_argument("--epochs", type=int, default=1)
+    bench.add_argument("--step-ms", type=float, default=0.0,
+                       help="simulated training step (ms): your model's step time, for a verdict "
+                            "on your loop; 0 measures the loader flat out")
+    bench.add_argument("--epochs", type=int, default=1, help="epochs per run")
     bench.add_argument("--steps", type=int, help="stop each run after this many iterations")
     bench.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--seed", type=int, default=0, help="shuffle and augmentation seed")
     bench.add_argument("--on-error", choices=("raise", "skip"), default="raise",
-                       help="bad samples: stop with an error, or skip them and count them")
+                       help="bad samples: stop with an error (raise), or skip them and count them")
     bench.add_argument("--json", help="write the full report as JSON here")
     bench.add_argument("--plot", help="write a PNG plot here (needs matplotlib)")
     bench.set_defaults(run=_cmd_bench)

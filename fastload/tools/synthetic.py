@@ -2,7 +2,9 @@
 
 Each image is a smooth colour field (a bicubic-upscaled random thumbnail) with a few shaded
 shapes and mild grain, encoded at JPEG quality 90 with sizes around 500x375, so decode, resize
-and file sizes behave like ImageNet's. Deterministic in (seed, index).
+and file sizes behave like ImageNet's. Its class shows in its content (a tint of the class's
+own hue), so a model learns the classes and an example's loss falls. Deterministic in
+(seed, index).
 """
 
 from __future__ import annotations
@@ -84,5 +86,15 @@ def _write_one(job: tuple) -> None:
     width = int(size[0] * rng.uniform(0.85, 1.15))
     height = int(size[1] * rng.uniform(0.85, 1.15))
     tmp = path.with_name(f".{path.name}.tmp")
-    photo_like(rng, width, height).save(tmp, "JPEG", quality=quality)
+    tinted(photo_like(rng, width, height), i % classes, classes).save(tmp, "JPEG",
+                                                                      quality=quality)
     os.replace(tmp, path)
+
+
+def tinted(img: Image.Image, label: int, classes: int, share: float = 0.35) -> Image.Image:
+    """``img`` blended with the class's colour (hue ``label / classes``): learnable classes."""
+    import colorsys
+
+    colour = np.asarray(colorsys.hsv_to_rgb(label / max(1, classes), 0.9, 0.9)) * 255
+    pixels = np.asarray(img, dtype=np.float32) * (1 - share) + colour.astype(np.float32) * share
+    return Image.fromarray(np.clip(pixels + 0.5, 0, 255).astype(np.uint8), "RGB")

@@ -12,7 +12,7 @@ from ..errors import FastloadError, SourceError
 from ..formats import protowire
 from ..formats import tfrecord
 from ..formats.caffe_lmdb import check_datum, shared_env
-from ..formats.manifest import Manifest, ShardInfo, read_manifest
+from ..formats.manifest import MANIFEST, Manifest, ShardInfo, read_manifest
 
 
 @dataclass
@@ -37,6 +37,11 @@ class VerifyReport:
 def verify(folder: Union[str, Path]) -> VerifyReport:
     """Re-read every record: framing and CRCs, message parsing, counts, keys and checksums."""
     folder = Path(folder)
+    if folder.is_dir() and not (folder / MANIFEST).exists():
+        raise SourceError(f"{folder}: no {MANIFEST} here: verify checks what `fastload convert` "
+                          "wrote. A folder of images (or shards written elsewhere) is read as it "
+                          f"is; to verify, convert it first: `fastload convert {folder} "
+                          "<shards folder>`, then `fastload verify <shards folder>`")
     manifest = read_manifest(folder)
     report = VerifyReport(str(folder), manifest.format, len(manifest.shards))
     for k, shard in enumerate(manifest.shards):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from typing import Any, Callable, Iterator, NamedTuple, Optional, Sequence
 
 import numpy as np
@@ -281,7 +282,10 @@ class TorchProducer:
         self._drop_stream()
         self._sampler.reset(*tasks)
         assert self._loader is not None
-        with forking():  # the DataLoader starts its workers here
+        with forking(), warnings.catch_warnings():  # the DataLoader starts its workers here
+            # torch said so when the DataLoader was made: once is enough
+            warnings.filterwarnings("ignore", message="This DataLoader will create",
+                                    category=UserWarning)
             self._hosts = iter(self._loader)
         no_wakeup_preemption(self._hosts)
         hosts = self._checked(Deadline(self._hosts, self._timeout))

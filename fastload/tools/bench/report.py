@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Union
 
 from .runner import BenchReport
+from .stall import STALL_MS
 
 
 def table(report: BenchReport) -> str:
@@ -43,6 +44,12 @@ def table(report: BenchReport) -> str:
     lines += [f"  {d}" for d in report.diagnosis]
     lines.append("  (wait = time blocked taking the next batch until it is usable on the device; "
                  "steady and percentiles: after the warm-up iterations)")
+    lines.append("  columns: images/s over the whole run; steady = images/s after warm-up; 1st "
+                 "batch = time to the first batch; wait p50..max = the loop's wait per step; "
+                 f"stalled = share of steps that waited > {STALL_MS:g} ms; warm-up = mean wait "
+                 "of the warm-up steps; peak RSS = the most memory the process and its workers "
+                 "held at once; peak PSS = the same with shared pages split among the "
+                 "processes sharing them (what the machine really spends)")
     return "\n".join(lines)
 
 

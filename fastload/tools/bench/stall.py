@@ -179,7 +179,12 @@ def diagnose(stats: RunStats, step_ms: float, workers: Optional[int],
     if stats.stalled_fraction > 0:
         parts.append(f"{stats.stalled_fraction:.0%} of steps waited more than {STALL_MS:g} ms "
                      f"(mean wait {stats.steady_mean_wait_ms:.1f} ms)")
-    if stats.steady_mean_wait_ms > 0.5 * max(step_ms, 1e-9) and not sp.period:
+    if step_ms <= 0:
+        parts.append("no step time was given (--step-ms 0), so the loop only takes batches and "
+                     "any loader waits: these figures are the loader's top speed. For a verdict "
+                     "on your training, time one step of your model and re-run with --step-ms "
+                     "<that time in ms>")
+    elif stats.steady_mean_wait_ms > 0.5 * step_ms and not sp.period:
         parts.append("the loader is slower than the step: the loop is data-bound")
     return f"{stats.name}: " + "; ".join(parts) + "."
 
