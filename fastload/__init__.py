@@ -20,6 +20,7 @@ from .ops.basic import (IMAGENET_MEAN, IMAGENET_STD, CenterCrop, Decode, Normali
 from .ops.mixing import CutMix, Mixup, MixupOrCutMix
 from .ops.photometric import (ColorJitter, GaussianBlur, RandomGrayscale, RandomSolarize,
                               ThreeAugment)
+from .ops.interop import from_timm, from_torchvision
 from .ops.schedule import by_epoch
 from .ops.spec import Pipeline
 from .ops.user_ops import BatchLambda, Lambda
@@ -47,7 +48,7 @@ __all__ = [
     "Mixup", "MixupOrCutMix", "OpNotSupported", "IMAGENET_MEAN", "IMAGENET_STD", "Loader", "Normalize", "Pipeline",
     "RandomErasing", "RandomFlip", "RandomResizedCrop", "RemoteTFRecordSource", "Resize",
     "Source", "SourceError", "SourceUnavailable",
-    "SpecError", "TransformError", "by_epoch", "loader", "mixing", "open_source", "presets",
+    "SpecError", "TransformError", "by_epoch", "from_timm", "from_torchvision", "loader", "mixing", "open_source", "presets",
 ]
 
 

@@ -57,7 +57,7 @@ class Pipeline:
             ops = tuple(ops[0])
         for i, op in enumerate(ops):
             if not isinstance(op, Op):
-                raise SpecError(f"Pipeline: item {i} is {op!r}, not a fastload op")
+                raise SpecError(f"Pipeline: item {i} is {op!r}, not a fastload op{_hint(op)}")
         object.__setattr__(self, "ops", tuple(ops))
         self._validate()
 
@@ -209,6 +209,27 @@ class Pipeline:
     def __repr__(self) -> str:
         inner = ",\n".join(f"    {op!r}" for op in self.ops)
         return f"Pipeline(\n{inner},\n)"
+
+
+#: torchvision transforms and the fastload op doing the same (also used by ``from_torchvision``)
+EQUIVALENT = {"RandomHorizontalFlip": "fl.RandomFlip", "RandomResizedCrop": "fl.RandomResizedCrop",
+              "Resize": "fl.Resize", "CenterCrop": "fl.CenterCrop", "ColorJitter": "fl.ColorJitter",
+              "Normalize": "fl.Normalize", "RandomErasing": "fl.RandomErasing",
+              "RandomGrayscale": "fl.RandomGrayscale", "GaussianBlur": "fl.GaussianBlur",
+              "RandomSolarize": "fl.RandomSolarize", "RandAugment": "fl.RandAugment",
+              "TrivialAugmentWide": "fl.TrivialAugmentWide"}
+
+
+def _hint(obj: Any) -> str:
+    """For a torchvision / timm transform given as an op: its fastload equivalent."""
+    module = type(obj).__module__
+    if not module.startswith(("torchvision", "timm")):
+        return ""
+    name = type(obj).__name__
+    same = EQUIVALENT.get(name)
+    return (f" but a {module.split('.')[0]} transform" + (f": use {same}" if same else "") +
+            "; or convert the whole transform with fl.from_torchvision(...) (timm's: "
+            "fl.from_timm(**create_transform_kwargs))")
 
 
 def _take(rest: list[Op], kind: Any) -> Optional[Any]:
