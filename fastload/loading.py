@@ -142,6 +142,12 @@ class Loader:
         a DistributedSampler, selects the epoch here too)."""
         return LoaderSampler(self)
 
+    @property
+    def batch_sampler(self) -> None:
+        """None: the loader batches itself (code that looks for a custom batch sampler, such
+        as Lightning's, then reads ``sampler``)."""
+        return None
+
     def __len__(self) -> int:
         """Batches this rank yields in a full epoch; the same on every rank."""
         return self.plan.batches(resolve(self._dist).world_size)

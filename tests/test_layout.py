@@ -17,6 +17,7 @@ LAYERS = [
     {"backends.torch", "backends.dali"},
     {"backends (selection)"},
     {"loading"},
+    {"lightning"},
     {"fastload (facade)"},
     {"tools"},
     {"__main__"},
