@@ -46,6 +46,7 @@ from .progress import Progress
 from .restarts import with_restarts
 
 DEFAULT_SHARD_BYTES = 128 << 20
+LMDB_PAGE = 4096
 
 
 @dataclass(frozen=True)
@@ -323,7 +324,7 @@ class _Job:
             remove_temporary(Path(self.dst), name, self.run)
             if not _is_write_error(exc):
                 raise
-            need = self._budget(indices)
+            need = self._budget(indices, pages=self.options.format == "lmdb")
             free = shutil.disk_usage(self.dst).free
             if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT) or free < need:
                 raise FastloadError(
@@ -332,12 +333,14 @@ class _Job:
                     "the same command: the finished shards are kept") from None
             raise FastloadError(f"convert: cannot write {Path(self.dst) / name}: {exc}") from None
 
-    def _budget(self, indices: range) -> int:
-        """The bytes of the files shard ``indices`` is made from (0 when not known)."""
+    def _budget(self, indices: range, pages: bool = False) -> int:
+        """The bytes of the files shard ``indices`` is made from (0 when not known); with
+        ``pages``, as LMDB stores them: each value in whole 4 KiB overflow pages, plus one."""
         path = getattr(self.source, "path", None)
-        if callable(path):
-            return sum(os.path.getsize(path(i)) for i in indices)
-        return 0
+        if not callable(path):
+            return 0
+        sizes = [os.path.getsize(path(i)) for i in indices]
+        return sum((size // LMDB_PAGE + 2) * LMDB_PAGE for size in sizes) if pages else sum(sizes)
 
     def _payloads(self, indices: range):
         for i in indices:
