@@ -135,9 +135,10 @@ def _convert(source: Source, options: ConvertOptions, dst: Path, run: str,
              workers: Optional[int], progress: Optional[TextIO]) -> Manifest:
     """The conversion itself, with ``dst`` claimed by this run (``run``: its token)."""
     sizes = _sizes(source)
-    count = _shard_count(options, len(source), _input_bytes(source, sizes))
     inputs = _input_files(source)
-    prints = [_fingerprint(source, sizes, inputs, options, count, k) for k in range(count)]
+    count = _shard_count(options, len(source), _input_bytes(source, sizes, inputs))
+    whole = _input_stamp(source, inputs, sizes)
+    prints = [_fingerprint(source, sizes, whole, options, count, k) for k in range(count)]
     fingerprint = hashlib.sha256("".join(prints).encode()).hexdigest()
     existing = dst / MANIFEST
     if existing.exists():
@@ -204,11 +205,10 @@ def _input_files(source: Source) -> list[str]:
     return [f for f in found if os.path.exists(f)]
 
 
-def _input_bytes(source: Source, sizes: Optional[list[int]]) -> int:
+def _input_bytes(source: Source, sizes: Optional[list[int]], files: list[str]) -> int:
     """The input's bytes, for the shard count: the files', or a sample of the samples'."""
     if sizes is not None:
         return sum(sizes)
-    files = _input_files(source)
     if files:
         return sum(_du(f) for f in files)
     probe = range(0, len(source), max(1, len(source) // 64))
@@ -228,13 +228,22 @@ def _name(source: Source, i: int) -> str:
     return str(relative(i)) if callable(relative) else source.locate(i)
 
 
-def _fingerprint(source: Source, sizes: Optional[list[int]], inputs: list[str],
+def _input_stamp(source: Source, inputs: list[str], sizes: Optional[list[int]]) -> Any:
+    """What identifies the input as a whole: its class names; unless each sample's own file
+    is fingerprinted (``sizes``: a folder, a list; the same fingerprint as before other
+    sources were converted), also its description and each input file's size and time."""
+    classes = getattr(source, "classes", None)
+    if sizes is not None:
+        return classes
+    stats = [(f, os.stat(f)) for f in inputs]
+    return [classes, source.describe(), [(f, st.st_size, st.st_mtime_ns) for f, st in stats]]
+
+
+def _fingerprint(source: Source, sizes: Optional[list[int]], whole: Any,
                  options: ConvertOptions, count: int, k: int) -> str:
-    """What shard ``k`` is made from: the options, the input files' sizes and times, and each
-    sample's name, size and label."""
-    stamps = [(f, os.stat(f).st_size, os.stat(f).st_mtime_ns) for f in inputs]
-    digest = hashlib.sha256(json.dumps([asdict(options), count, k, getattr(source, "classes", None),
-                                        source.describe(), stamps], default=str).encode())
+    """What shard ``k`` is made from: the options, the input as a whole (``_input_stamp``),
+    and each of its samples' name, size and label."""
+    digest = hashlib.sha256(json.dumps([asdict(options), count, k, whole], default=str).encode())
     labels = getattr(source, "labels", None)
     for i in range(k, len(source), count):
         label = int(labels[i]) if labels is not None else ""
