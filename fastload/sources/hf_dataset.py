@@ -13,9 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-import numpy as np
-
 from ..errors import FormatError, SourceError
+from .parquet import arrow_labels
 
 
 def is_hf_dataset(obj: Any) -> bool:
@@ -37,7 +36,8 @@ class HFDatasetSource:
         self.image_column, self.label_column = image_column, label_column
         self._rows = dataset.select_columns([image_column]).with_format("arrow")
         labels = dataset.select_columns([label_column]).with_format("arrow")[:][label_column]
-        self.labels = _int_labels(labels, label_column)
+        self.labels, _ = arrow_labels(labels.combine_chunks(), label_column,
+                                      lambda row: f"datasets.Dataset row {row}", names=False)
         feature = dataset.features[label_column]
         found = list(feature.names) if type(feature).__name__ == "ClassLabel" else None
         self.classes = list(classes) if classes is not None else found
@@ -77,22 +77,3 @@ class HFDatasetSource:
 
     def __repr__(self) -> str:
         return f"HFDatasetSource(samples={len(self)})"
-
-
-def _int_labels(column: Any, name: str) -> np.ndarray:
-    import pyarrow as pa
-
-    kind = column.type
-    if column.null_count:
-        bad = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
-        raise FormatError(f"datasets.Dataset row {bad}: the label ({name!r}) is null")
-    if not pa.types.is_integer(kind):
-        raise FormatError(f"datasets.Dataset: the label column {name!r} holds {kind}; it must "
-                          "hold integer class indices (a ClassLabel feature, or ints); encode "
-                          "names with dataset.class_encode_column(...)")
-    labels = column.to_numpy().astype(np.int64)
-    if len(labels) and labels.min() < 0:
-        bad = int(np.argmax(labels < 0))
-        raise FormatError(f"datasets.Dataset row {bad}: label {int(labels[bad])} is not a class "
-                          "index (an integer >= 0)")
-    return labels

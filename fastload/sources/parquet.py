@@ -22,12 +22,13 @@ Files are given as a file, a glob, a folder (its ``.parquet`` files, sorted), a 
 
 from __future__ import annotations
 
+import bisect
 import glob
 import json
 import os
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -35,7 +36,7 @@ from ..errors import BackendUnavailable, FormatError, SourceError
 from ..formats import parquet as pages_of
 from ..per_process import PerProcess
 from .base import StringTable, open_read_only
-from .remote import leave, filesystem, is_url, with_retries
+from .remote import filesystem, glob_urls, is_url, leave, with_retries
 
 PARQUET_INSTALL = "pip install 'fastload-images[parquet]'  (pyarrow)"
 PAGE_TABLES = 4096  # column chunks whose page list a process keeps
@@ -94,14 +95,18 @@ class ParquetSource:
         self._leaves = np.asarray(leaves, dtype=np.int64).reshape(-1, 3)
         if self._first[-1] == 0:
             raise SourceError(f"{paths}: the Parquet files hold no rows")
-        self.labels, found = self._labels(labels)
+        import pyarrow as pa
+
+        column = pa.chunked_array([c for col in labels for c in col.chunks],
+                                  type=labels[0].type).combine_chunks()
+        self.labels, found = arrow_labels(column, label_column, self.locate, names=True)
         given = list(classes) if classes is not None else None
         self.classes = given or names_found or found
         if self.classes is not None and int(self.labels.max()) >= len(self.classes):
             bad = int(np.argmax(self.labels >= len(self.classes)))
             raise SourceError(f"{self.locate(bad)}: label {int(self.labels[bad])} is not one of "
                               f"the {len(self.classes)} classes")
-        self._pages: OrderedDict[int, list[pages_of.Page]] = OrderedDict()
+        self._pages: OrderedDict[int, tuple[list[pages_of.Page], list[int]]] = OrderedDict()
         self._cells: OrderedDict[tuple[int, int], Optional[list[tuple[int, int]]]] = OrderedDict()
         self._dictionary: tuple[int, list[bytes]] = (-1, [])
         self._group: tuple[int, Any] = (-1, None)
@@ -137,37 +142,6 @@ class ParquetSource:
                                 self.retries, self.backoff_s)
         return os.pread(self._fds.get(k), size, offset)
 
-    # --- labels ---------------------------------------------------------------------------------
-    def _labels(self, columns: list[Any]) -> tuple[np.ndarray, Optional[list[str]]]:
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
-        column = pa.chunked_array([c for col in columns for c in col.chunks],
-                                  type=columns[0].type).combine_chunks()
-        kind = column.type
-        if pa.types.is_dictionary(kind):
-            column, kind = column.cast(kind.value_type), kind.value_type
-        nulls = column.is_null()
-        if pc.any(nulls).as_py():
-            bad = int(np.flatnonzero(nulls.to_numpy(zero_copy_only=False))[0])
-            raise FormatError(f"{self.locate(bad)}: the label is null; every row needs a label")
-        if pa.types.is_integer(kind):
-            labels = column.to_numpy().astype(np.int64)
-            if len(labels) and labels.min() < 0:
-                bad = int(np.argmax(labels < 0))
-                raise FormatError(f"{self.locate(bad)}: label {int(labels[bad])} is not a class "
-                                  "index (an integer >= 0)")
-            return labels, None
-        if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-            names = column.to_pylist()
-            classes = sorted(set(names))
-            number = {c: i for i, c in enumerate(classes)}
-            return np.asarray([number[n] for n in names], dtype=np.int64), classes
-        first = column[0].as_py()
-        raise FormatError(f"{self.locate(0)}: the label column {self.label_column!r} holds "
-                          f"{kind} values (e.g. {first!r}); it must hold integer class indices "
-                          "or class names")
-
     # --- the source contract ------------------------------------------------------------------
     def __len__(self) -> int:
         return int(self._first[-1])
@@ -180,7 +154,9 @@ class ParquetSource:
         return group, index - int(self._first[group])
 
     def locate(self, index: int) -> str:
-        group, row = self._where(index)
+        return self._place(index, *self._where(index))
+
+    def _place(self, index: int, group: int, row: int) -> str:
         k, g = int(self._chunks[group, 0]), int(self._chunks[group, 1])
         return f"{self.files[k]} row group {g} row {row} (sample {index})"
 
@@ -189,7 +165,7 @@ class ParquetSource:
         k = int(self._chunks[group, 0])
         leaf, max_def, max_rep = (int(x) for x in self._leaves[k])
         data: Optional[bytes] = None
-        where = self.locate(index)
+        where = self._place(index, group, row)
         try:
             if max_rep:
                 raise pages_of.Unsupported("a repeated column")
@@ -201,11 +177,20 @@ class ParquetSource:
         return data, int(self.labels[index])
 
     def _page_list(self, group: int, where: str) -> list[pages_of.Page]:
+        """The pages of row group ``group``'s image column chunk."""
+        return self._page_table(group, where)[0]
+
+    def _page_table(self, group: int, where: str) -> tuple[list[pages_of.Page], list[int]]:
+        """The chunk's pages, and the first row of each (a dictionary page: of the next)."""
         found = self._pages.get(group)
         if found is None:
             k, _, start, size = (int(x) for x in self._chunks[group])
-            found = pages_of.pages(lambda o, n: self._read(k, o, n), start, size, where)
-            self._pages[group] = found
+            listed = pages_of.pages(lambda o, n: self._read(k, o, n), start, size, where)
+            firsts, first = [], 0
+            for page in listed:
+                firsts.append(first)
+                first += page.values if page.kind != pages_of.DICTIONARY_PAGE else 0
+            found = self._pages[group] = (listed, firsts)
             if len(self._pages) > PAGE_TABLES:
                 self._pages.popitem(last=False)
         else:
@@ -215,29 +200,29 @@ class ParquetSource:
     def _from_page(self, group: int, row: int, max_def: int, where: str) -> Optional[bytes]:
         k = int(self._chunks[group, 0])
         codec = self._codecs[group]
-        listed = self._page_list(group, where)
-        first = 0
-        for number, page in enumerate(listed):
-            if page.kind == pages_of.DICTIONARY_PAGE:
-                continue
-            if row < first + page.values:
-                cells = self._cells_of(group, number, page, max_def, codec, where)
-                if cells is not None:
-                    at, size = cells[row - first]
-                    data = self._read(k, at, size) if at >= 0 else None
-                    if data is not None and len(data) != size:
-                        raise FormatError(f"{where}: got {len(data)} of its {size} bytes: the "
-                                          "file is truncated")
-                    return data
-                body = self._read(k, page.body, page.size)
-                if len(body) != page.size:
-                    raise FormatError(f"{where}: got {len(body)} of a page's {page.size} bytes: "
-                                      "the file is truncated")
-                return pages_of.value(page, body, row - first, max_def, codec,
-                                      lambda: self._dictionary_of(group, listed, where), where)
-            first += page.values
-        raise FormatError(f"{where}: the row group's image pages hold {first} rows, fewer than "
-                          "its footer says: the file is damaged")
+        listed, firsts = self._page_table(group, where)
+        number = bisect.bisect_right(firsts, row) - 1  # the last page starting at or before row
+        page = listed[number] if number >= 0 else None
+        if page is None or page.kind == pages_of.DICTIONARY_PAGE or \
+                row >= firsts[number] + page.values:
+            rows = firsts[-1] + listed[-1].values if listed else 0
+            raise FormatError(f"{where}: the row group's image pages hold {rows} rows, fewer "
+                              "than its footer says: the file is damaged")
+        first = firsts[number]
+        cells = self._cells_of(group, number, page, max_def, codec, where)
+        if cells is not None:
+            at, size = cells[row - first]
+            data = self._read(k, at, size) if at >= 0 else None
+            if data is not None and len(data) != size:
+                raise FormatError(f"{where}: got {len(data)} of its {size} bytes: the "
+                                  "file is truncated")
+            return data
+        body = self._read(k, page.body, page.size)
+        if len(body) != page.size:
+            raise FormatError(f"{where}: got {len(body)} of a page's {page.size} bytes: "
+                              "the file is truncated")
+        return pages_of.value(page, body, row - first, max_def, codec,
+                              lambda: self._dictionary_of(group, listed, where), where)
 
     def _cells_of(self, group: int, number: int, page: pages_of.Page, max_def: int, codec: str,
                   where: str) -> Optional[list[tuple[int, int]]]:
@@ -297,6 +282,39 @@ class ParquetSource:
         return f"ParquetSource(files={len(self.files)}, samples={len(self)})"
 
 
+def arrow_labels(column: Any, name: str, where: Callable[[int], str], *, names: bool
+                 ) -> tuple[np.ndarray, Optional[list[str]]]:
+    """Every row's label (int64) from an Arrow column, and the class names when the column
+    holds names (numbered as sorted; only with ``names=True``). A null, a negative or a
+    non-integer label is a FormatError naming its row (``where(row)``)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        column, kind = column.cast(kind.value_type), kind.value_type
+    if column.null_count:
+        bad = int(np.flatnonzero(pc.is_null(column).to_numpy(zero_copy_only=False))[0])
+        raise FormatError(f"{where(bad)}: the label is null; every row needs a label")
+    if pa.types.is_integer(kind):
+        labels = column.to_numpy().astype(np.int64)
+        if len(labels) and labels.min() < 0:
+            bad = int(np.argmax(labels < 0))
+            raise FormatError(f"{where(bad)}: label {int(labels[bad])} is not a class index (an "
+                              "integer >= 0)")
+        return labels, None
+    if names and (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+        given = column.to_pylist()
+        classes = sorted(set(given))
+        number = {c: i for i, c in enumerate(classes)}
+        return np.asarray([number[n] for n in given], dtype=np.int64), classes
+    raise FormatError(f"{where(0)}: the label column {name!r} holds {kind}; it must hold "
+                      "integer class indices"
+                      + (" or class names" if names else " (a ClassLabel feature, or ints); "
+                         "encode names with dataset.class_encode_column(...)")
+                      + f" (this row's: {column[0].as_py()!r})")
+
+
 def _image_leaf(meta_file: Any, column: str, where: str) -> tuple[int, int, int]:
     """(leaf column number, max definition level, max repetition level) of the image bytes:
     the column itself when binary, its ``bytes`` child when HF's Image struct."""
@@ -347,10 +365,8 @@ def _files(paths: Any, storage_options: dict[str, Any]) -> list[str]:
     text = str(paths)
     if is_url(text):
         if any(c in text for c in "*?[") or text.endswith("/"):
-            fs = filesystem(text, storage_options)
-            found = sorted(fs.glob(text if not text.endswith("/") else text + "*.parquet"))
-            protocol = text.split("://", 1)[0]
-            names = [f if "://" in f else f"{protocol}://{f}" for f in found]
+            names = glob_urls(filesystem(text, storage_options),
+                              text if not text.endswith("/") else text + "*.parquet")
             if not names:
                 raise SourceError(f"{text}: matches no Parquet files")
             return names

@@ -81,6 +81,38 @@ def with_retries(what: str, call: Callable[[], Any], retries: int, backoff_s: fl
                             "network") from None
 
 
+def glob_urls(fs: Any, pattern: str) -> list[str]:
+    """The objects matching ``pattern`` (a URL with ``*?[``), sorted, as URLs (fsspec lists
+    them without the protocol)."""
+    protocol = pattern.split("://", 1)[0]
+    return sorted(f if "://" in f else f"{protocol}://{f}" for f in fs.glob(pattern))
+
+
+def cached_shard(cache: ShardCache, url: str, size: int, version: str,
+                 call: Callable[[str, Callable[[Any], Any]], Any],
+                 sha256: Optional[str] = None) -> Path:
+    """The local copy of the shard at ``url`` in ``cache``, downloaded now when missing;
+    ``call(what, fetch)`` runs ``fetch(fs)`` with the source's retries."""
+    folder = cache.folder
+    return cache.get(url, size, version, lambda tmp: call(
+        f"{url} (the whole shard, for the cache)", lambda fs: download(fs, url, tmp, folder)),
+        sha256=sha256)
+
+
+def read_cached(local: Callable[[], Path], ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+    """``(size, offset)`` ranges of the cached shard ``local()`` gives, read from one open
+    file; a copy evicted by another process between ``local()`` and the open is fetched again,
+    once."""
+    for attempt in range(2):
+        try:
+            with open(local(), "rb") as handle:
+                return [os.pread(handle.fileno(), size, offset) for size, offset in ranges]
+        except FileNotFoundError:
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
 def download(fs: Any, url: str, path: str, folder: Path) -> None:
     """Copy the object ``url`` to the local file ``path`` (in the cache ``folder``) in chunks:
     an error of the local file is a SourceError saying what to do there (never retried as a
@@ -223,25 +255,15 @@ class RemoteTFRecordSource:
         for index in wanted:
             by_shard.setdefault(int(self._shard[index]), []).append(index)
         for shard, indices in by_shard.items():
-            for attempt in range(2):  # evicted by another process between get and open: again
-                try:
-                    with open(self._local(shard), "rb") as handle:
-                        for index in indices:
-                            got[index] = os.pread(handle.fileno(), int(self._length[index]),
-                                                  int(self._offset[index]))
-                    break
-                except FileNotFoundError:
-                    if attempt:
-                        raise
+            ranges = [(int(self._length[i]), int(self._offset[i])) for i in indices]
+            got.update(zip(indices, read_cached(lambda: self._local(shard), ranges)))
         return got
 
     def _local(self, shard: int) -> Path:
         assert self.cache is not None
-        url, info = self.shards[shard], self.manifest.shards[shard]
-        folder = self.cache.folder
-        return self.cache.get(url, info.bytes, self._version, lambda tmp: self._call(
-            f"{url} (the whole shard, for the cache)", lambda fs: download(fs, url, tmp, folder)),
-            sha256=info.sha256)
+        info = self.manifest.shards[shard]
+        return cached_shard(self.cache, self.shards[shard], info.bytes, self._version,
+                            self._call, info.sha256)
 
     def read_record(self, index: int) -> bytes:
         buf = self._cache.pop(index, None)

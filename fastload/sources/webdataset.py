@@ -41,7 +41,8 @@ from ..formats import tar
 from ..formats.manifest import MANIFEST, Manifest, parse_manifest, read_manifest
 from ..per_process import PerProcess
 from .base import StringTable, open_read_only, read_arrays
-from .remote import leave, DEFAULT_CACHE_BYTES, download, filesystem, is_url, with_retries
+from .remote import (DEFAULT_CACHE_BYTES, cached_shard, filesystem, glob_urls, is_url, leave,
+                     read_cached, with_retries)
 from .shard_cache import ShardCache
 from .tfrecord import striped_order
 
@@ -127,26 +128,22 @@ class WebDatasetSource:
             Path(shard).with_name(name)
 
     def _index(self, k: int) -> dict[str, Any]:
-        path = self._index_path(k)
         if self.cache is not None:  # the copy's name holds the object's size and version
             size = self._remote[k][0]
             stamp = np.asarray([INDEX_VERSION, size, 0], dtype=np.int64)
-            found = self._saved_index(path, stamp, size)
-            if found is not None:
-                return found
-            shard = str(self._local(k))
         else:
-            shard = self.shards[k]
             try:
-                stat = os.stat(shard)
+                stat = os.stat(self.shards[k])
             except OSError as exc:
-                raise SourceError(f"{shard}: cannot read: {exc.strerror or exc}") from None
+                raise SourceError(f"{self.shards[k]}: cannot read: {exc.strerror or exc}") from None
             size = stat.st_size
             stamp = np.asarray([INDEX_VERSION, stat.st_size, stat.st_mtime_ns], dtype=np.int64)
-            found = self._saved_index(path, stamp, size)
-            if found is not None:
-                return found
-        table = self._scan(shard)  # no index, another one, or one that does not add up
+        path = self._index_path(k)
+        found = self._saved_index(path, stamp, size)
+        if found is not None:
+            return found
+        # no index, another one, or one that does not add up (a remote shard: downloaded now)
+        table = self._scan(self.shards[k] if self.cache is None else str(self._local(k)))
         self._save_index(path, stamp, table)
         return table
 
@@ -199,9 +196,7 @@ class WebDatasetSource:
             if "{" in text:
                 names = expand_braces(text)
             elif any(c in text for c in "*?["):
-                protocol = text.split("://", 1)[0]
-                names = sorted(f if "://" in f else f"{protocol}://{f}"
-                               for f in self._call(text, lambda fs: fs.glob(text)))
+                names = self._call(text, lambda fs: glob_urls(fs, text))
                 if not names:
                     raise SourceError(f"{text}: the glob matches no objects")
             elif text.endswith(".tar"):
@@ -226,11 +221,8 @@ class WebDatasetSource:
     def _local(self, k: int) -> Path:
         """The local copy of shard ``k``, downloaded now if it is not in the cache."""
         assert self.cache is not None
-        url, (size, version, sha256) = self.shards[k], self._remote[k]
-        folder = self.cache.folder
-        return self.cache.get(url, size, version, lambda tmp: self._call(
-            f"{url} (the whole shard, for the cache)", lambda fs: download(fs, url, tmp, folder)),
-            sha256=sha256)
+        size, version, sha256 = self._remote[k]
+        return cached_shard(self.cache, self.shards[k], size, version, self._call, sha256)
 
     def _scan(self, shard: str) -> dict[str, Any]:
         """One pass over the shard's headers: each sample's image (offset, size) and label."""
@@ -300,14 +292,7 @@ class WebDatasetSource:
     def _pread(self, shard: int, size: int, offset: int) -> bytes:
         if self.cache is None:
             return os.pread(self._files.get(shard), size, offset)
-        for attempt in range(2):  # evicted by another process between get and open: again
-            try:
-                with open(self._local(shard), "rb") as handle:
-                    return os.pread(handle.fileno(), size, offset)
-            except FileNotFoundError:
-                if attempt:
-                    raise
-        raise AssertionError("unreachable")
+        return read_cached(lambda: self._local(shard), [(size, offset)])[0]
 
     def __len__(self) -> int:
         return len(self._offset)
