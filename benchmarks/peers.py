@@ -257,11 +257,19 @@ def child(python: Path, *args: str, timeout: int = 900, script: str = __file__) 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    drive(__doc__, SYSTEMS, __file__, prepare, epochs_of, summarize)
+
+
+def drive(doc: str, systems_known, script: str, prepare_data, make_epochs, summarize_runs) -> None:
+    """The command line of a peers-style benchmark (this file's, ``user_formats.py``'s): in a
+    child (``--child``/``--prepare``) time one system or make the data; else prepare the data
+    once and run every system in a fresh process of ``--python``, ``--rounds`` times, the
+    order rotated each round, then print ``summarize_runs(runs, systems)``."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs per run")
-    parser.add_argument("--systems", default=",".join(SYSTEMS))
+    parser.add_argument("--systems", default=",".join(systems_known))
     parser.add_argument("--data", help="a folder to keep the photo set and its formats in "
                         "(default: a temporary one)")
     parser.add_argument("--python", default=str(PEERS_PYTHON))
@@ -271,10 +279,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         system, data, timed = args.child
-        run_child(system, Path(data), int(timed))
+        run_child(system, Path(data), int(timed), make_epochs=make_epochs)
         return
     if args.prepare:
-        prepare(Path(args.prepare), args.images)
+        prepare_data(Path(args.prepare), args.images)
         return
     python = Path(args.python)
     if not python.exists():
@@ -283,18 +291,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(args.data) if args.data else Path(tmp)
         data.mkdir(parents=True, exist_ok=True)
-        print(child(python, "--prepare", str(data), "--images", str(args.images)), end="")
+        print(child(python, "--prepare", str(data), "--images", str(args.images), script=script),
+              end="")
         runs = []
         for r in range(args.rounds):
             order = systems[r % len(systems):] + systems[:r % len(systems)]
             for system in order:
-                result = json.loads(child(python, "--child", system, str(data),
-                                          str(args.epochs)).strip().splitlines()[-1])
+                result = json.loads(child(python, "--child", system, str(data), str(args.epochs),
+                                          script=script).strip().splitlines()[-1])
                 result["round"] = r + 1
                 runs.append(result)
                 print(f"round {r + 1} {system}: {result['images_per_s']:.0f} img/s "
                       f"{result['batch']}", flush=True)
-    table = summarize(runs, systems)
+    table = summarize_runs(runs, systems)
     print(table)
     if args.json:
         Path(args.json).write_text(json.dumps({"runs": runs, "table": table}, indent=1))

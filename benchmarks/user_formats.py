@@ -22,16 +22,12 @@ taken within each round (to the folder; to the baseline on the same shards), the
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 import peers
-
-from peers import BATCH, PEERS_PYTHON, SIZE, WORKERS
+from peers import BATCH, SIZE, WORKERS
 
 SHARDS = 8
 SYSTEMS = ("fastload-folder", "fastload-webdataset", "fastload-parquet", "fastload-hf-dataset",
@@ -132,67 +128,24 @@ def prepare(data: Path, images: int) -> None:
         (data / "parquet-tmp").rename(data / "parquet")
 
 
-def child(python: Path, *args: str) -> str:
-    return peers.child(python, *args, script=__file__)
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--epochs", type=int, default=2, help="timed epochs per run")
-    parser.add_argument("--systems", default=",".join(SYSTEMS))
-    parser.add_argument("--data", help="a folder to keep the photo set and its formats in "
-                        "(default: a temporary one)")
-    parser.add_argument("--python", default=str(PEERS_PYTHON))
-    parser.add_argument("--json", help="write every run and the table here")
-    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
-    parser.add_argument("--prepare", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        system, data, timed = args.child
-        peers.run_child(system, Path(data), int(timed), make_epochs=epochs_of)
-        return
-    if args.prepare:
-        prepare(Path(args.prepare), args.images)
-        return
-    systems = args.systems.split(",")
-    python = Path(args.python)
-    with tempfile.TemporaryDirectory() as tmp:
-        data = Path(args.data) if args.data else Path(tmp)
-        data.mkdir(parents=True, exist_ok=True)
-        print(child(python, "--prepare", str(data), "--images", str(args.images)), end="")
-        runs: list[dict] = []
-        for r in range(args.rounds):
-            order = systems[r % len(systems):] + systems[:r % len(systems)]
-            for system in order:
-                got = json.loads(child(python, "--child", system, str(data),
-                                       str(args.epochs)).strip().splitlines()[-1])
-                got["round"] = r
-                runs.append(got)
-            print(f"round {r + 1}: " + ", ".join(
-                f"{g['system']} {g['images_per_s']:.0f}" for g in runs if g["round"] == r),
-                flush=True)
-    table = summarize(runs, systems, args.rounds)
-    print(table)
-    if args.json:
-        Path(args.json).write_text(json.dumps({"runs": runs, "table": table}, indent=1))
+    peers.drive(__doc__, SYSTEMS, __file__, prepare, epochs_of, summarize)
 
 
-def summarize(runs: list[dict], systems: list[str], rounds: int) -> str:
+def summarize(runs: list[dict], systems: list[str]) -> str:
     rate = {(g["system"], g["round"]): g["images_per_s"] for g in runs}
-    lines = ["| system | " + " | ".join(f"round {r + 1}" for r in range(rounds)) +
+    rounds = sorted({g["round"] for g in runs})
+    lines = ["| system | " + " | ".join(f"round {r}" for r in rounds) +
              " | median img/s | vs folder (median of rounds) | vs the baseline on the same "
              "data (median of rounds) |",
-             "|---|" + "---|" * rounds + "---|---|---|"]
+             "|---|" + "---|" * len(rounds) + "---|---|---|"]
     for system in systems:
-        row = [rate[system, r] for r in range(rounds)]
-        cells = [f"{x:.0f}" for x in row]
-        folder = [row[r] / rate["fastload-folder", r] for r in range(rounds)] \
+        row = [rate[system, r] for r in rounds]
+        folder = [rate[system, r] / rate["fastload-folder", r] for r in rounds] \
             if "fastload-folder" in systems else None
         base = PAIRS.get(system)
-        versus = [row[r] / rate[base, r] for r in range(rounds)] if base in systems else None
-        lines.append(f"| {system} | " + " | ".join(cells) +
+        versus = [rate[system, r] / rate[base, r] for r in rounds] if base in systems else None
+        lines.append(f"| {system} | " + " | ".join(f"{x:.0f}" for x in row) +
                      f" | {statistics.median(row):.0f} | " +
                      (f"{statistics.median(folder):.2f}x" if folder else "") + " | " +
                      (f"**{statistics.median(versus):.2f}x** vs {base}" if versus else "") + " |")

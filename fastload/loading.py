@@ -85,7 +85,6 @@ class Loader:
         self._producer = producer
         self._dist = dist
         self.options = options
-        self._persistent = options.persistent_workers
         self._epoch = 0
         self._position = 0  # global positions of this epoch already yielded (on every rank)
         self._restored = False  # the next iteration starts at _position (load_state_dict)
@@ -166,7 +165,7 @@ class Loader:
         tasks = self._tasks(dist, epoch, start)
         following = lambda: self._tasks(dist, epoch + 1, 0)  # noqa: E731 - what comes next
         stream = self._producer.batches(tasks, self.plan.seed, epoch,
-                                        following if self._persistent else None)
+                                        following if self.options.persistent_workers else None)
         self._live = stream
         try:
             while True:
@@ -204,7 +203,7 @@ class Loader:
             close = getattr(live, "close", None)
             if close is not None:
                 close()
-        if not self._persistent:
+        if not self.options.persistent_workers:
             self._producer.release()
 
     def _tasks(self, dist: DistInfo, epoch: int, start: int) -> EpochTasks:

@@ -34,28 +34,27 @@ ABSORBED = {"ToTensor", "PILToTensor", "ToImage", "ToImageTensor", "ToDtype",
 
 def from_torchvision(transform: Any, *, accept_bilinear: bool = False) -> Pipeline:
     """The Pipeline of a torchvision transform (a ``Compose``, or a list); see the module."""
-    steps = list(getattr(transform, "transforms", transform)) \
-        if not _is_transform(transform) or hasattr(transform, "transforms") else [transform]
+    if isinstance(transform, (list, tuple)):
+        steps = list(transform)
+    elif hasattr(transform, "transforms"):  # Compose
+        steps = list(transform.transforms)
+    else:
+        steps = [transform]
     ops: list[Op] = [Decode()]
     floats = False  # after ToTensor / ToDtype(float): RandomSolarize's threshold is 0-1
     for k, step in enumerate(steps):
         name = type(step).__name__
         where = f"from_torchvision: item {k} ({name})"
         if name in ABSORBED:
-            floats = floats or name in ("ToTensor",) or _float_dtype(step)
+            floats = floats or name == "ToTensor" or _float_dtype(step)
             continue
-        mapped = _map(step, name, where, floats, accept_bilinear)
-        ops.extend(mapped)
+        ops.extend(_map(step, name, where, floats, accept_bilinear))
     try:
         return Pipeline(*ops)
     except SpecError as exc:
         raise SpecError(f"from_torchvision: the transforms map to fastload ops that cannot run in "
                         f"this order ({exc}); reorder the torchvision transforms the same way "
                         "(geometry first, then photometric ops, Normalize, RandomErasing)") from None
-
-
-def _is_transform(obj: Any) -> bool:
-    return not isinstance(obj, (list, tuple))
 
 
 def _float_dtype(step: Any) -> bool:
