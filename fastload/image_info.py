@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import re
-import warnings
 from typing import Optional
 
 from PIL import Image
@@ -27,13 +26,15 @@ def fail(where: str, exc: BaseException) -> DecodeError:
 
 
 def open_image(data: bytes, where: str) -> Image.Image:
-    """Open (header only) an encoded image with PIL; a clear DecodeError names ``where``."""
+    """Open (header only) an encoded image with PIL; a clear DecodeError names ``where``,
+    decompression bombs included (``check_pixels``: an error, where PIL only warns up to twice
+    its limit; no warning filters, which are process-wide and race with other threads)."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            return Image.open(io.BytesIO(data))
+        img = Image.open(io.BytesIO(data))
     except DECODE_ERRORS as exc:
         raise fail(where, exc) from None
+    check_pixels(img.width, img.height, where)
+    return img
 
 
 def image_size(data: bytes, where: str) -> tuple[int, int]:

@@ -148,6 +148,21 @@ def test_decompression_bomb_is_refused(tmp_path, monkeypatch):
             list(ld)
 
 
+def test_a_bomb_pil_would_only_warn_about_is_refused_too(tmp_path, monkeypatch):
+    """A BMP (its size read by PIL, not by fastload's header parsers) between PIL's limit and
+    twice it: PIL only warns; fastload refuses it, naming the file."""
+    import io
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    out = io.BytesIO()
+    Image.new("RGB", (40, 30), (9, 9, 9)).save(out, "BMP")
+    root = folder_with(tmp_path, {"big.bmp": out.getvalue()}, goods=0)
+    with fl.loader(root, EVAL, 1, num_workers=0) as ld:
+        with pytest.raises(fl.DecodeError, match=r"big\.bmp \(sample 0\): 40x30 = 1200 pixels "
+                                                 r"exceeds the decompression-bomb limit of 1000"):
+            list(ld)
+
+
 def test_worker_killed_mid_epoch_is_a_clear_error_not_a_hang_and_the_loader_recovers(photo_folder):
     with fl.loader(photo_folder, fl.presets.imagenet_train(32), 2, num_workers=2) as ld:
         it = iter(ld)

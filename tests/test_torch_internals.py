@@ -1,6 +1,7 @@
 """Each private torch internal fastload relies on still exists and means what it did: a torch
 release that removes or renames one fails here, by name."""
 
+import os
 import time
 
 import pytest
@@ -63,3 +64,18 @@ def test_timeout_and_worker_failure_are_recognised():
     assert not ti.worker_failure(RuntimeError("CUDA out of memory"))
     dead = RuntimeError("DataLoader worker (pid(s) 123) exited unexpectedly")
     assert ti.worker_failure(dead) and not ti.is_timeout(dead)
+
+
+def test_warn_workers_once_switches_off_the_check_on_that_loader_only():
+    import warnings
+
+    many = len(os.sched_getaffinity(0)) + 2
+    loader = torch.utils.data.DataLoader(list(range(4)), num_workers=many)
+    other = torch.utils.data.DataLoader(list(range(4)), num_workers=many)
+    ti.warn_workers_once(loader)
+    with warnings.catch_warnings(record=True) as got:
+        warnings.simplefilter("always")
+        loader.check_worker_number_rationality()
+        assert got == []
+        other.check_worker_number_rationality()  # torch's own check, still there
+    assert len(got) == 1 and "will create" in str(got[0].message)

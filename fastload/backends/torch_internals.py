@@ -52,6 +52,14 @@ def worker_failure(exc: BaseException) -> bool:
                                and "DataLoader worker (pid" in str(exc))
 
 
+def warn_workers_once(loader: torch.utils.data.DataLoader) -> None:
+    """torch warns about a worker count above the CPUs when the DataLoader is made and again at
+    every ``iter()``; keep the first. The check is switched off on this one object (no warning
+    filters: those are process-wide, and swapping them races with other threads)."""
+    if hasattr(loader, "check_worker_number_rationality"):
+        loader.check_worker_number_rationality = lambda: None  # type: ignore[method-assign]
+
+
 def shutdown_workers(loader: torch.utils.data.DataLoader, iterator: Any = None,
                      stuck: Optional[int] = None) -> None:
     """Stop a DataLoader's worker processes now; its next ``iter()`` starts fresh ones.

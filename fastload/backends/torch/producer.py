@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import sys
-import warnings
 from typing import Any, Callable, Iterator, NamedTuple, Optional, Sequence
 
 import numpy as np
@@ -34,7 +33,7 @@ from ..finisher import CpuFinisher
 from ..skips import prefetch, read_sample
 from ..tail import Tail, apply_tail
 from ..torch_internals import (awaited_worker, is_timeout, new_shared_storage, shutdown_workers,
-                               worker_failure)
+                               warn_workers_once, worker_failure)
 from .imaging import render
 from .main_guard import check_main_guard
 from .pixel import apply_steps
@@ -254,6 +253,7 @@ class TorchProducer:
             prefetch_factor=options.prefetch_factor if workers else None,
             multiprocessing_context=context if workers else None, timeout=poll,
             worker_init_fn=WorkerInit(os.getpid()) if workers else None)
+        warn_workers_once(self._loader)
 
     def batches(self, tasks: Sequence[BatchTask], seed: int, epoch: int,
                 following: Optional[Callable[[], Sequence[BatchTask]]] = None) -> Iterator[Batch]:
@@ -282,10 +282,7 @@ class TorchProducer:
         self._drop_stream()
         self._sampler.reset(*tasks)
         assert self._loader is not None
-        with forking(), warnings.catch_warnings():  # the DataLoader starts its workers here
-            # torch said so when the DataLoader was made: once is enough
-            warnings.filterwarnings("ignore", message="This DataLoader will create",
-                                    category=UserWarning)
+        with forking():  # the DataLoader starts its workers here
             self._hosts = iter(self._loader)
         no_wakeup_preemption(self._hosts)
         hosts = self._checked(Deadline(self._hosts, self._timeout))
