@@ -214,3 +214,12 @@ def test_dali_native_refuses_what_it_cannot_keep(jpeg_folder):
     with fl.loader(jpeg_folder, fl.presets.imagenet_eval(16), 4, backend="dali-native", num_workers=1) as ld:
         with pytest.raises(fl.SpecError, match="cannot resume mid-epoch"):
             ld.load_state_dict({**ld.state_dict(), "position": 8})
+
+
+def test_no_unused_feeder_output_warning(png_folder, recwarn):
+    """A centre crop reaching outside the image without a Resize: the feeder sends no resize
+    size DALI would not use (DALI warns about every unused external_source output)."""
+    with fl.loader(png_folder, fl.Pipeline(fl.Decode(), fl.CenterCrop(100)), 4, backend="dali",
+                   num_workers=1) as ld:
+        list(ld)
+    assert not [w for w in recwarn if "is not used" in str(w.message)]

@@ -114,8 +114,9 @@ class Feeder:
         # RandomResizedCrop boxes are whole pixels: decode exactly the box and resize all of it
         # (DALI's resize is faster without a per-sample ROI); other boxes need the ROI.
         self.exact = not pipeline.geometry.random
+        resized = ["resized"] if pipeline.geometry.resize is not None else []  # else unused
         self.outputs = ["jpegs", "anchor", "shape"] \
-            + (["resized", "pad_anchor", "pad_shape"] if self.pad else
+            + (resized + ["pad_anchor", "pad_shape"] if self.pad else
                ["roi_start", "roi_end"] if self.exact else []) \
             + (["flip"] if pipeline.flip is not None else []) \
             + slot_names(pipeline)
