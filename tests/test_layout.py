@@ -1,4 +1,4 @@
-"""The package layout: each part imports only the parts below it (README, "Architecture")."""
+"""The package layout: each part imports only the parts below it (docs/architecture.md)."""
 
 import ast
 from pathlib import Path
@@ -69,7 +69,7 @@ MODULES = sorted(PACKAGE.rglob("*.py"))
 
 
 def test_every_part_of_the_package_has_a_layer():
-    """A new top-level module or package is placed in LAYERS (and the README) on purpose."""
+    """A new top-level module or package is placed in LAYERS (and docs/architecture.md) on purpose."""
     parts = {part_of(module_name(path)) for path in MODULES}
     parts |= {part_of(f"fastload.{p.name.split('.')[0]}") for p in PACKAGE.glob("*.c")}
     assert parts - set(RANK) == set()
