@@ -212,7 +212,8 @@ def run_child(system: str, data: Path, timed: int, make_epochs=None) -> None:
 
 # ---- preparation (in the peers' environment) ----
 
-def prepare(data: Path, images: int) -> None:
+def photo_folder(data: Path, images: int) -> Path:
+    """``data/folder``: ``images`` real photographs in 10 classes, made once."""
     if not (data / "folder").exists():
         sys.path.insert(0, str(Path(__file__).parent))
         from real_photos import make_photo_folder
@@ -220,6 +221,11 @@ def prepare(data: Path, images: int) -> None:
         made, stats = make_photo_folder(data / "folder-tmp", images, classes=10)
         made.rename(data / "folder")
         print(f"real photographs: {stats}", flush=True)
+    return data / "folder"
+
+
+def prepare(data: Path, images: int) -> None:
+    photo_folder(data, images)
     if not (data / "tfrecord").exists():
         from fastload.tools.convert import convert
 

@@ -23,7 +23,6 @@ taken within each round (to the folder; to the baseline on the same shards), the
 from __future__ import annotations
 
 import statistics
-import sys
 from pathlib import Path
 
 import peers
@@ -94,13 +93,7 @@ def prepare(data: Path, images: int) -> None:
     """The photo folder, WebDataset shards by webdataset.ShardWriter, Parquet by datasets."""
     import fastload as fl
 
-    if not (data / "folder").exists():
-        sys.path.insert(0, str(Path(__file__).parent))
-        from real_photos import make_photo_folder
-
-        made, stats = make_photo_folder(data / "folder-tmp", images, classes=10)
-        made.rename(data / "folder")
-        print(f"real photographs: {stats}", flush=True)
+    peers.photo_folder(data, images)
     source = fl.FolderSource(data / "folder", index_file=None)
     per_shard = -(-len(source) // SHARDS)
     if not (data / "webdataset").exists():

@@ -27,7 +27,8 @@ from .ops.user_ops import BatchLambda, Lambda
 from .order.dist import DistInfo
 from .order.evaluation import ExactMean
 from .order.sampling import ClassBalanced, Weighted
-from .sources import (DatasetSource, FolderSource, HFDatasetSource, ListSource, ParquetSource,
+from .sources import (DatasetSource, FolderSource, HFDatasetSource, ListSource, MaskFolderSource,
+                      ParquetSource,
                       RemoteTFRecordSource, Source, WebDatasetSource, open_source)
 from .sources.mix import Mix
 from .sources.subset import Subset, split, subset
@@ -40,7 +41,7 @@ DISTRIBUTION = "fastload-images"
 
 __all__ = [
     "BackendUnavailable", "Batch", "BatchLambda", "CenterCrop", "ClassBalanced", "ColorJitter", "CutMix",
-    "DatasetSource", "HFDatasetSource", "ListSource", "Mix", "ParquetSource", "Subset", "WebDatasetSource", "Weighted", "split",
+    "DatasetSource", "HFDatasetSource", "ListSource", "MaskFolderSource", "Mix", "ParquetSource", "Subset", "WebDatasetSource", "Weighted", "split",
     "subset",
     "GaussianBlur", "RandAugment", "RandomGrayscale", "RandomSolarize", "ThreeAugment",
     "TrivialAugmentWide", "Decode", "DecodeError", "DistInfo",

@@ -120,6 +120,7 @@ class HostBatch(NamedTuple):
     epoch: int
     skipped: tuple = ()  # (location, reason) of samples replaced under on_error="skip"
     slot: int = -1  # images were written into this buffer of the producer's pool (images None)
+    targets: Any = None  # backends.targets.HostTargets: masks, boxes, fields (None: none)
 
 
 class Batch(tuple):
@@ -128,23 +129,50 @@ class Batch(tuple):
     ``padded[i]`` is True when sample ``i`` repeats one seen elsewhere this epoch to give every
     rank the same number of batches: skip those when counting evaluation results.
     ``source[i]``: for a ``fl.Mix`` source, the component sample ``i`` came from (else None).
+    Targets beyond a class index (None when the source has none): ``masks`` int64 (B, H, W);
+    ``boxes`` float32 (B, N, 4) xyxy in output pixels, padded to the batch's largest count,
+    with ``box_labels`` int64 (B, N) (-1 in padding) and ``box_counts`` int64 (B,);
+    ``fields``, the source's other per-sample fields by name (tensors; strings as lists), each
+    also an attribute (``batch.weight``).
     """
 
     indices: Any
     padded: Any
     skipped: tuple
     source: Any = None
+    masks: Any = None
+    boxes: Any = None
+    box_labels: Any = None
+    box_counts: Any = None
 
     def __new__(cls, images: Any, labels: Any, indices: Any, padded: Any,
-                skipped: tuple = ()) -> "Batch":
+                skipped: tuple = (), targets: Optional[dict] = None) -> "Batch":
         self = super().__new__(cls, (images, labels))
         self.indices = indices
         self.padded = padded
         self.skipped = skipped
+        self.fields = {}
+        for name, value in (targets or {}).items():
+            setattr(self, name, value)
         return self
 
+    def targets(self) -> dict:
+        """The targets besides images and labels, by name (those the batch has)."""
+        out = {name: getattr(self, name) for name in ("masks", "boxes", "box_labels", "box_counts")
+               if getattr(self, name) is not None}
+        if self.fields:
+            out["fields"] = self.fields
+        return out
+
+    def __getattr__(self, name: str) -> Any:  # a per-sample field by name
+        fields = self.__dict__.get("fields") or {}
+        if name in fields:
+            return fields[name]
+        raise AttributeError(f"Batch has no attribute or field {name!r}"
+                             + (f" (fields: {', '.join(fields)})" if fields else ""))
+
     def __getnewargs__(self) -> tuple[Any, ...]:
-        return (self[0], self[1], self.indices, self.padded, self.skipped)
+        return (self[0], self[1], self.indices, self.padded, self.skipped, self.targets())
 
     @property
     def images(self) -> Any:
@@ -155,14 +183,24 @@ class Batch(tuple):
         return self[1]
 
     def to(self, device: Any, non_blocking: bool = False) -> "Batch":
-        """The batch with its images and labels on ``device`` (``tensor.to``'s arguments); the
-        per-sample fields (indices, padded, source) stay as they are."""
-        moved = Batch(self[0].to(device, non_blocking=non_blocking),
-                      self[1].to(device, non_blocking=non_blocking), self.indices, self.padded,
-                      self.skipped)
+        """The batch with its images, labels, masks, boxes and tensor fields on ``device``
+        (``tensor.to``'s arguments); indices, padded and source stay as they are."""
+        def move(value: Any) -> Any:
+            if hasattr(value, "to"):
+                return value.to(device, non_blocking=non_blocking)
+            if isinstance(value, dict):
+                return {k: move(v) for k, v in value.items()}
+            return value
+
+        moved = Batch(move(self[0]), move(self[1]), self.indices, self.padded, self.skipped,
+                      {k: move(v) for k, v in self.targets().items()})
         moved.source = self.source
         return moved
 
     def __repr__(self) -> str:
-        return (f"Batch(images={tuple(self[0].shape)} {self[0].dtype}, labels={tuple(self[1].shape)}, "
-                f"padded={int(self.padded.sum())})")
+        extra = "".join(f", {k}={tuple(v.shape)}" for k, v in self.targets().items()
+                        if hasattr(v, "shape"))
+        if self.fields:
+            extra += f", fields={sorted(self.fields)}"
+        return (f"Batch(images={tuple(self[0].shape)} {self[0].dtype}, labels={tuple(self[1].shape)}"
+                f"{extra}, padded={int(self.padded.sum())})")

@@ -335,7 +335,8 @@ def loader(source: Union[str, Path, Source, Any], pipeline: Pipeline, batch_size
            timeout: Optional[float] = None, pin_memory: bool = True,
            persistent_workers: bool = True, generator: Any = None,
            shard_window: Optional[int] = None, skip_limit: int = DEFAULT_SKIP_LIMIT,
-           sampling: Any = None, **dataloader_kwargs: Any) -> Loader:
+           sampling: Any = None, ignore_index: int = 255, min_box_size: float = 1.0,
+           **dataloader_kwargs: Any) -> Loader:
     """A loader over ``source`` running ``pipeline`` in batches: the drop-in for
     ``torch.utils.data.DataLoader(dataset, batch_size, shuffle, ...)``.
 
@@ -374,6 +375,11 @@ def loader(source: Union[str, Path, Source, Any], pipeline: Pipeline, batch_size
       a sharded source (TFRecord, LMDB, remote shards): shards permuted, read ``w`` at a time,
       samples shuffled within those ``w`` (see ``fastload.order.sharding``). Fewer objects in use at
       once (request locality, a small cache working set) for less randomness.
+    - Targets beyond a class index (a source's ``read`` giving ``(bytes, label, extras)``; see
+      ``fastload.backends.targets``): ``ignore_index`` (default 255) fills a mask where the
+      crop leaves the image; boxes narrower or lower than ``min_box_size`` output pixels
+      (default 1) are dropped. The batch carries ``masks``, ``boxes`` / ``box_labels`` /
+      ``box_counts`` and the other fields by name.
 
     The other DataLoader keywords (``sampler``, ``batch_sampler``, ``collate_fn``,
     ``worker_init_fn``, ...) raise a SpecError that names the fastload equivalent.
@@ -391,7 +397,8 @@ def loader(source: Union[str, Path, Source, Any], pipeline: Pipeline, batch_size
         num_workers=num_workers, last_batch=last_batch, drop_last=drop_last,
         prefetch_factor=prefetch_factor, multiprocessing_context=multiprocessing_context,
         on_error=on_error, timeout=timeout, pin_memory=pin_memory,
-        persistent_workers=persistent_workers, skip_limit=skip_limit, **dataloader_kwargs)
+        persistent_workers=persistent_workers, skip_limit=skip_limit, ignore_index=ignore_index,
+        min_box_size=min_box_size, **dataloader_kwargs)
     dist_info = check_dist(dist)
     target = check_device(device)
     src = open_source(source)
@@ -415,6 +422,11 @@ def _check_classes(pipeline: Pipeline, source: Source) -> None:
     soft targets' width is the loss's, and a wrong one fails far from here (or not at all)."""
     mixing = pipeline.mixing
     classes = getattr(source, "classes", None)
+    width = getattr(source, "num_classes", None) if getattr(source, "multi_label", False) else None
+    if mixing is not None and width is not None and mixing.num_classes != width:
+        raise SpecError(f"loader: {type(mixing).__name__}(num_classes={mixing.num_classes}) but the "
+                        f"source's multi-label targets have num_classes={width}; pass "
+                        f"num_classes={width}")
     if mixing is None or not classes:
         return
     if mixing.num_classes != len(classes):

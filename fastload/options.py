@@ -75,6 +75,8 @@ class LoaderOptions:
     pin_memory: bool = True
     persistent_workers: bool = True
     skip_limit: int = DEFAULT_SKIP_LIMIT
+    ignore_index: int = 255     # a mask's value where the crop leaves the image
+    min_box_size: float = 1.0   # boxes narrower or lower than this (output pixels) are dropped
 
     @property
     def errors(self) -> OnError:
@@ -86,7 +88,8 @@ class LoaderOptions:
               last_batch: Any = None, drop_last: Any = False, prefetch_factor: Any = 2,
               multiprocessing_context: Any = None, on_error: Any = "raise",
               timeout: Any = None, pin_memory: Any = True, persistent_workers: Any = True,
-              skip_limit: Any = DEFAULT_SKIP_LIMIT, **dataloader_kwargs: Any) -> "LoaderOptions":
+              skip_limit: Any = DEFAULT_SKIP_LIMIT, ignore_index: Any = 255,
+              min_box_size: Any = 1.0, **dataloader_kwargs: Any) -> "LoaderOptions":
         """Validated options, or a SpecError naming the argument and its value."""
         for name in dataloader_kwargs:
             if name in REFUSED:
@@ -115,12 +118,19 @@ class LoaderOptions:
             timeout = DEFAULT_TIMEOUT
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0:
             raise SpecError(f"loader: timeout={timeout!r} must be seconds >= 0 (0: no limit)")
+        _int("ignore_index", ignore_index, 0)
+        if ignore_index > 255:
+            raise SpecError(f"loader: ignore_index={ignore_index} must be 0..255 (masks are uint8)")
+        if isinstance(min_box_size, bool) or not isinstance(min_box_size, (int, float)) or \
+                not min_box_size >= 0:
+            raise SpecError(f"loader: min_box_size={min_box_size!r} must be pixels >= 0")
         return cls(batch_size=batch_size, backend=backend, shuffle=shuffle, seed=seed,
                    num_workers=num_workers, last_batch=last_batch,
                    prefetch_factor=prefetch_factor,
                    multiprocessing_context=multiprocessing_context, on_error=on_error,
                    timeout=float(timeout), pin_memory=pin_memory,
-                   persistent_workers=persistent_workers, skip_limit=skip_limit)
+                   persistent_workers=persistent_workers, skip_limit=skip_limit,
+                   ignore_index=ignore_index, min_box_size=float(min_box_size))
 
 
 def _seed(seed: Any, generator: Any) -> int:

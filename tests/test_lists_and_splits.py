@@ -73,8 +73,8 @@ def test_list_paths_are_relative_to_the_list_file_unless_root_is_given(jpeg_fold
 @pytest.mark.parametrize("content, suffix, message", [
     ("path,label\na.jpg,1\nb.jpg,cat\n", ".csv", r"labels mix integers \(line 2: '1'\) and class "
                                                  r"names \(line 3: 'cat'\)"),
-    ('{"path": "a.jpg"}\n', ".jsonl", r'line 1: needs "path" and "label"; found \[\'path\'\]'),
-    ('{"path": "a.jpg", "label": [3, 7]}\n', ".jsonl", r"line 1: label \[3, 7\] is a list"),
+    ('{"path": "a.jpg"}\n', ".jsonl", r'line 1: needs "path" and "label" \(or a "mask" or "boxes"\); found \[\'path\'\]'),
+    ('{"path": "a.jpg", "label": [3, 7]}\n', ".jsonl", r"multi-label lists of class indices need num_classes="),
     ("not json\n", ".jsonl", r"line 1: not a JSON object"),
     ("path,label\nonly-a-path\n", ".csv", r"line 2: 1 column\(s\), need a path and a label"),
     ("a.jpg\n", ".txt", r"line 1: 'a.jpg' needs a path and a label"),

@@ -66,7 +66,7 @@ def test_several_files_and_row_groups_and_the_shard_window(jpeg_folder, tmp_path
     assert len(source) == 37 and source.describe()["row_groups"] == 9
     source.read(3)
     copy = pickle.loads(pickle.dumps(source))  # as a spawned worker gets it: no open handles
-    assert not copy._pages and copy.read(3) == src.read(3)
+    assert not copy._image._pages and copy.read(3) == src.read(3)
     assert [source.read(i) for i in range(37)] == [src.read(i) for i in range(37)]
     assert np.array_equal(source.shard_ids()[:12], [0] * 5 + [1] * 5 + [2] * 2)
     with fl.loader(source, UINT8, 4, shuffle=True, shard_window=2, seed=1) as ld:
@@ -89,7 +89,7 @@ def test_every_page_layout_pyarrow_writes(tmp_path, compression, page_version, d
                    data_page_version=page_version, use_dictionary=dictionary,
                    data_page_size=512, write_batch_size=16, row_group_size=128)
     source = fl.ParquetSource(tmp_path / "t.parquet")
-    assert len(source._page_list(0, "t")) > 2  # several pages a chunk: the page walk is used
+    assert len(source._image._page_table(source, 0, "t")[0]) > 2  # several pages: the page walk
     for i in range(299, -1, -1):
         if values[i] is None:
             with pytest.raises(fl.FormatError, match=f"row {i % 128} .sample {i}.: the image "
@@ -107,7 +107,8 @@ def test_a_layout_the_page_reader_declines_is_read_through_pyarrow(tmp_path):
                    tmp_path / "d.parquet", use_dictionary=False,
                    column_encoding={"image": "DELTA_BYTE_ARRAY"}, data_page_size=64)
     source = fl.ParquetSource(tmp_path / "d.parquet")
-    assert source._page_list(0, "d")[0].encoding not in (pages_of.PLAIN, pages_of.RLE_DICTIONARY)
+    assert source._image._page_table(source, 0, "d")[0][0].encoding not in (
+        pages_of.PLAIN, pages_of.RLE_DICTIONARY)
     assert [source.read(i)[0] for i in range(40)] == values
 
 
@@ -158,7 +159,7 @@ def test_a_damaged_page_is_named_or_skipped(tmp_path, jpeg_folder):
                    tmp_path / "p.parquet", compression="snappy", use_dictionary=False,
                    row_group_size=8)
     source = fl.ParquetSource(tmp_path / "p.parquet")
-    page = source._page_list(2, "x")[0]
+    page = source._image._page_table(source, 2, "x")[0][0]
     data = bytearray((tmp_path / "p.parquet").read_bytes())
     data[page.body: page.body + 64] = b"\xff" * 64  # the snappy stream of row group 2's page
     (tmp_path / "p.parquet").write_bytes(bytes(data))

@@ -28,6 +28,9 @@ class BufferPool:
         self.keep = max(keep, count)
         self.buffers: list[torch.Tensor] = []
         self._uses: list[Optional[int]] = []
+        # pools whose buffer ``slot`` goes with this pool's (a batch's masks with its images):
+        # a slot is free when it is free in every one
+        self.companions: list["BufferPool"] = []
         for _ in range(count):
             self._add()
 
@@ -46,7 +49,8 @@ class BufferPool:
         """Does anything outside the pool still use this buffer (a batch, a view, an alias)?
         (True when this torch cannot say: never reuse blindly.)"""
         uses = self._uses[slot]
-        return uses is None or storage_uses(self.buffers[slot]) != uses
+        return uses is None or storage_uses(self.buffers[slot]) != uses or any(
+            other.lent(slot) for other in self.companions)
 
     def free_slot(self, exclude: Iterable[int] = ()) -> int:
         """A buffer nothing uses and not in ``exclude`` (in flight elsewhere); -1 if none."""

@@ -37,18 +37,27 @@ def mix_images(images: torch.Tensor, draw: MixDraw, perm: np.ndarray) -> None:
 
 def soft_labels(labels: torch.Tensor, op: MixingOp, draw: MixDraw,
                 perm: np.ndarray) -> torch.Tensor:
-    """(B,) int64 labels -> (B, num_classes) float32 soft targets: smoothed one-hot, mixed."""
+    """(B,) int64 labels, or (B, num_classes) multi-hot float32 ones -> (B, num_classes)
+    float32 soft targets: smoothed (1 -> 1 - s + s/C, 0 -> s/C, as timm's one-hot), mixed."""
     classes = op.num_classes
-    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= classes):
-        from ..errors import SpecError
-
-        raise SpecError(f"{type(op).__name__}: num_classes={classes} but a label is "
-                        f"{int(labels.max()) if int(labels.max()) >= classes else int(labels.min())}"
-                        "; give the number of classes of the dataset")
     off = op.label_smoothing / classes
     on = 1.0 - op.label_smoothing + off
-    target = torch.full((len(labels), classes), off, dtype=torch.float32, device=labels.device)
-    target.scatter_(1, labels.view(-1, 1), on)
+    if labels.dim() == 2:  # multi-hot: every class of the sample is "on"
+        if labels.shape[1] != classes:
+            from ..errors import SpecError
+
+            raise SpecError(f"{type(op).__name__}: num_classes={classes} but the source's "
+                            f"multi-label targets have {labels.shape[1]} classes")
+        target = labels.to(torch.float32) * (on - off) + off
+    else:
+        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= classes):
+            from ..errors import SpecError
+
+            raise SpecError(f"{type(op).__name__}: num_classes={classes} but a label is "
+                            f"{int(labels.max()) if int(labels.max()) >= classes else int(labels.min())}"
+                            "; give the number of classes of the dataset")
+        target = torch.full((len(labels), classes), off, dtype=torch.float32, device=labels.device)
+        target.scatter_(1, labels.view(-1, 1), on)
     if draw.kind == "none":
         return target
     other = target.index_select(0, torch.from_numpy(perm).to(labels.device))

@@ -67,3 +67,16 @@ def affine_matrix(kernel: str, value: Any, height: int, width: int) -> Matrix:
         return _affine_matrix(height, width, 0.0, value, (0.0, 0.0), corner=False)
     assert kernel == "rotate"  # counter-clockwise by ``value`` degrees about the centre
     return _affine_matrix(height, width, -value, (0, 0), (0.0, 0.0), corner=False)
+
+
+def nearest_sources(matrix: Matrix, height: int, width: int) -> np.ndarray:
+    """For each output pixel of an affine op, the flat index of the source pixel it samples
+    (nearest, rounded half to even as grid_sample does), ``height * width`` outside the image
+    (where the caller puts its fill)."""
+    m0, m1, c0, m3, m4, c1 = matrix
+    xs = np.arange(width, dtype=np.float64)
+    ys = np.arange(height, dtype=np.float64)[:, None]
+    src_x = np.rint(m0 * xs + (m1 * ys + c0))
+    src_y = np.rint(m3 * xs + (m4 * ys + c1))
+    inside = (src_x >= 0) & (src_x < width) & (src_y >= 0) & (src_y < height)
+    return np.where(inside, src_y * width + src_x, height * width).astype(np.intp)

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Any, Callable, Iterable, Iterator, Union
+from typing import Any, Callable, Iterable, Iterator, Optional, Union
+
+import numpy as np
 
 import torch
 
 from ..batch import Batch, HostBatch
-from ..errors import LoaderTimeout, TransformError
+from ..errors import LoaderTimeout, SpecError, TransformError
 from ..ops.spec import Pipeline
 from .cuda_tail import CudaFinisher, prefetch_to_cuda
 from .finisher import CpuFinisher
@@ -50,13 +52,35 @@ class Tail:
         labels (to the device; soft targets after a mixing op), indices, padding and skipped
         samples; then the pipeline's BatchLambdas, in order."""
         labels = torch.from_numpy(host.labels).to(self.device, non_blocking=True)
+        targets = self.targets(host.targets)
         if self.mixing is not None:
+            if targets and ("masks" in targets or "boxes" in targets):
+                raise SpecError(f"{type(self.mixing).__name__}: mixes images and their labels, "
+                                "not masks or boxes; leave the mixing op out for a segmentation "
+                                "or detection source")
             draw, perm = batch_draw(self.mixing, host, *out.shape[2:])
             labels = soft_labels(labels, self.mixing, draw, perm)
         for op in self.batch_fns:
             out, labels = _run_batch_fn(op, out, labels, host)
         return Batch(out, labels, torch.from_numpy(host.indices), torch.from_numpy(host.padded),
-                     host.skipped)
+                     host.skipped, targets)
+
+    def targets(self, host: Any) -> Optional[dict]:
+        """A HostTargets on the device: masks int64, boxes, their labels and counts; fields
+        as tensors on the host (strings as lists), as DataLoader's collate leaves them."""
+        if host is None:
+            return None
+        out: dict[str, Any] = {}
+        if host.masks is not None:
+            out["masks"] = host.masks.to(self.device, non_blocking=True).long()
+        if host.boxes is not None:
+            for name in ("boxes", "box_labels", "box_counts"):
+                out[name] = torch.from_numpy(getattr(host, name)).to(self.device,
+                                                                     non_blocking=True)
+        if host.fields:
+            out["fields"] = {name: torch.from_numpy(v) if isinstance(v, np.ndarray) else v
+                             for name, v in host.fields.items()}
+        return out
 
 
 def _run_batch_fn(op: Any, images: torch.Tensor, labels: torch.Tensor,

@@ -14,13 +14,14 @@ from .folder import FolderSource
 from .hf_dataset import HFDatasetSource, is_hf_dataset
 from .listing import ListSource
 from .lmdb import LMDBSource
+from .mask_folder import MaskFolderSource
 from .parquet import ParquetSource
 from .remote import RemoteTFRecordSource, is_url
 from .tfrecord import TFRecordSource
 from .webdataset import WebDatasetSource
 
 __all__ = ["DatasetSource", "FolderSource", "HFDatasetSource", "LMDBSource", "ListSource",
-           "ParquetSource", "RemoteTFRecordSource", "Source", "StringTable", "TFRecordSource",
+           "MaskFolderSource", "ParquetSource", "RemoteTFRecordSource", "Source", "StringTable", "TFRecordSource",
            "WebDatasetSource", "open_source"]
 
 KINDS = {"folder": FolderSource, "tfrecord": TFRecordSource, "lmdb": LMDBSource,

@@ -96,7 +96,14 @@ def read_arrays(path: Path) -> dict[str, np.ndarray]:
 
 def labels_of(source: Any) -> np.ndarray:
     """Every sample's label (int64): the source's ``labels`` where it keeps them in bulk (a
-    folder's index, a list, WebDataset's index), else each sample read once."""
+    folder's index, a list, WebDataset's index), else each sample read once. A multi-label
+    source has no one class a sample: a SpecError says so."""
+    if getattr(source, "multi_label", False):
+        from ..errors import SpecError
+
+        raise SpecError(f"{source.describe().get('kind', 'source')}: multi-label samples have "
+                        "no single class to balance or stratify by; give fl.Weighted your own "
+                        "weights, or split without stratify")
     bulk = getattr(source, "labels", None)
     if bulk is None:
         bulk = [source.read(i)[1] for i in range(len(source))]

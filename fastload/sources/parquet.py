@@ -55,10 +55,17 @@ class ParquetSource:
     """Samples of Parquet files (see the module)."""
 
     def __init__(self, paths: Union[str, Path, Sequence[Union[str, Path]]], *,
-                 image_column: str = "image", label_column: str = "label",
+                 image_column: str = "image", label_column: Optional[str] = "label",
                  classes: Optional[Sequence[str]] = None,
                  storage_options: Optional[dict[str, Any]] = None,
-                 retries: int = 4, backoff_s: float = 0.2) -> None:
+                 retries: int = 4, backoff_s: float = 0.2, num_classes: Optional[int] = None,
+                 mask_column: Optional[str] = None, boxes_column: Optional[str] = None,
+                 fields: Sequence[str] = ()) -> None:
+        """Targets (``backends.targets``): a label column of lists is multi-label (its width:
+        ``num_classes``, or the class names); ``mask_column`` holds each row's encoded mask
+        (binary or an ``Image`` struct, read page by page as the image); ``boxes_column`` a
+        list of ``[x0, y0, x1, y1, label]`` a row; ``fields`` names columns of numbers or
+        strings delivered by name. ``label_column=None``: no labels (-1)."""
         pq = _pyarrow()
         self.image_column, self.label_column = image_column, label_column
         self.storage_options = dict(storage_options or {})
@@ -66,50 +73,78 @@ class ParquetSource:
         self.files = _files(paths, self.storage_options)
         self._fs = PerProcess(self._new_fs, leave)
         self._fds = PerProcess(self._open_fd, os.close)
-        rows: list[int] = []  # per row group: its rows, file, chunk place, codec
-        chunks: list[tuple[int, int, int, int]] = []  # (file, group, start, size)
-        codecs: list[str] = []
-        leaves: list[tuple[int, int, int]] = []  # per file: (leaf, max_def, max_rep)
-        labels, names_found = [], None
+        self._image = BinaryColumn(image_column, "image")
+        self._mask = BinaryColumn(mask_column, "mask") if mask_column else None
+        self.has_masks = self._mask is not None
+        self.boxes_column, self.field_names = boxes_column, list(fields)
+        rows: list[int] = []  # per row group (over all files): its rows
+        groups: list[tuple[int, int]] = []  # (file, group in it)
+        labels, names_found, small = [], None, []
+        small_columns = [c for c in (label_column, boxes_column, *self.field_names) if c]
         for k, name in enumerate(self.files):
             meta_file = self._parquet_file(k, pq)
             schema = meta_file.schema_arrow
-            leaf = _image_leaf(meta_file, image_column, name)
-            leaves.append(leaf)
-            if label_column not in schema.names:
-                raise SourceError(f"{name}: no label column {label_column!r} (its columns: "
-                                  f"{schema.names}); pass label_column=")
+            for column in (self._image, self._mask):
+                if column is not None:
+                    column.add_file(meta_file, k, name)
+            missing = [c for c in small_columns if c not in schema.names]
+            if missing:
+                what = "label column" if missing[0] == label_column else "column"
+                raise SourceError(f"{name}: no {what} {missing[0]!r} (its columns: "
+                                  f"{schema.names}); pass "
+                                  + ("label_column=" if missing[0] == label_column else
+                                     "the name of an existing column"))
             meta = meta_file.metadata
             for g in range(meta.num_row_groups):
-                column = meta.row_group(g).column(leaf[0])
-                start = column.dictionary_page_offset if column.has_dictionary_page else \
-                    column.data_page_offset
                 rows.append(meta.row_group(g).num_rows)
-                chunks.append((k, g, int(start), int(column.total_compressed_size)))
-                codecs.append(str(column.compression))
-            labels.append(meta_file.read(columns=[label_column]).column(0))
-            names_found = names_found or _class_names(schema, label_column)
+                groups.append((k, g))
+            if small_columns:
+                small.append(meta_file.read(columns=small_columns))
+            if label_column:
+                names_found = names_found or _class_names(schema, label_column)
+        for binary in (self._image, self._mask):
+            if binary is not None:
+                binary.finish()
         self._first = np.concatenate([[0], np.cumsum(rows, dtype=np.int64)])
-        self._chunks = np.asarray(chunks, dtype=np.int64).reshape(-1, 4)
-        self._codecs = StringTable(codecs)
-        self._leaves = np.asarray(leaves, dtype=np.int64).reshape(-1, 3)
+        self._groups = np.asarray(groups, dtype=np.int64).reshape(-1, 2)
         if self._first[-1] == 0:
             raise SourceError(f"{paths}: the Parquet files hold no rows")
         import pyarrow as pa
 
-        column = pa.chunked_array([c for col in labels for c in col.chunks],
-                                  type=labels[0].type).combine_chunks()
-        self.labels, found = arrow_labels(column, label_column, self.locate, names=True)
+        def column_of(name: str) -> Any:
+            return pa.concat_tables(small).column(name).combine_chunks()
+
+        self.multi_label, self.num_classes = False, num_classes
         given = list(classes) if classes is not None else None
-        self.classes = given or names_found or found
-        if self.classes is not None and int(self.labels.max()) >= len(self.classes):
-            bad = int(np.argmax(self.labels >= len(self.classes)))
-            raise SourceError(f"{self.locate(bad)}: label {int(self.labels[bad])} is not one of "
-                              f"the {len(self.classes)} classes")
-        self._pages: OrderedDict[int, tuple[list[pages_of.Page], list[int]]] = OrderedDict()
-        self._cells: OrderedDict[tuple[int, int], Optional[list[tuple[int, int]]]] = OrderedDict()
-        self._dictionary: tuple[int, list[bytes]] = (-1, [])
-        self._group: tuple[int, Any] = (-1, None)
+        if label_column is None:
+            self.labels, self.classes = np.full(len(self), -1, np.int64), given
+        elif _is_list(column_of(label_column).type):
+            self.multi_label = True
+            flat, offsets, found = list_labels(column_of(label_column), label_column,
+                                               self.locate)
+            self._label_flat, self._label_offsets = flat, offsets
+            self.labels = None  # several classes a sample
+            self.classes = given or names_found or found
+            if self.num_classes is None and self.classes:
+                self.num_classes = len(self.classes)
+            if self.num_classes is None:
+                raise SourceError(f"{paths}: the label column {label_column!r} holds lists of "
+                                  "class indices (multi-label); pass num_classes=")
+            if len(flat) and int(flat.max()) >= self.num_classes:
+                raise SourceError(f"{paths}: a label is {int(flat.max())}, not below "
+                                  f"num_classes={self.num_classes}")
+        else:
+            self.labels, found = arrow_labels(column_of(label_column), label_column, self.locate,
+                                              names=True)
+            self.classes = given or names_found or found
+            if self.classes is not None and int(self.labels.max()) >= len(self.classes):
+                bad = int(np.argmax(self.labels >= len(self.classes)))
+                raise SourceError(f"{self.locate(bad)}: label {int(self.labels[bad])} is not one "
+                                  f"of the {len(self.classes)} classes")
+        self._boxes = box_lists(column_of(boxes_column), boxes_column, self.locate) \
+            if boxes_column else None
+        self._fields = {name: field_values(column_of(name), name, self.locate)
+                        for name in self.field_names}
 
     # --- files, local or remote ---------------------------------------------------------------
     def _new_fs(self, _: int = 0) -> Any:
@@ -157,35 +192,103 @@ class ParquetSource:
         return self._place(index, *self._where(index))
 
     def _place(self, index: int, group: int, row: int) -> str:
-        k, g = int(self._chunks[group, 0]), int(self._chunks[group, 1])
+        k, g = int(self._groups[group, 0]), int(self._groups[group, 1])
         return f"{self.files[k]} row group {g} row {row} (sample {index})"
 
-    def read(self, index: int) -> tuple[bytes, int]:
+    def read(self, index: int) -> Any:
+        """(bytes, label), or (bytes, label, extras) with a mask, boxes or fields."""
         group, row = self._where(index)
+        where = self._place(index, group, row)
+        data = self._image.value(self, group, row, where)
+        if self.multi_label:
+            label: Any = self._label_flat[self._label_offsets[index]:
+                                          self._label_offsets[index + 1]].tolist()
+        else:
+            label = int(self.labels[index])
+        if self._mask is None and self._boxes is None and not self._fields:
+            return data, label
+        extras: dict[str, Any] = {}
+        if self._mask is not None:
+            extras["mask"] = self._mask.value(self, group, row, where)
+        if self._boxes is not None:
+            values, offsets = self._boxes
+            rows = values[offsets[index]:offsets[index + 1]]
+            extras["boxes"], extras["box_labels"] = rows[:, :4].astype(np.float32), \
+                rows[:, 4].astype(np.int64)
+        for name, values in self._fields.items():
+            extras[name] = values[index]
+        return data, label, extras
+
+    def shard_ids(self) -> np.ndarray:
+        """Each sample's row group (numbered over all files), for the shard-aware order."""
+        counts = np.diff(self._first)
+        return np.repeat(np.arange(len(counts), dtype=np.int32), counts)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "parquet", "files": len(self.files), "row_groups": len(self._groups),
+                "samples": len(self), "classes": len(self.classes) if self.classes else None}
+
+    def __repr__(self) -> str:
+        return f"ParquetSource(files={len(self.files)}, samples={len(self)})"
+
+
+class BinaryColumn:
+    """Random access to one column of encoded bytes (the image's, a mask's), page by page."""
+
+    def __init__(self, name: str, what: str) -> None:
+        self.name, self.what = name, what
+        # (file, group, start, size) of each row group's chunk; its codec; each file's leaf
+        self._adding: tuple[list, list, list] = ([], [], [])
+        self._chunks = np.zeros((0, 4), np.int64)
+        self._codecs = StringTable([])
+        self._leaves = np.zeros((0, 3), np.int64)
+        self._pages: OrderedDict[int, tuple[list[pages_of.Page], list[int]]] = OrderedDict()
+        self._cells: OrderedDict[tuple[int, int], Optional[list[tuple[int, int]]]] = OrderedDict()
+        self._dictionary: tuple[int, list[bytes]] = (-1, [])
+        self._group: tuple[int, Any] = (-1, None)
+
+    def add_file(self, meta_file: Any, k: int, where: str) -> None:
+        """File ``k``'s row groups (in order, after those of the files before it)."""
+        chunks, codecs, leaves = self._adding
+        leaf = _image_leaf(meta_file, self.name, where, self.what)
+        leaves.append(leaf)
+        meta = meta_file.metadata
+        for g in range(meta.num_row_groups):
+            column = meta.row_group(g).column(leaf[0])
+            start = column.dictionary_page_offset if column.has_dictionary_page else \
+                column.data_page_offset
+            chunks.append((k, g, int(start), int(column.total_compressed_size)))
+            codecs.append(str(column.compression))
+
+    def finish(self) -> None:
+        """After the last file: the places as numpy arrays (forked workers share them)."""
+        chunks, codecs, leaves = self._adding
+        self._chunks = np.asarray(chunks, dtype=np.int64).reshape(-1, 4)
+        self._codecs = StringTable(codecs)
+        self._leaves = np.asarray(leaves, dtype=np.int64).reshape(-1, 3)
+        self._adding = ([], [], [])
+
+    def value(self, owner: ParquetSource, group: int, row: int, where: str) -> bytes:
         k = int(self._chunks[group, 0])
         leaf, max_def, max_rep = (int(x) for x in self._leaves[k])
         data: Optional[bytes] = None
-        where = self._place(index, group, row)
         try:
             if max_rep:
                 raise pages_of.Unsupported("a repeated column")
-            data = self._from_page(group, row, max_def, where)
+            data = self._from_page(owner, group, row, max_def, where)
         except pages_of.Unsupported:
-            data = self._from_row_group(group, row, leaf)
+            data = self._from_row_group(owner, group, row)
         if data is None:
-            raise FormatError(f"{where}: the image cell ({self.image_column!r}) is null")
-        return data, int(self.labels[index])
+            raise FormatError(f"{where}: the {self.what} cell ({self.name!r}) is null")
+        return data
 
-    def _page_list(self, group: int, where: str) -> list[pages_of.Page]:
-        """The pages of row group ``group``'s image column chunk."""
-        return self._page_table(group, where)[0]
-
-    def _page_table(self, group: int, where: str) -> tuple[list[pages_of.Page], list[int]]:
+    def _page_table(self, owner: ParquetSource, group: int,
+                    where: str) -> tuple[list[pages_of.Page], list[int]]:
         """The chunk's pages, and the first row of each (a dictionary page: of the next)."""
         found = self._pages.get(group)
         if found is None:
             k, _, start, size = (int(x) for x in self._chunks[group])
-            listed = pages_of.pages(lambda o, n: self._read(k, o, n), start, size, where)
+            listed = pages_of.pages(lambda o, n: owner._read(k, o, n), start, size, where)
             firsts, first = [], 0
             for page in listed:
                 firsts.append(first)
@@ -197,89 +300,78 @@ class ParquetSource:
             self._pages.move_to_end(group)
         return found
 
-    def _from_page(self, group: int, row: int, max_def: int, where: str) -> Optional[bytes]:
+    def _from_page(self, owner: ParquetSource, group: int, row: int, max_def: int,
+                   where: str) -> Optional[bytes]:
         k = int(self._chunks[group, 0])
         codec = self._codecs[group]
-        listed, firsts = self._page_table(group, where)
+        listed, firsts = self._page_table(owner, group, where)
         number = bisect.bisect_right(firsts, row) - 1  # the last page starting at or before row
         page = listed[number] if number >= 0 else None
         if page is None or page.kind == pages_of.DICTIONARY_PAGE or \
                 row >= firsts[number] + page.values:
             rows = firsts[-1] + listed[-1].values if listed else 0
-            raise FormatError(f"{where}: the row group's image pages hold {rows} rows, fewer "
-                              "than its footer says: the file is damaged")
+            raise FormatError(f"{where}: the row group's {self.what} pages hold {rows} rows, "
+                              "fewer than its footer says: the file is damaged")
         first = firsts[number]
-        cells = self._cells_of(group, number, page, max_def, codec, where)
+        cells = self._cells_of(owner, group, number, page, max_def, codec, where)
         if cells is not None:
             at, size = cells[row - first]
-            data = self._read(k, at, size) if at >= 0 else None
+            data = owner._read(k, at, size) if at >= 0 else None
             if data is not None and len(data) != size:
                 raise FormatError(f"{where}: got {len(data)} of its {size} bytes: the "
                                   "file is truncated")
             return data
-        body = self._read(k, page.body, page.size)
+        body = owner._read(k, page.body, page.size)
         if len(body) != page.size:
             raise FormatError(f"{where}: got {len(body)} of a page's {page.size} bytes: "
                               "the file is truncated")
         return pages_of.value(page, body, row - first, max_def, codec,
-                              lambda: self._dictionary_of(group, listed, where), where)
+                              lambda: self._dictionary_of(owner, group, listed, where), where)
 
-    def _cells_of(self, group: int, number: int, page: pages_of.Page, max_def: int, codec: str,
-                  where: str) -> Optional[list[tuple[int, int]]]:
+    def _cells_of(self, owner: ParquetSource, group: int, number: int, page: pages_of.Page,
+                  max_def: int, codec: str, where: str) -> Optional[list[tuple[int, int]]]:
         """Where each row's value lies, for an uncompressed PLAIN page (local files only: a
         remote file pays a request a value to find them, more than the page costs)."""
         k = int(self._chunks[group, 0])
-        if is_url(self.files[k]):
+        if is_url(owner.files[k]):
             return None
         key = (group, number)
         if key not in self._cells:
-            self._cells[key] = pages_of.plain_cells(lambda o, n: self._read(k, o, n), page,
+            self._cells[key] = pages_of.plain_cells(lambda o, n: owner._read(k, o, n), page,
                                                     max_def, codec, where)
             if len(self._cells) > PAGE_CELLS:
                 self._cells.popitem(last=False)
         return self._cells[key]
 
-    def _dictionary_of(self, group: int, listed: list[pages_of.Page], where: str) -> list[bytes]:
+    def _dictionary_of(self, owner: ParquetSource, group: int, listed: list[pages_of.Page],
+                       where: str) -> list[bytes]:
         if self._dictionary[0] != group:
             page = next((p for p in listed if p.kind == pages_of.DICTIONARY_PAGE), None)
             if page is None:
                 raise FormatError(f"{where}: a dictionary-encoded page without a dictionary page")
             k = int(self._chunks[group, 0])
-            body = self._read(k, page.body, page.size)
-            self._dictionary = (group, pages_of.dictionary_values(page, body, self._codecs[group],
-                                                                  where))
+            body = owner._read(k, page.body, page.size)
+            self._dictionary = (group, pages_of.dictionary_values(
+                page, body, self._codecs[group], where))
         return self._dictionary[1]
 
-    def _from_row_group(self, group: int, row: int, leaf: int) -> Optional[bytes]:
+    def _from_row_group(self, owner: ParquetSource, group: int, row: int) -> Optional[bytes]:
         if self._group[0] != group:
             k, g = int(self._chunks[group, 0]), int(self._chunks[group, 1])
-            table = self._parquet_file(k, _pyarrow()).read_row_group(g, columns=[self.image_column])
+            table = owner._parquet_file(k, _pyarrow()).read_row_group(g, columns=[self.name])
             column = table.column(0).combine_chunks()
             import pyarrow as pa
 
             if pa.types.is_struct(column.type):
                 column = column.field("bytes")
             self._group = (group, column)
-        value = self._group[1][row].as_py()
-        return value
-
-    def shard_ids(self) -> np.ndarray:
-        """Each sample's row group (numbered over all files), for the shard-aware order."""
-        counts = np.diff(self._first)
-        return np.repeat(np.arange(len(counts), dtype=np.int32), counts)
-
-    def describe(self) -> dict[str, Any]:
-        return {"kind": "parquet", "files": len(self.files), "row_groups": len(self._chunks),
-                "samples": len(self), "classes": len(self.classes) if self.classes else None}
+        return self._group[1][row].as_py()
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_pages"], state["_cells"] = OrderedDict(), OrderedDict()
         state["_dictionary"], state["_group"] = (-1, []), (-1, None)
         return state
-
-    def __repr__(self) -> str:
-        return f"ParquetSource(files={len(self.files)}, samples={len(self)})"
 
 
 def arrow_labels(column: Any, name: str, where: Callable[[int], str], *, names: bool
@@ -315,22 +407,79 @@ def arrow_labels(column: Any, name: str, where: Callable[[int], str], *, names: 
                       + f" (this row's: {column[0].as_py()!r})")
 
 
-def _image_leaf(meta_file: Any, column: str, where: str) -> tuple[int, int, int]:
-    """(leaf column number, max definition level, max repetition level) of the image bytes:
-    the column itself when binary, its ``bytes`` child when HF's Image struct."""
+def _is_list(kind: Any) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_list(kind) or pa.types.is_large_list(kind)
+
+
+def list_labels(column: Any, name: str, where: Callable[[int], str]
+                ) -> tuple[np.ndarray, np.ndarray, Optional[list[str]]]:
+    """A column of label lists (multi-label) as (flat int64 class indices, offsets, class
+    names when the lists hold names, numbered as sorted)."""
+    import pyarrow.compute as pc
+
+    if column.null_count:
+        bad = int(np.flatnonzero(pc.is_null(column).to_numpy(zero_copy_only=False))[0])
+        raise FormatError(f"{where(bad)}: the label list is null; give an empty list for none")
+    offsets = np.asarray(column.offsets.to_numpy(), np.int64) - int(column.offsets[0].as_py())
+    values = column.flatten()
+    flat, names = arrow_labels(values, name, lambda i: where(int(np.searchsorted(
+        offsets, i, side="right")) - 1), names=True)
+    return flat, offsets, names
+
+
+def box_lists(column: Any, name: str, where: Callable[[int], str]) -> tuple[np.ndarray,
+                                                                             np.ndarray]:
+    """A column of ``[[x0, y0, x1, y1, label], ...]`` a row as ((M, 5) float64, offsets)."""
+    rows = column.to_pylist()
+    values, offsets = [], [0]
+    for i, boxes in enumerate(rows):
+        try:
+            array = np.asarray(boxes if boxes is not None else [], np.float64).reshape(-1, 5)
+        except (TypeError, ValueError):
+            raise FormatError(f"{where(i)}: {name!r} holds {boxes!r:.80}, not [[x0, y0, x1, y1, "
+                              "label], ...]") from None
+        values.append(array)
+        offsets.append(offsets[-1] + len(array))
+    return np.concatenate(values) if values else np.zeros((0, 5)), np.asarray(offsets, np.int64)
+
+
+def field_values(column: Any, name: str, where: Callable[[int], str]) -> Any:
+    """A per-sample field column: numbers as a numpy array, strings as a StringTable."""
+    import pyarrow as pa
+
+    kind = column.type
+    if column.null_count:
+        import pyarrow.compute as pc
+
+        bad = int(np.flatnonzero(pc.is_null(column).to_numpy(zero_copy_only=False))[0])
+        raise FormatError(f"{where(bad)}: field {name!r} is null")
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
+        return column.to_numpy(zero_copy_only=False)
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return StringTable(column.to_pylist())
+    raise FormatError(f"{where(0)}: field {name!r} holds {kind}; a field column holds numbers "
+                      "or strings")
+
+
+def _image_leaf(meta_file: Any, column: str, where: str,
+                what: str = "image") -> tuple[int, int, int]:
+    """(leaf column number, max definition level, max repetition level) of the image (or
+    mask) bytes: the column itself when binary, its ``bytes`` child when HF's Image struct."""
     import pyarrow as pa
 
     schema = meta_file.schema_arrow
     if column not in schema.names:
-        raise SourceError(f"{where}: no image column {column!r} (its columns: {schema.names}); "
-                          "pass image_column=")
+        raise SourceError(f"{where}: no {what} column {column!r} (its columns: {schema.names}); "
+                          f"pass {what}_column=")
     kind = schema.field(column).type
     if pa.types.is_struct(kind) and kind.get_field_index("bytes") >= 0:
         path = f"{column}.bytes"
     elif pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
         path = column
     else:
-        raise SourceError(f"{where}: column {column!r} holds {kind}; the image column must hold "
+        raise SourceError(f"{where}: column {column!r} holds {kind}; the {what} column must hold "
                           "encoded image bytes (binary, or a struct with a 'bytes' field as "
                           "Hugging Face's Image feature writes)")
     parquet_schema = meta_file.schema
@@ -350,6 +499,8 @@ def _class_names(schema: Any, label_column: str) -> Optional[list[str]]:
         feature = json.loads(raw)["info"]["features"][label_column]
     except (ValueError, KeyError, TypeError):
         return None
+    if isinstance(feature, dict) and feature.get("_type") in ("Sequence", "List", "LargeList"):
+        feature = feature.get("feature")  # a multi-label column: a list of ClassLabel
     if isinstance(feature, dict) and feature.get("_type") == "ClassLabel" and \
             isinstance(feature.get("names"), list):
         return [str(n) for n in feature["names"]]

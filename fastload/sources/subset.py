@@ -45,11 +45,14 @@ class Subset:
         self.indices = chosen
         self.indices.setflags(write=False)
         self.classes = getattr(self.source, "classes", None)
+        self.multi_label = getattr(self.source, "multi_label", False)
+        self.num_classes = getattr(self.source, "num_classes", None)
+        self.has_masks = getattr(self.source, "has_masks", False)
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def read(self, index: int) -> tuple[bytes, int]:
+    def read(self, index: int) -> Any:
         return self.source.read(int(self.indices[index]))
 
     def locate(self, index: int) -> str:

@@ -20,6 +20,13 @@ recently used out first, downloads retried, sizes and, under a manifest, sha256s
 shards are downloaded and indexed once when the source is made (the indexes stay in the cache
 folder, so a later run downloads again only what was evicted); a shard evicted since is
 downloaded again when a sample of it is read.
+
+Targets beyond one class index (``backends.targets``): ``multi_label=True`` (with
+``num_classes`` or ``classes``) reads several class indices from the label member (``3 7``,
+``3,7`` or a JSON list); ``mask_key="seg.png"`` names the mask member; ``boxes_key=
+"json:boxes"`` a JSON member's field holding ``[[x0, y0, x1, y1, label], ...]``; ``fields=
+{"weight": "json:weight"}`` per-sample fields from members (a JSON field, or a member's
+text). Their members' places are kept in the index; their bytes are read with the image's.
 """
 
 from __future__ import annotations
@@ -61,11 +68,23 @@ class WebDatasetSource:
                  storage_options: Optional[dict[str, Any]] = None,
                  cache_dir: Union[str, Path, None] = None,
                  cache_bytes: int = DEFAULT_CACHE_BYTES,
-                 retries: int = 4, backoff_s: float = 0.2) -> None:
+                 retries: int = 4, backoff_s: float = 0.2, multi_label: bool = False,
+                 num_classes: Optional[int] = None, mask_key: Optional[str] = None,
+                 boxes_key: Optional[str] = None,
+                 fields: Optional[dict[str, str]] = None) -> None:
         """``index_dir``: where local shards' index files go (default: beside each shard).
         For URLs: ``storage_options`` (to fsspec), ``cache_dir`` (required), ``cache_bytes``,
-        ``retries`` and ``backoff_s`` (transient errors, exponential backoff)."""
+        ``retries`` and ``backoff_s`` (transient errors, exponential backoff). Targets:
+        ``multi_label``, ``num_classes``, ``mask_key``, ``boxes_key``, ``fields`` (see the
+        module)."""
         self.image_key, self.label_key = image_key, label_key
+        self.multi_label, self.num_classes = bool(multi_label), num_classes
+        self.mask_key, self.boxes_key = mask_key, boxes_key
+        self.has_masks = mask_key is not None
+        self.fields = dict(fields or {})
+        # the members read with the image, besides it: the mask's, the JSON members'
+        wanted = [mask_key, boxes_key, *self.fields.values()]
+        self._members = sorted({w.partition(":")[0].lower() for w in wanted if w})
         self.storage_options = dict(storage_options or {})
         self.retries, self.backoff_s = retries, backoff_s
         self.cache: Optional[ShardCache] = None
@@ -91,7 +110,17 @@ class WebDatasetSource:
                                       for k, t in enumerate(tables)])[order]
         self._offset = np.concatenate([t["offset"] for t in tables])[order]
         self._size = np.concatenate([t["size"] for t in tables])[order]
-        self.labels = np.concatenate([t["label"] for t in tables])[order]
+        self._extra = np.concatenate([t["extra"] for t in tables])[order]  # (N, members, 2)
+        if self.multi_label:  # each sample's (start, end) in the shards' concatenated labels
+            starts = np.concatenate([t["label_offsets"][:-1] + base for t, base in zip(
+                tables, np.cumsum([0] + [len(t["label"]) for t in tables[:-1]]))])
+            ends = np.concatenate([t["label_offsets"][1:] + base for t, base in zip(
+                tables, np.cumsum([0] + [len(t["label"]) for t in tables[:-1]]))])
+            self._label_flat = np.concatenate([t["label"] for t in tables])
+            self._label_span = np.stack([starts, ends], 1)[order]
+            self.labels = None  # several classes a sample
+        else:
+            self.labels = np.concatenate([t["label"] for t in tables])[order]
         keys = [k for t in tables for k in t["keys"]]
         self._keys = StringTable([keys[i] for i in order])
         if not len(self._offset):
@@ -99,7 +128,15 @@ class WebDatasetSource:
         if classes is None and self.manifest is not None:
             classes = self.manifest.classes or None  # [] when converted from unnamed labels
         self.classes = list(classes) if classes is not None else None
-        if self.classes is not None and int(self.labels.max()) >= len(self.classes):
+        if self.multi_label:
+            if self.num_classes is None and self.classes is not None:
+                self.num_classes = len(self.classes)
+            if self.num_classes is None:
+                raise SourceError(f"{urls}: multi_label=True needs num_classes= (or classes=)")
+            if len(self._label_flat) and int(self._label_flat.max()) >= self.num_classes:
+                raise SourceError(f"{urls}: a label is {int(self._label_flat.max())}, not below "
+                                  f"num_classes={self.num_classes}")
+        elif self.classes is not None and int(self.labels.max()) >= len(self.classes):
             bad = int(np.argmax(self.labels >= len(self.classes)))
             raise SourceError(f"{self.locate(bad)}: label {int(self.labels[bad])} is not one of "
                               f"the {len(self.classes)} classes given")
@@ -149,28 +186,36 @@ class WebDatasetSource:
 
     def _saved_index(self, path: Path, stamp: np.ndarray, size: int) -> Optional[dict[str, Any]]:
         """The index file at ``path`` if it is this shard's (stamp and fields) and adds up."""
-        fields = f"{self.image_key}|{self.label_key}"
         with contextlib.suppress(OSError, ValueError, KeyError, zipfile.BadZipFile):
             f = read_arrays(path)  # checked against the file before anything is allocated
-            if np.array_equal(f["stamp"], stamp) and str(f["fields"]) == fields:
+            if np.array_equal(f["stamp"], stamp) and str(f["fields"]) == self._index_fields():
                 keys = StringTable.from_arrays(f["keys_blob"], f["keys_offsets"])
                 offset, sizes, label = f["offset"], f["size"], f["label"]
-                if (len(offset) == len(sizes) == len(label) == len(keys)
+                extra, spans = f["extra"], f["label_offsets"]
+                count = len(spans) - 1 if self.multi_label else len(label)
+                if (len(offset) == len(sizes) == count == len(keys) == len(extra)
+                        and extra.shape[1:] == (len(self._members), 2)
                         and not np.any(offset < 0) and not np.any(sizes < 0)
                         and not np.any(offset + sizes > size)
+                        and not np.any(extra[..., 0] + extra[..., 1] > size)
                         and not np.any(label < 0)):
-                    return {"offset": offset, "size": sizes, "label": label,
-                            "keys": [keys[i] for i in range(len(keys))]}
+                    return {"offset": offset, "size": sizes, "label": label, "extra": extra,
+                            "label_offsets": spans, "keys": [keys[i] for i in range(len(keys))]}
         return None
 
+    def _index_fields(self) -> str:
+        """What an index file was made for (another image, label or target key: index again)."""
+        return f"{self.image_key}|{self.label_key}|{int(self.multi_label)}|{','.join(self._members)}"
+
     def _save_index(self, path: Path, stamp: np.ndarray, table: dict[str, Any]) -> None:
-        fields = f"{self.image_key}|{self.label_key}"
+        fields = self._index_fields()
         blob, offsets = StringTable(table["keys"]).arrays()
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         try:  # a folder that cannot be written: index again next time
             with open(tmp, "wb") as out:
                 np.savez(out, stamp=stamp, fields=np.asarray(fields), offset=table["offset"],
-                         size=table["size"], label=table["label"], keys_blob=blob,
+                         size=table["size"], label=table["label"], extra=table["extra"],
+                         label_offsets=table["label_offsets"], keys_blob=blob,
                          keys_offsets=offsets)
             os.replace(tmp, path)
         except OSError:
@@ -239,14 +284,25 @@ class WebDatasetSource:
                 if field in parts:
                     raise FormatError(f"{shard}: sample {key!r} has two {field!r} members")
                 parts[field] = member
-            offset, size, label = [], [], []
+            offset, size, label, counts, extra = [], [], [], [0], []
             for key, parts in samples:
                 image = self._image(shard, key, parts)
                 offset.append(image.offset)
                 size.append(image.size)
-                label.append(self._label(f, shard, key, parts))
+                found = self._label(f, shard, key, parts)
+                label.extend(found if self.multi_label else [found])
+                counts.append(counts[-1] + (len(found) if self.multi_label else 1))
+                extra.append([(parts[m].offset, parts[m].size) if m in parts else (-1, 0)
+                              for m in self._members])
+                missing = [m for m in self._members if m not in parts]
+                if missing:
+                    raise FormatError(f"{shard}: sample {key!r} has no {missing[0]!r} member "
+                                      f"(it has {sorted(parts)})")
         return {"offset": np.asarray(offset, np.int64), "size": np.asarray(size, np.int64),
-                "label": np.asarray(label, np.int64), "keys": [k for k, _ in samples]}
+                "label": np.asarray(label, np.int64),
+                "label_offsets": np.asarray(counts, np.int64),
+                "extra": np.asarray(extra, np.int64).reshape(len(samples), len(self._members), 2),
+                "keys": [k for k, _ in samples]}
 
     def _image(self, shard: str, key: str, parts: dict[str, tar.Member]) -> tar.Member:
         if self.image_key is not None:
@@ -263,7 +319,7 @@ class WebDatasetSource:
                               "with image_key=")
         return parts[found[0]]
 
-    def _label(self, f: Any, shard: str, key: str, parts: dict[str, tar.Member]) -> int:
+    def _label(self, f: Any, shard: str, key: str, parts: dict[str, tar.Member]) -> Any:
         source, _, field = self.label_key.partition(":")
         names = [source] if source != "cls" else ["cls", "cls.txt"]
         member = next((parts[n] for n in names if n in parts), None)
@@ -279,8 +335,17 @@ class WebDatasetSource:
             except (ValueError, KeyError, TypeError):
                 raise FormatError(f"{shard}: sample {key!r}: its {source!r} member has no "
                                   f"field {field!r}") from None
-        if isinstance(value, bool) or not (isinstance(value, int) or
-                                           (isinstance(value, str) and value.isdigit())):
+        if self.multi_label:  # a JSON list, or indices separated by spaces or commas
+            if isinstance(value, str):
+                with contextlib.suppress(ValueError):
+                    value = json.loads(value) if value.startswith("[") else value
+            items = value if isinstance(value, list) else \
+                str(value).replace(",", " ").split() if not isinstance(value, int) else [value]
+            if not all(_is_index(v) for v in items):
+                raise FormatError(f"{shard}: sample {key!r}: label {value!r:.40} is not a list "
+                                  "of class indices (integers >= 0)")
+            return [int(v) for v in items]
+        if not _is_index(value):
             raise FormatError(f"{shard}: sample {key!r}: label {value!r:.40} is not a class "
                               "index (an integer >= 0)")
         return int(value)
@@ -300,13 +365,52 @@ class WebDatasetSource:
     def locate(self, index: int) -> str:
         return f"{self.shards[self._shard[index]]} key {self._keys[index]!r} (sample {index})"
 
-    def read(self, index: int) -> tuple[bytes, int]:
-        size = int(self._size[index])
-        data = self._pread(int(self._shard[index]), size, int(self._offset[index]))
+    def read(self, index: int) -> Any:
+        """(bytes, label), or (bytes, label, extras) with target keys (see the module)."""
+        shard = int(self._shard[index])
+        data = self._member(index, shard, int(self._offset[index]), int(self._size[index]))
+        if self.multi_label:
+            start, end = self._label_span[index]
+            label: Any = self._label_flat[start:end].tolist()
+        else:
+            label = int(self.labels[index])
+        if not self._members:
+            return data, label
+        members = {m: self._member(index, shard, int(o), int(n))
+                   for m, (o, n) in zip(self._members, self._extra[index])}
+        extras: dict[str, Any] = {}
+        if self.mask_key:
+            extras["mask"] = members[self.mask_key.lower()]
+        if self.boxes_key:
+            boxes = self._value(index, members, self.boxes_key)
+            try:
+                extras["boxes"] = np.asarray([b[:4] for b in boxes], np.float32).reshape(-1, 4)
+                extras["box_labels"] = np.asarray([b[4] for b in boxes], np.int64)
+            except (TypeError, ValueError, IndexError):
+                raise FormatError(f"{self.locate(index)}: {self.boxes_key} is {boxes!r:.80}, not "
+                                  "[[x0, y0, x1, y1, label], ...]") from None
+        for name, where in self.fields.items():
+            extras[name] = self._value(index, members, where)
+        return data, label, extras
+
+    def _member(self, index: int, shard: int, offset: int, size: int) -> bytes:
+        data = self._pread(shard, size, offset)
         if len(data) != size:
             raise SourceError(f"{self.locate(index)}: got {len(data)} of {size} bytes: the shard "
                               "changed after indexing")
-        return data, int(self.labels[index])
+        return data
+
+    def _value(self, index: int, members: dict[str, bytes], where: str) -> Any:
+        """A JSON member's field (``json:boxes``), or a member's text (``txt``)."""
+        member, _, field = where.partition(":")
+        text = members[member.lower()]
+        if not field:
+            return text.decode("utf-8", "replace").strip()
+        try:
+            return json.loads(text)[field]
+        except (ValueError, KeyError, TypeError):
+            raise FormatError(f"{self.locate(index)}: its {member!r} member has no field "
+                              f"{field!r}") from None
 
     def shard_ids(self) -> np.ndarray:
         """Each sample's shard number (for the shard-aware order)."""
@@ -318,6 +422,11 @@ class WebDatasetSource:
 
     def __repr__(self) -> str:
         return f"WebDatasetSource(shards={len(self.shards)}, samples={len(self)})"
+
+
+def _is_index(value: Any) -> bool:
+    return not isinstance(value, bool) and (
+        (isinstance(value, int) and value >= 0) or (isinstance(value, str) and value.isdigit()))
 
 
 def expand_braces(pattern: str) -> list[str]:

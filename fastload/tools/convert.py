@@ -353,8 +353,12 @@ class _Job:
 
     def _payloads(self, indices: range):
         for i in indices:
-            data, label = self.source.read(i)
             where = self.source.locate(i)
+            data, label, *extras = self.source.read(i)
+            if extras and extras[0] or isinstance(label, (list, tuple)):
+                raise SpecError(f"convert: {where} has targets besides one class index (a "
+                                "label list, a mask, boxes or fields), which the shard formats "
+                                "do not hold yet; train from the source itself")
             data, fmt, height, width = prepare_image(data, where, self.options.max_size,
                                                      self.options.quality, self.options.restarts)
             yield i, data, label, fmt, height, width

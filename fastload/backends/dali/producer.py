@@ -46,6 +46,7 @@ from ...sources.base import Source
 from ..buffers import BufferPool
 from ..skips import prefetch, read_sample, sample_error
 from ..tail import Tail, apply_tail
+from ..targets import TargetBatch, TargetOptions, split_read
 from .pixel import encode_steps, pixel_ops, slot_names
 
 
@@ -107,8 +108,10 @@ class Feeder:
     """``fn.external_source`` callback (batch mode): one batch task per call, in order."""
 
     def __init__(self, source: Source, pipeline: Pipeline, on_error: OnError = OnError(),
-                 known_bad: Optional[dict[int, str]] = None) -> None:
+                 known_bad: Optional[dict[int, str]] = None,
+                 targets: TargetOptions = TargetOptions()) -> None:
         self.source, self.pipeline, self.on_error = source, pipeline, on_error
+        self.targets = targets  # masks and boxes: the torch backend's arithmetic, here
         self.random = is_random(pipeline)
         self.pad = pipeline.geometry.may_exceed_image()
         # RandomResizedCrop boxes are whole pixels: decode exactly the box and resize all of it
@@ -138,7 +141,8 @@ class Feeder:
             raise StopIteration
         task = self.current = self.pending.popleft()
         columns: dict[str, list[np.ndarray]] = {name: [] for name in self.outputs}
-        labels, erase = np.empty(len(task.indices), np.int64), np.zeros((len(task.indices), 4), np.int32)
+        collected = TargetBatch(len(task.indices), self.pipeline, self.targets)
+        erase = np.zeros((len(task.indices), 4), np.int32)
         indices, skipped = task.indices.copy(), []
         prefetch(self.source, task.indices, self.pending[0].indices if self.pending else None)
         for k, position in enumerate(task.positions.tolist()):
@@ -146,10 +150,12 @@ class Feeder:
                 self.reading = index
                 if index in self.known_bad:
                     raise DecodeError(self.known_bad[index])
-                data, labels[k] = self.source.read(index)
-                width, height = check_encoded(data, self.source.locate(index))
+                where = self.source.locate(index)
+                data, label, extras = split_read(self.source.read(index), where)
+                width, height = check_encoded(data, where)
                 rng = sample_rng(self.seed, self.epoch, position) if self.random else None
                 plan = plan_sample(self.pipeline, height, width, rng)
+                collected.add(k, label, extras, plan, (height, width), where)
                 window = padded_window(self.pipeline.geometry, height, width) if self.pad else \
                     dali_window(plan, height, width, self.exact)
                 return data, plan, window
@@ -167,8 +173,10 @@ class Feeder:
                 value = values[name]
                 column.append(np.asarray(value) if isinstance(value, (np.ndarray, np.generic))
                               else np.asarray(value, np.int32))
-        self.meta.append(HostBatch(None, labels, indices, task.positions, task.padded, erase,
-                                   self.seed, self.epoch, tuple(skipped)))
+        self.meta.append(HostBatch(
+            None, collected.labels, indices, task.positions, task.padded, erase, self.seed,
+            self.epoch, tuple(skipped),
+            targets=collected.finish(lambda: describe_samples(self.source, indices))))
         self.current, self.reading = None, -1
         return tuple(columns.values())
 
@@ -293,7 +301,9 @@ class DaliProducer:
         assert self._pipes is not None
         size = pipeline.output_size
         if size not in self._pipes:
-            feeder = Feeder(self.source, pipeline, self.options.errors, self._known_bad)
+            feeder = Feeder(self.source, pipeline, self.options.errors, self._known_bad,
+                            TargetOptions.of(self.source, self.options.ignore_index,
+                                             self.options.min_box_size))
             pipe = pipeline_def(
                 _graph, batch_size=self.options.batch_size,
                 num_threads=max(1, self.options.num_workers),
@@ -343,8 +353,8 @@ class DaliProducer:
         for meta in list(self.feeder.meta):
             for index in meta.indices.tolist():
                 try:
-                    data, _ = self.source.read(index)
                     where = self.source.locate(index)
+                    data = split_read(self.source.read(index), where)[0]
                     open_image(data, where).load()
                     checker.check(data, where)
                 except Exception as exc:  # noqa: BLE001 - any failure marks the sample bad

@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from ...errors import TransformError
 from ...ops.photometric import fit_kernel
 from ...ops.user_ops import Lambda
-from ..pixel_math import AFFINE_KERNELS, LUMA, Matrix, affine_matrix, equalize_planes
+from ..pixel_math import (AFFINE_KERNELS, LUMA, Matrix, affine_matrix, equalize_planes,
+                          nearest_sources)
 
 try:
     from ..._kernels import affine_nearest as _affine_nearest
@@ -187,12 +188,7 @@ def warp_nearest(image: torch.Tensor, matrix: Matrix) -> torch.Tensor:
     if _affine_nearest is not None:
         _affine_nearest(src.numpy(), out.numpy(), height, width, m0, m1, c0, m3, m4, c1)
         return out
-    xs = np.arange(width, dtype=np.float64)
-    ys = np.arange(height, dtype=np.float64)[:, None]
-    src_x = np.rint(m0 * xs + (m1 * ys + c0))
-    src_y = np.rint(m3 * xs + (m4 * ys + c1))
-    inside = (src_x >= 0) & (src_x < width) & (src_y >= 0) & (src_y < height)
-    flat = np.where(inside, src_y * width + src_x, height * width).astype(np.intp)
+    flat = nearest_sources(matrix, height, width)
     padded = np.zeros((3, height * width + 1), np.uint8)  # the last pixel: the fill
     padded[:, :-1] = src.numpy().reshape(3, -1)
     out.numpy()[:] = np.take(padded, flat, axis=1)

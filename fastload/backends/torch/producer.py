@@ -31,6 +31,7 @@ from ...sources.base import Source
 from ..buffers import BufferPool
 from ..finisher import CpuFinisher
 from ..skips import prefetch, read_sample
+from ..targets import TargetBatch, TargetOptions, split_read
 from ..tail import Tail, apply_tail
 from ..torch_internals import (awaited_worker, is_timeout, new_shared_storage, shutdown_workers,
                                warn_workers_once, worker_failure)
@@ -51,8 +52,12 @@ class BatchDataset(Dataset):
 
     def __init__(self, source: Source, pipeline: Pipeline, on_error: OnError = OnError(),
                  finish: Optional[CpuFinisher] = None, pool: Optional[BufferPool] = None,
-                 progress: Optional[torch.Tensor] = None) -> None:
+                 progress: Optional[torch.Tensor] = None,
+                 targets: TargetOptions = TargetOptions(),
+                 masks: Optional[BufferPool] = None) -> None:
         self.source = source
+        self.targets = targets
+        self.masks = masks  # int64 mask buffers, the images' slots (CPU targets with masks)
         self.pipeline = pipeline
         self.random = is_random(pipeline)
         self.on_error = on_error
@@ -98,19 +103,21 @@ class BatchDataset(Dataset):
         pipeline = self.pipeline.at_epoch(task.epoch)  # the epoch's size (progressive resizing)
         if self.finish is None:
             return render_batch(self.source, pipeline, task, self.random, self.on_error,
-                                mark=mark)
+                                mark=mark, targets=self.targets)
         count = len(task.indices)
         shape = (count, 3, *pipeline.output_size)
         out = (self.pool.view(task.slot, shape) if task.slot >= 0
                else empty_shared(shape, self.finish.out_dtype))
+        masks = self.masks if task.slot >= 0 else None
         if out.dtype == torch.uint8:  # nothing to finish: render straight into the output
             host = render_batch(self.source, pipeline, task, self.random, self.on_error, out,
-                                mark=mark)
+                                mark=mark, targets=self.targets, masks=masks)
         else:
             if self._scratch is None or self._scratch.numel() < out.numel():
                 self._scratch = torch.empty(out.numel(), dtype=torch.uint8)
             host = render_batch(self.source, pipeline, task, self.random, self.on_error,
-                                self._scratch[:out.numel()].view(shape), mark=mark)
+                                self._scratch[:out.numel()].view(shape), mark=mark,
+                                targets=self.targets, masks=masks)
             self.finish.finish(host.images, out, host)
         return host._replace(images=None if task.slot >= 0 else out, slot=task.slot)
 
@@ -129,18 +136,27 @@ class Failed(NamedTuple):
 
 def render_batch(source: Source, pipeline: Pipeline, task: BatchTask, random: bool,
                  on_error: OnError = OnError(), out: Optional[torch.Tensor] = None,
-                 mark: Optional[Callable[[int], None]] = None) -> HostBatch:
-    """Read, decode and transform every sample of ``task`` into one uint8 NCHW tensor.
+                 mark: Optional[Callable[[int], None]] = None,
+                 targets: TargetOptions = TargetOptions(),
+                 masks: Optional[BufferPool] = None) -> HostBatch:
+    """Read, decode and transform every sample of ``task`` into one uint8 NCHW tensor (and
+    its targets: ``targets.TargetBatch``).
 
     ``on_error="skip"``: a sample that cannot be read or decoded is replaced by the next one
     (index + 1, + 2, ... in the source) that can, with the same random draws (they belong to the
     position), and reported in ``HostBatch.skipped``. ``out``: where to write the images
-    (default: a new tensor, in shared memory in a worker).
+    (default: a new tensor, in shared memory in a worker). ``masks``: the producer's int64
+    mask pool, written at ``task.slot`` (else masks go in a new uint8 tensor).
     """
     count = len(task.indices)
     height, width = pipeline.output_size
     images = empty_shared((count, 3, height, width), torch.uint8) if out is None else out
-    labels = np.empty(count, dtype=np.int64)
+    if masks is not None:
+        collected = TargetBatch(count, pipeline, targets,
+                                lambda shape: masks.view(task.slot, shape), pooled=True)
+    else:
+        collected = TargetBatch(count, pipeline, targets,
+                                lambda shape: empty_shared(shape, torch.uint8))
     erase = np.zeros((count, 4), dtype=np.int32)
     indices = task.indices.copy()
     skipped = []
@@ -151,12 +167,13 @@ def render_batch(source: Source, pipeline: Pipeline, task: BatchTask, random: bo
         def work(index: int) -> SamplePlan:  # header -> plan -> pixels, as the DALI feeder
             if mark is not None:
                 mark(index)
-            data, labels[k] = source.read(index)
             where = source.locate(index)
+            data, label, extras = split_read(source.read(index), where)
             width, height = read_header(data, where)
             rng = sample_rng(task.seed, task.epoch, position) if random else None  # per try
             plan = plan_sample(pipeline, height, width, rng)
             render(data, where, plan, (height, width), images[k])
+            collected.add(k, label, extras, plan, (height, width), where)
             return plan
 
         index, plan, missed = read_sample(source, int(task.indices[k]), on_error, work)
@@ -166,8 +183,9 @@ def render_batch(source: Source, pipeline: Pipeline, task: BatchTask, random: bo
         if plan.steps:
             apply_steps(pipeline.pixel, plan.steps, images[k], task.seed, task.epoch, position,
                         source.locate(index))
-    return HostBatch(images, labels, indices, task.positions, task.padded, erase, task.seed,
-                     task.epoch, tuple(skipped))
+    return HostBatch(images, collected.labels, indices, task.positions, task.padded, erase,
+                     task.seed, task.epoch, tuple(skipped),
+                     targets=collected.finish(lambda: describe_samples(source, indices)))
 
 
 def empty_shared(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
@@ -226,6 +244,12 @@ class TorchProducer:
         height, width = pipeline.largest_output_size()
         self._pool = BufferPool((options.batch_size, 3, height, width), self._tail.out_dtype,
                                 count=slots, shared=True)
+        targets = TargetOptions.of(source, options.ignore_index, options.min_box_size)
+        self._masks: Optional[BufferPool] = None
+        if on_cpu and targets.masks:  # int64 masks written in place, as the images
+            self._masks = BufferPool((options.batch_size, height, width), torch.int64,
+                                     count=slots, shared=True)
+            self._pool.companions.append(self._masks)
         lookahead = max(1, options.num_workers) if hasattr(source, "prefetch") else 0
         self._sampler = TaskQueue(self._pool, lookahead)
         self._stream: Optional[Iterator[Batch]] = None
@@ -245,7 +269,7 @@ class TorchProducer:
         self._progress.share_memory_()
         dataset = BatchDataset(source, pipeline.without_batch_functions(), options.errors,
                                self._tail.finisher if on_cpu else None, self._pool,
-                               self._progress)
+                               self._progress, targets, self._masks)
         self._loader: Optional[DataLoader] = DataLoader(
             dataset, batch_sampler=self._sampler, num_workers=options.num_workers,
             collate_fn=_only, pin_memory=options.pin_memory and not on_cpu,
@@ -308,6 +332,10 @@ class TorchProducer:
                 self._sampler.arrived(host.slot)
                 size = self._pipeline.at_epoch(host.epoch).output_size
                 images = self._pool.view(host.slot, (len(host.labels), 3, *size))
+                if host.targets is not None and host.targets.pooled:
+                    assert self._masks is not None
+                    host = host._replace(targets=host.targets._replace(
+                        masks=self._masks.view(host.slot, (len(host.labels), *size))))
             yield self._tail.batch(images, host)
 
     def _take(self, count: int) -> Iterator[Batch]:

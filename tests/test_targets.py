@@ -1,0 +1,360 @@
+"""Targets beyond one class index: multi-label, per-sample fields, masks and boxes, through the
+geometry of the image, on both backends.
+
+The data: JPEGs of coloured rectangles on grey, each rectangle a class; the mask PNG paints the
+same rectangles with their class, the boxes are the rectangles. So a mask that followed the
+image's geometry agrees with the image's colours, pixel by pixel, and a box with its mask's
+region.
+"""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+import fastload as fl
+from fastload.ops.draws import sample_rng
+from fastload.ops.geometry import plan_sample
+
+PALETTE = np.array([[128, 128, 128], [230, 30, 30], [30, 200, 40], [40, 60, 230]], np.uint8)
+
+
+def scene(rng, width, height):
+    """An image, its mask (0 background, classes 1..3) and its boxes [x0, y0, x1, y1, class]."""
+    mask = np.zeros((height, width), np.uint8)
+    boxes = []
+    for cls in (1, 2, 3):
+        w, h = int(rng.integers(width // 5, width // 2)), int(rng.integers(height // 5, height // 2))
+        x, y = int(rng.integers(0, width - w)), int(rng.integers(0, height - h))
+        mask[y:y + h, x:x + w] = cls
+        boxes.append([x, y, x + w, y + h, cls])
+    # the last-painted class wins where rectangles overlap; boxes keep their full extent
+    return PALETTE[mask], mask, boxes
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("seg")
+    (root / "images").mkdir()
+    (root / "masks").mkdir()
+    rng = np.random.default_rng(0)
+    lines = []
+    for i in range(24):
+        width, height = int(rng.integers(90, 160)), int(rng.integers(70, 130))
+        image, mask, boxes = scene(rng, width, height)
+        Image.fromarray(image).save(root / "images" / f"{i:03d}.jpg", quality=97)
+        Image.fromarray(mask, "L").save(root / "masks" / f"{i:03d}.png")
+        labels = sorted({int(c) for c in np.unique(mask) if c})
+        lines.append({"path": f"images/{i:03d}.jpg", "label": labels,
+                      "mask": f"masks/{i:03d}.png", "boxes": boxes,
+                      "weight": float(i) / 10, "id": f"img{i:03d}"})
+    with open(root / "train.jsonl", "w") as f:
+        f.writelines(json.dumps(line) + "\n" for line in lines)
+    return root, lines
+
+
+TRAIN = fl.Pipeline(fl.Decode(), fl.RandomResizedCrop(64, scale=(0.3, 1.0)), fl.RandomFlip(),
+                    fl.Normalize())
+EVAL = fl.Pipeline(fl.Decode(), fl.Resize(72), fl.CenterCrop(64), fl.Normalize())
+
+
+def batches(root, pipeline, backend="torch", **kwargs):
+    source = fl.ListSource(root / "train.jsonl", num_classes=4)
+    with fl.loader(source, pipeline, 8, backend=backend, num_workers=1, seed=3, **kwargs) as loader:
+        return list(loader)
+
+
+def reference_mask(mask, plan, pipeline, fill=255):
+    """torchvision v2's arithmetic for a Mask, written out: RandomResizedCrop = crop, then
+    resize nearest (F.interpolate "nearest"); Resize + CenterCrop = resize nearest, then crop
+    (padding fill); then the flip."""
+    t = torch.from_numpy(mask)[None, None]
+    geometry = pipeline.geometry
+    if geometry.random_crop is not None:
+        top, left, h, w = (int(v) for v in plan.box)
+        out = F.interpolate(t[..., top:top + h, left:left + w], size=plan.out_size, mode="nearest")
+    else:
+        new = geometry.resized(*mask.shape)
+        resized = F.interpolate(t, size=new, mode="nearest")
+        top = int(round((new[0] - plan.out_size[0]) / 2.0))
+        left = int(round((new[1] - plan.out_size[1]) / 2.0))
+        out = torch.full((1, 1, *plan.out_size), fill, dtype=torch.uint8)
+        out[...] = resized[..., top:top + plan.out_size[0], left:left + plan.out_size[1]]
+    out = out[0, 0]
+    return out.flip(-1) if plan.flip else out
+
+
+@pytest.mark.parametrize("pipeline", [TRAIN, EVAL], ids=["train", "eval"])
+def test_masks_follow_the_images_geometry_as_torchvision_does(dataset, pipeline):
+    root, lines = dataset
+    seen = 0
+    for batch in batches(root, pipeline):
+        assert batch.masks.dtype == torch.int64 and batch.masks.shape == (len(batch.labels), 64, 64)
+        for k, index in enumerate(batch.indices.tolist()):
+            mask = np.array(Image.open(root / lines[index]["mask"]))
+            rng = sample_rng(3, 0, index)  # shuffle=False: position = index
+            plan = plan_sample(pipeline, *mask.shape, rng)
+            assert torch.equal(batch.masks[k], reference_mask(mask, plan, pipeline).long())
+            # and the image agrees: each pixel's colour is its mask class's
+            pixels = (batch.images[k] * torch.tensor(fl.IMAGENET_STD).view(3, 1, 1)
+                      + torch.tensor(fl.IMAGENET_MEAN).view(3, 1, 1)) * 255
+            distance = ((pixels.permute(1, 2, 0)[:, :, None, :]
+                         - torch.from_numpy(PALETTE).float()) ** 2).sum(-1)
+            assert (distance.argmin(-1) == batch.masks[k]).float().mean() > 0.9
+            seen += 1
+    assert seen == len(lines)
+
+
+def test_boxes_follow_the_geometry_and_match_their_mask_regions(dataset):
+    root, lines = dataset
+    for batch in batches(root, TRAIN):
+        assert batch.boxes.dtype == torch.float32 and batch.boxes.shape[2] == 4
+        for k, index in enumerate(batch.indices.tolist()):
+            count = int(batch.box_counts[k])
+            assert (batch.box_labels[k, count:] == -1).all()
+            mask = np.array(Image.open(root / lines[index]["mask"]))
+            plan = plan_sample(TRAIN, *mask.shape, sample_rng(3, 0, index))
+            top, left, h, w = plan.box
+            sx, sy = 64 / w, 64 / h
+            expected = []
+            for x0, y0, x1, y1, cls in lines[index]["boxes"]:
+                ex0, ex1 = (x0 - left) * sx, (x1 - left) * sx
+                if plan.flip:
+                    ex0, ex1 = 64 - ex1, 64 - ex0
+                box = np.clip([ex0, (y0 - top) * sy, ex1, (y1 - top) * sy], 0, 64)
+                if box[2] - box[0] >= 1 and box[3] - box[1] >= 1:
+                    expected.append((*box, cls))
+            got = [(*batch.boxes[k, j].tolist(), int(batch.box_labels[k, j])) for j in range(count)]
+            assert np.allclose(np.array(got, float).reshape(-1, 5),
+                               np.array(expected, float).reshape(-1, 5), atol=1e-4)
+            # a box encloses its class's visible mask region (up to the nearest sampling)
+            for (x0, y0, x1, y1, cls) in got:
+                ys, xs = np.nonzero(batch.masks[k].numpy() == cls)
+                if len(xs):
+                    assert xs.min() >= x0 - 1.5 and xs.max() + 1 <= x1 + 1.5
+                    assert ys.min() >= y0 - 1.5 and ys.max() + 1 <= y1 + 1.5
+
+
+def test_multi_label_targets_are_multi_hot_and_fields_arrive_by_name(dataset):
+    root, lines = dataset
+    for batch in batches(root, EVAL):
+        assert batch.labels.dtype == torch.float32 and batch.labels.shape[1] == 4
+        for k, index in enumerate(batch.indices.tolist()):
+            assert torch.nonzero(batch.labels[k]).flatten().tolist() == lines[index]["label"]
+            assert batch.weight[k].item() == pytest.approx(index / 10)
+            assert batch.fields["id"][k] == f"img{index:03d}"
+
+
+def test_mixup_mixes_multi_hot_targets(dataset, tmp_path):
+    root, lines = dataset
+    # a copy of the list without masks and boxes: a multi-label classification source
+    plain = tmp_path / "labels.jsonl"
+    plain.write_text("".join(json.dumps({"path": str(root / l["path"]), "label": l["label"]}) + "\n"
+                             for l in lines))
+    pipe = fl.Pipeline(fl.Decode(), fl.Resize((32, 32)), fl.Normalize(),
+                       fl.Mixup(alpha=1.0, num_classes=4, label_smoothing=0.1))
+    with fl.loader(fl.ListSource(plain, num_classes=4), pipe, 8, num_workers=0) as loader:
+        batch = next(iter(loader))
+    hot = torch.zeros(8, 4)
+    for k, index in enumerate(batch.indices.tolist()):
+        hot[k, lines[index]["label"]] = 1
+    smooth = hot * (1 - 0.1) + 0.1 / 4
+    lam = None
+    for candidate in torch.linspace(0, 1, 100001):
+        mixed = candidate * smooth + (1 - candidate) * smooth.roll(-1, 0)
+        if torch.allclose(mixed, batch.labels, atol=1e-5):
+            lam = candidate
+            break
+    assert lam is not None  # the targets are one lambda's mix of each sample and its partner
+
+
+def test_dali_gives_the_same_masks_boxes_and_labels(dataset):
+    pytest.importorskip("nvidia.dali", reason="pip install 'fastload-images[dali]'")
+    root, _ = dataset
+    for pipeline in (TRAIN, EVAL):
+        for a, b in zip(batches(root, pipeline, "torch"), batches(root, pipeline, "dali")):
+            assert torch.equal(a.indices, b.indices) and torch.equal(a.labels, b.labels)
+            assert torch.equal(a.masks, b.masks)
+            assert torch.allclose(a.boxes, b.boxes) and torch.equal(a.box_counts, b.box_counts)
+            assert torch.equal(a.fields["weight"], b.fields["weight"])
+
+
+def test_affine_augment_steps_move_masks_with_the_image(dataset):
+    root, lines = dataset
+    pipe = fl.Pipeline(fl.Decode(), fl.Resize((64, 64)),
+                       fl.RandAugment(num_ops=1, magnitude=9, num_magnitude_bins=31))
+    agree = []
+    for batch in batches(root, pipe):
+        for k in range(len(batch.labels)):
+            pixels = batch.images[k].float()
+            distance = ((pixels.permute(1, 2, 0)[:, :, None, :]
+                         - torch.from_numpy(PALETTE).float()) ** 2).sum(-1)
+            valid = batch.masks[k] != 255
+            agree.append((distance.argmin(-1)[valid] == batch.masks[k][valid]).float().mean())
+            for j in range(int(batch.box_counts[k])):  # each box encloses its class's region
+                x0, y0, x1, y1 = batch.boxes[k, j].tolist()
+                ys, xs = np.nonzero(batch.masks[k].numpy() == int(batch.box_labels[k, j]))
+                if len(xs):
+                    assert xs.min() >= x0 - 1.5 and xs.max() + 1 <= x1 + 1.5
+                    assert ys.min() >= y0 - 1.5 and ys.max() + 1 <= y1 + 1.5
+    # photometric ops change colours for some samples; geometry must still line up for most
+    assert float(torch.tensor(agree).median()) > 0.9
+
+
+def test_target_errors_are_named(dataset, tmp_path):
+    root, lines = dataset
+    bad = dict(lines[0], mask="masks/001.png")  # another image's mask: another size
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps({**bad, "path": str(root / bad["path"]),
+                                "mask": str(root / bad["mask"])}) + "\n")
+    source = fl.ListSource(path, num_classes=4)
+    with pytest.raises(fl.DecodeError, match=r"000\.jpg.*its mask is \d+x\d+ but the image is"):
+        with fl.loader(source, EVAL, 1, num_workers=0) as loader:
+            next(iter(loader))
+    outside = dict(lines[0], path=str(root / lines[0]["path"]), mask=str(root / lines[0]["mask"]),
+                   boxes=[[0, 0, 5000, 10, 1]])
+    path.write_text(json.dumps(outside) + "\n")
+    with pytest.raises(fl.SourceError, match=r"box 0 .* is not inside the"):
+        with fl.loader(fl.ListSource(path, num_classes=4), EVAL, 1, num_workers=0) as loader:
+            next(iter(loader))
+    path.write_text(json.dumps({"path": "a.jpg", "label": [1, -2]}) + "\n")
+    with pytest.raises(fl.SourceError, match="line 1: a label of .* is negative"):
+        fl.ListSource(path, num_classes=4)
+    path.write_text(json.dumps({"path": "a.jpg", "boxes": [[0, 0, 1]]}) + "\n")
+    with pytest.raises(fl.SourceError, match=r"line 1: \"boxes\" must be"):
+        fl.ListSource(path)
+
+
+def test_torchvision_v2_gives_the_same_masks_and_boxes(dataset):
+    """On fastload's own crop boxes and flips, torchvision's tv_tensors.Mask and BoundingBoxes
+    transforms (resized_crop, horizontal_flip, SanitizeBoundingBoxes) give the same targets.
+    torchvision installs beside torch 2.14.1 only: .ci/run runs this in its interop venv."""
+    tv = pytest.importorskip("torchvision", reason="torchvision needs torch 2.14.1: .ci/run's "
+                                                   "interop venv runs this test")
+    from torchvision import tv_tensors
+    from torchvision.transforms import v2
+    from torchvision.transforms.v2 import functional as TF
+
+    root, lines = dataset
+    checked = 0
+    for batch in batches(root, TRAIN):
+        for k, index in enumerate(batch.indices.tolist()):
+            mask = np.array(Image.open(root / lines[index]["mask"]))
+            plan = plan_sample(TRAIN, *mask.shape, sample_rng(3, 0, index))
+            top, left, h, w = (int(v) for v in plan.box)
+            boxes = tv_tensors.BoundingBoxes(torch.tensor([b[:4] for b in lines[index]["boxes"]],
+                                                          dtype=torch.float32),
+                                             format="XYXY", canvas_size=mask.shape)
+            target = {"masks": tv_tensors.Mask(torch.from_numpy(mask)), "boxes": boxes,
+                      "labels": torch.tensor([b[4] for b in lines[index]["boxes"]])}
+            out = TF.resized_crop(target["masks"], top, left, h, w, [64, 64])
+            out_boxes = TF.resized_crop(target["boxes"], top, left, h, w, [64, 64])
+            if plan.flip:
+                out, out_boxes = TF.horizontal_flip(out), TF.horizontal_flip(out_boxes)
+            sanitized = v2.SanitizeBoundingBoxes(min_size=1)(
+                {"boxes": out_boxes, "labels": target["labels"]})
+            assert torch.equal(batch.masks[k], out.long())
+            count = int(batch.box_counts[k])
+            assert torch.allclose(batch.boxes[k, :count], sanitized["boxes"].float(), atol=1e-4)
+            assert batch.box_labels[k, :count].tolist() == sanitized["labels"].tolist()
+            checked += 1
+    assert checked == len(lines) and tv.__version__
+
+
+def webdataset_shard(root, lines, path):
+    """The dataset as webdataset's own ShardWriter writes it: jpg, seg.png, cls (several
+    classes), and a json member with the boxes and a weight."""
+    wds = pytest.importorskip("webdataset", reason="pip install 'fastload-images[test]'")
+    with wds.TarWriter(str(path)) as sink:
+        for i, line in enumerate(lines):
+            sink.write({"__key__": f"{i:06d}", "jpg": (root / line["path"]).read_bytes(),
+                        "seg.png": (root / line["mask"]).read_bytes(),
+                        "cls": " ".join(map(str, line["label"])),
+                        "json": {"boxes": line["boxes"], "weight": line["weight"]}})
+    return path
+
+
+def test_webdataset_targets_equal_the_lists(dataset, tmp_path):
+    """The same samples from a WebDataset shard written by `webdataset` and from the JSONL
+    list give the same batches: images, multi-hot labels, masks, boxes, fields."""
+    root, lines = dataset
+    shard = webdataset_shard(root, lines, tmp_path / "train-000000.tar")
+    tars = fl.WebDatasetSource(shard, multi_label=True, num_classes=4, mask_key="seg.png",
+                               boxes_key="json:boxes", fields={"weight": "json:weight"})
+    with fl.loader(tars, TRAIN, 8, num_workers=1, seed=3) as loader:
+        from_tar = list(loader)
+    for a, b in zip(batches(root, TRAIN), from_tar):
+        assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
+        assert torch.equal(a.masks, b.masks) and torch.equal(a.boxes, b.boxes)
+        assert torch.equal(a.box_labels, b.box_labels)
+        assert torch.allclose(a.weight.double(), b.weight.double())
+    again = fl.WebDatasetSource(shard, multi_label=True, num_classes=4)  # another index: re-made
+    assert again.read(0)[1] == lines[0]["label"] and len(again.read(0)) == 2
+    with pytest.raises(fl.SourceError, match="not below num_classes=3"):
+        fl.WebDatasetSource(shard, multi_label=True, num_classes=3)
+    with pytest.raises(fl.FormatError, match=r"has no 'depth.png' member"):
+        fl.WebDatasetSource(shard, mask_key="depth.png", multi_label=True, num_classes=4)
+
+
+def test_a_folder_pair_gives_the_lists_masks(dataset, tmp_path):
+    root, lines = dataset
+    source = fl.MaskFolderSource(root)  # root/images/*.jpg + root/masks/*.png
+    assert len(source) == len(lines) and source.read(0)[1] == -1
+    with fl.loader(source, EVAL, 8, num_workers=1, seed=3) as loader:
+        for a, b in zip(batches(root, EVAL), loader):
+            assert torch.equal(a.images, b.images) and torch.equal(a.masks, b.masks)
+            assert b.labels.tolist() == [-1] * len(b.labels) and b.boxes is None
+    import shutil
+
+    shutil.copytree(root / "images", tmp_path / "images")
+    shutil.copytree(root / "masks", tmp_path / "masks")
+    (tmp_path / "masks" / "003.png").unlink()
+    with pytest.raises(fl.SourceError, match=r"003\.jpg: no mask for it in"):
+        fl.MaskFolderSource(tmp_path)
+
+
+def test_parquet_targets_equal_the_lists(dataset, tmp_path):
+    """Parquet written by Hugging Face `datasets` (Image columns for the image and the mask, a
+    list of ClassLabel for the labels, the boxes, a weight) gives the list's batches."""
+    datasets = pytest.importorskip("datasets", reason="pip install 'fastload-images[test]'")
+    root, lines = dataset
+    names = ["background", "red", "green", "blue"]
+    features = datasets.Features({
+        "image": datasets.Image(), "mask": datasets.Image(),
+        "label": datasets.Sequence(datasets.ClassLabel(names=names)),
+        "boxes": datasets.Sequence(datasets.Sequence(datasets.Value("float32"))),
+        "weight": datasets.Value("float64")})
+    table = datasets.Dataset.from_dict({
+        "image": [{"bytes": (root / l["path"]).read_bytes(), "path": None} for l in lines],
+        "mask": [{"bytes": (root / l["mask"]).read_bytes(), "path": None} for l in lines],
+        "label": [l["label"] for l in lines], "boxes": [l["boxes"] for l in lines],
+        "weight": [l["weight"] for l in lines]}, features=features)
+    table.to_parquet(str(tmp_path / "train.parquet"))
+    source = fl.ParquetSource(tmp_path / "train.parquet", mask_column="mask",
+                              boxes_column="boxes", fields=["weight"])
+    assert source.multi_label and source.num_classes == 4 and source.classes == names
+    with fl.loader(source, TRAIN, 8, num_workers=1, seed=3) as loader:
+        for a, b in zip(batches(root, TRAIN), loader):
+            assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
+            assert torch.equal(a.masks, b.masks) and torch.equal(a.boxes, b.boxes)
+            assert torch.equal(a.box_labels, b.box_labels)
+            assert torch.equal(a.weight, b.weight)
+    with pytest.raises(fl.SourceError, match="no mask column 'seg'"):
+        fl.ParquetSource(tmp_path / "train.parquet", mask_column="seg")
+
+
+def test_nearest_indices_are_torchs():
+    """The mask resampler's index arithmetic is F.interpolate(mode="nearest")'s on a uint8
+    mask, for sizes up to 4095 -> 1..300 (float32 rounding included)."""
+    from fastload.backends.targets import nearest_indices
+
+    for size in (1, 2, 3, 7, 100, 224, 255, 256, 299, 300, 333, 1000, 4095):
+        for out in range(1, 301):
+            index = torch.arange(size)  # as uint8, a mask's type: low and high byte
+            ramp = torch.stack([index % 256, index // 256]).to(torch.uint8).view(1, 2, size, 1)
+            low, high = F.interpolate(ramp, size=(out, 1), mode="nearest").long().view(2, out)
+            expected = low + 256 * high
+            assert nearest_indices(size, out).tolist() == expected.tolist(), (size, out)
