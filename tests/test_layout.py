@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "fastload"
 #: that share a layer are independent of each other (the two engines, ops and order, ...).
 LAYERS = [
     {"errors", "per_process", "file_lock", "_jpeg", "_kernels", "batch"},
-    {"formats", "image_info", "ops", "order"},
+    {"formats", "image_info", "target_info", "ops", "order"},
     {"sources", "options", "device"},
     {"backends (shared)"},
     {"backends.torch", "backends.dali"},

@@ -358,3 +358,32 @@ def test_nearest_indices_are_torchs():
             low, high = F.interpolate(ramp, size=(out, 1), mode="nearest").long().view(2, out)
             expected = low + 256 * high
             assert nearest_indices(size, out).tolist() == expected.tolist(), (size, out)
+
+
+def test_convert_writes_targets_into_webdataset_shards(dataset, tmp_path):
+    """convert carries label lists, masks, boxes and fields into WebDataset members (cls
+    "1 3", seg.png, json); reading the converted folder gives the list's batches, and the
+    webdataset package reads the members."""
+    from fastload.tools.convert import convert
+
+    root, lines = dataset
+    source = fl.ListSource(root / "train.jsonl", num_classes=4)
+    with pytest.raises(fl.SpecError, match="tfrecord shards do not hold; use --format webdataset"):
+        convert(source, tmp_path / "tf", format="tfrecord", shards=2)
+    manifest = convert(source, tmp_path / "wds", format="webdataset", shards=3)
+    assert manifest.targets == {"multi_label": True, "num_classes": 4, "mask": True,
+                                "boxes": True, "fields": ["id", "weight"]}
+    converted = fl.open_source(tmp_path / "wds")
+    with fl.loader(converted, TRAIN, 8, num_workers=1, seed=3) as loader:
+        for a, b in zip(batches(root, TRAIN), loader):
+            assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
+            assert torch.equal(a.masks, b.masks) and torch.equal(a.boxes, b.boxes)
+            assert torch.equal(a.box_labels, b.box_labels) and a.fields["id"] == b.fields["id"]
+    wds = pytest.importorskip("webdataset", reason="pip install 'fastload-images[test]'")
+    first = next(iter(wds.WebDataset(str(tmp_path / "wds" / "train-00000-of-00003.tar"),
+                                     shardshuffle=False, empty_check=False)))
+    assert first["cls"].decode().split() == [str(c) for c in lines[0]["label"]]
+    assert np.array_equal(np.array(Image.open(__import__("io").BytesIO(first["seg.png"]))),
+                          np.array(Image.open(root / lines[0]["mask"])))
+    assert json.loads(first["json"])["boxes"] == [[float(v) for v in b[:4]] + [b[4]]
+                                                 for b in lines[0]["boxes"]]

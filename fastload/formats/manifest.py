@@ -49,6 +49,9 @@ class Manifest:
     key_width: int = 8           # LMDB keys: zero-padded global index of this many digits
     options: dict[str, Any] = field(default_factory=dict)
     version: int = MANIFEST_VERSION
+    # what the samples carry besides one class index (WebDataset only): multi_label,
+    # num_classes, labels (False: none, -1), mask, boxes, fields; absent when nothing
+    targets: dict[str, Any] = field(default_factory=dict)
 
     def shard_of(self, index: int) -> tuple[int, int]:
         """(shard number, record number in it) of global sample ``index``."""
@@ -57,6 +60,8 @@ class Manifest:
 
     def to_json(self) -> str:
         data = asdict(self)
+        if not data["targets"]:  # a dataset of one class index a sample: 0.2.0's manifest
+            del data["targets"]
         data["digest"] = content_digest(data)
         return json.dumps(data, indent=1, sort_keys=True) + "\n"
 

@@ -78,13 +78,7 @@ class WebDatasetSource:
         ``multi_label``, ``num_classes``, ``mask_key``, ``boxes_key``, ``fields`` (see the
         module)."""
         self.image_key, self.label_key = image_key, label_key
-        self.multi_label, self.num_classes = bool(multi_label), num_classes
-        self.mask_key, self.boxes_key = mask_key, boxes_key
-        self.has_masks = mask_key is not None
-        self.fields = dict(fields or {})
-        # the members read with the image, besides it: the mask's, the JSON members'
-        wanted = [mask_key, boxes_key, *self.fields.values()]
-        self._members = sorted({w.partition(":")[0].lower() for w in wanted if w})
+        self._targets(multi_label, num_classes, mask_key, boxes_key, fields)
         self.storage_options = dict(storage_options or {})
         self.retries, self.backoff_s = retries, backoff_s
         self.cache: Optional[ShardCache] = None
@@ -104,6 +98,14 @@ class WebDatasetSource:
             self.manifest, shards = _shards(urls)
             self.shards = [str(s) for s in shards]
         self.index_dir = Path(index_dir) if index_dir is not None else None
+        if self.manifest is not None and self.manifest.targets:  # what convert wrote
+            made = self.manifest.targets
+            self._targets(multi_label or made.get("multi_label", False),
+                          num_classes or made.get("num_classes"),
+                          mask_key or ("seg.png" if made.get("mask") else None),
+                          boxes_key or ("json:boxes" if made.get("boxes") else None),
+                          {**{name: f"json:{name}" for name in made.get("fields", [])},
+                           **(fields or {})})
         tables = [self._index(k) for k in range(len(self.shards))]
         order = self._order([len(t["offset"]) for t in tables])
         self._shard = np.concatenate([np.full(len(t["offset"]), k, np.int32)
@@ -141,6 +143,16 @@ class WebDatasetSource:
             raise SourceError(f"{self.locate(bad)}: label {int(self.labels[bad])} is not one of "
                               f"the {len(self.classes)} classes given")
         self._files = PerProcess(self._open, os.close)
+
+    def _targets(self, multi_label: bool, num_classes: Optional[int], mask_key: Optional[str],
+                 boxes_key: Optional[str], fields: Optional[dict[str, str]]) -> None:
+        self.multi_label, self.num_classes = bool(multi_label), num_classes
+        self.mask_key, self.boxes_key = mask_key, boxes_key
+        self.has_masks = mask_key is not None
+        self.fields = dict(fields or {})
+        # the members read with the image, besides it: the mask's, the JSON members'
+        wanted = [mask_key, boxes_key, *self.fields.values()]
+        self._members = sorted({w.partition(":")[0].lower() for w in wanted if w})
 
     def _order(self, counts: list[int]) -> np.ndarray:
         """Global sample -> place in the shards' concatenation: striped under a manifest."""
@@ -198,7 +210,7 @@ class WebDatasetSource:
                         and not np.any(offset < 0) and not np.any(sizes < 0)
                         and not np.any(offset + sizes > size)
                         and not np.any(extra[..., 0] + extra[..., 1] > size)
-                        and not np.any(label < 0)):
+                        and not np.any(label < -1)):
                     return {"offset": offset, "size": sizes, "label": label, "extra": extra,
                             "label_offsets": spans, "keys": [keys[i] for i in range(len(keys))]}
         return None
@@ -345,9 +357,11 @@ class WebDatasetSource:
                 raise FormatError(f"{shard}: sample {key!r}: label {value!r:.40} is not a list "
                                   "of class indices (integers >= 0)")
             return [int(v) for v in items]
+        if value in (-1, "-1"):
+            return -1  # no image-level label (a segmentation or detection sample)
         if not _is_index(value):
             raise FormatError(f"{shard}: sample {key!r}: label {value!r:.40} is not a class "
-                              "index (an integer >= 0)")
+                              "index (an integer >= 0, or -1 for none)")
         return int(value)
 
     # --- the source contract ------------------------------------------------------------------

@@ -38,6 +38,7 @@ from ..formats import protowire
 from ..formats import tfrecord
 from ..formats.manifest import EXTENSIONS, FORMATS, MANIFEST, Manifest, ShardInfo
 from ..image_info import open_image
+from ..target_info import check_boxes, decode_mask, split_read
 from ..per_process import forking
 from ..sources import Source, open_source
 from .output import (PROGRESS, claimed, load_progress, remove_temporary, save_progress,
@@ -149,6 +150,7 @@ def _convert(source: Source, options: ConvertOptions, dst: Path, run: str,
             return read_manifest(dst)
         raise SourceError(f"{dst}: already holds a converted dataset made from other input or "
                           "options; convert into an empty folder (or delete it first)")
+    targets_of(source, options)  # refused before any shard is written
     finished = load_progress(dst, prints)
     jobs = [(k, count) for k in range(count) if k not in finished]
     key_width = max(8, len(str(len(source) - 1)))
@@ -169,10 +171,31 @@ def _convert(source: Source, options: ConvertOptions, dst: Path, run: str,
                         classes=list(getattr(source, "classes", None) or []),
                         shards=[finished[k] for k in range(count)], split=options.split,
                         key_width=key_width,
-                        options={**asdict(options), "shards": count, "fingerprint": fingerprint})
+                        options={**asdict(options), "shards": count, "fingerprint": fingerprint},
+                        targets=targets_of(source, options))
     manifest.write(dst)
     (dst / PROGRESS).unlink(missing_ok=True)
     return manifest
+
+
+def targets_of(source: Source, options: ConvertOptions) -> dict[str, Any]:
+    """What the samples carry besides one class index, for the manifest (``{}``: nothing);
+    a SpecError when the format cannot hold it (only WebDataset's members can)."""
+    first = source.read(0)
+    extras = first[2] if len(first) == 3 else {}
+    multi = bool(getattr(source, "multi_label", False))
+    if not extras and not multi:
+        return {}
+    if options.format != "webdataset":
+        raise SpecError(f"convert: {source.locate(0)} carries targets besides one class index "
+                        f"(a label list, a mask, boxes or fields), which {options.format} shards "
+                        "do not hold; use --format webdataset (seg.png and json members)")
+    if options.max_size is not None and ("mask" in extras or "boxes" in extras):
+        raise SpecError("convert: max_size would resize images but not their masks and boxes; "
+                        "convert without --max-size")
+    fields = sorted(k for k in extras if k not in ("mask", "boxes", "box_labels"))
+    return {"multi_label": multi, "num_classes": getattr(source, "num_classes", None),
+            "mask": "mask" in extras, "boxes": "boxes" in extras, "fields": fields}
 
 
 def _shard_count(options: ConvertOptions, samples: int, total_bytes: int) -> int:
@@ -354,13 +377,14 @@ class _Job:
     def _payloads(self, indices: range):
         for i in indices:
             where = self.source.locate(i)
-            data, label, *extras = self.source.read(i)
-            if extras and extras[0] or isinstance(label, (list, tuple)):
-                raise SpecError(f"convert: {where} has targets besides one class index (a "
-                                "label list, a mask, boxes or fields), which the shard formats "
-                                "do not hold yet; train from the source itself")
+            data, label, extras = split_read(self.source.read(i), where)
+            if (extras or isinstance(label, (list, tuple))) and self.options.format != "webdataset":
+                raise SpecError(f"convert: {where} carries targets besides one class index, "
+                                f"which {self.options.format} shards do not hold; use --format "
+                                "webdataset")
             data, fmt, height, width = prepare_image(data, where, self.options.max_size,
                                                      self.options.quality, self.options.restarts)
+            self.extras = _members_of(extras, (height, width), where)
             yield i, data, label, fmt, height, width
             self.tick(1)
 
@@ -389,8 +413,10 @@ class _Job:
                          index=tfrecord.index_path(final).name)
 
     def _webdataset(self, name: str, indices: range) -> ShardInfo:
-        """``<key>.jpg`` (or ``.png``...) and ``<key>.cls`` members, key = the zero-padded global
-        sample index; fixed member metadata, so the same input gives the same bytes."""
+        """``<key>.jpg`` (or ``.png``...) and ``<key>.cls`` members (several classes: ``3 7``;
+        none: ``-1``), key = the zero-padded global sample index, with the targets: the mask as
+        ``<key>.seg.png``, boxes and fields in ``<key>.json``; fixed member metadata, so the
+        same input gives the same bytes."""
         import tarfile
 
         final = Path(self.dst) / name
@@ -402,8 +428,9 @@ class _Job:
                 for i, data, label, fmt, _, _ in self._payloads(indices):
                     key = str(i).zfill(self.key_width)
                     ext = "jpg" if fmt == "jpeg" else fmt
-                    for member, payload in ((f"{key}.{ext}", data),
-                                            (f"{key}.cls", str(label).encode())):
+                    text = " ".join(map(str, label)) if isinstance(label, list) else str(label)
+                    for member, payload in ((f"{key}.{ext}", data), (f"{key}.cls", text.encode()),
+                                            *((f"{key}.{m}", b) for m, b in self.extras)):
                         info = tarfile.TarInfo(member)
                         info.size, info.mode, info.mtime = len(payload), 0o644, 0
                         out.addfile(info, io.BytesIO(payload))
@@ -466,6 +493,37 @@ def _is_write_error(exc: BaseException) -> bool:
     if isinstance(exc, FastloadError):
         return False
     return isinstance(exc, OSError) or type(exc).__module__.startswith("lmdb")
+
+
+def _members_of(extras: dict[str, Any], size: tuple[int, int],
+                where: str) -> list[tuple[str, bytes]]:
+    """A sample's targets as WebDataset members: ``seg.png`` (the mask's own bytes, checked,
+    or an array encoded as PNG) and ``json`` (boxes as [[x0, y0, x1, y1, label], ...] and the
+    fields)."""
+    members: list[tuple[str, bytes]] = []
+    if extras.get("mask") is not None:
+        mask = extras["mask"]
+        array = decode_mask(mask, size, where)  # a bad mask stops the job, named
+        if not isinstance(mask, (bytes, bytearray, memoryview)) or bytes(mask[:8]) != PNG:
+            from PIL import Image
+
+            out = io.BytesIO()
+            Image.fromarray(array, "L").save(out, format="PNG")
+            mask = out.getvalue()
+        members.append(("seg.png", bytes(mask)))
+    record: dict[str, Any] = {}
+    if extras.get("boxes") is not None:
+        boxes, labels = check_boxes(extras["boxes"], extras.get("box_labels"), size, where)
+        record["boxes"] = [[*map(float, b), int(c)] for b, c in zip(boxes, labels)]
+    for name, value in extras.items():
+        if name not in ("mask", "boxes", "box_labels"):
+            record[name] = value.tolist() if hasattr(value, "tolist") else value
+    if record:
+        members.append(("json", json.dumps(record, sort_keys=True).encode()))
+    return members
+
+
+PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def prepare_image(data: bytes, where: str, max_size: Optional[int], quality: Optional[int],

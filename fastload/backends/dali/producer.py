@@ -46,7 +46,8 @@ from ...sources.base import Source
 from ..buffers import BufferPool
 from ..skips import prefetch, read_sample, sample_error
 from ..tail import Tail, apply_tail
-from ..targets import TargetBatch, TargetOptions, split_read
+from ...target_info import split_read
+from ..targets import TargetBatch, TargetOptions
 from .pixel import encode_steps, pixel_ops, slot_names
 
 

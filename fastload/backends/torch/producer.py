@@ -31,7 +31,8 @@ from ...sources.base import Source
 from ..buffers import BufferPool
 from ..finisher import CpuFinisher
 from ..skips import prefetch, read_sample
-from ..targets import TargetBatch, TargetOptions, split_read
+from ...target_info import split_read
+from ..targets import TargetBatch, TargetOptions
 from ..tail import Tail, apply_tail
 from ..torch_internals import (awaited_worker, is_timeout, new_shared_storage, shutdown_workers,
                                warn_workers_once, worker_failure)
