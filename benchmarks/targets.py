@@ -1,25 +1,28 @@
-"""Targets (issue 30): a segmentation + detection train pipeline on real photographs with
-generated masks and boxes, fastload against torchvision v2 doing the same, and against
-fastload's own image-only pipeline on the same photographs.
+"""Targets (issue 30): segmentation (masks) and segmentation + detection (masks and boxes)
+train pipelines on real photographs with generated masks and boxes, fastload against
+torchvision v2 doing the same, and against fastload's own image-only pipeline on the same
+photographs.
 
     bash benchmarks/peers_setup.sh     # once: .venv-peers (torch 2.14.1, torchvision)
     python benchmarks/targets.py --images 2000 --rounds 5 --epochs 2 --json out.json
 
 Data: ``real_photos.py``'s photographs; for each, a mask PNG (mode L: 0 background, 3-6
 rectangles and ellipses of classes 1..20, painted in order) and the rectangles' and ellipses'
-boxes; listed in ``seg.jsonl`` (path, mask, boxes) and ``plain.jsonl`` (path, label).
+boxes; listed in ``plain.jsonl`` (path, label), ``seg.jsonl`` (path, mask) and ``det.jsonl``
+(path, mask, boxes).
 Systems (RandomResizedCrop(224) + flip + normalize to float32 NCHW, batch 64, 2 workers, each
 run a fresh process of ``.venv-peers``, one warm-up epoch then ``--epochs`` timed epochs, the
 order rotated every round):
 
 - ``fastload-image-only``: ``fl.loader(fl.ListSource("plain.jsonl"), ...)``.
 - ``fastload-segmentation``: ``fl.ListSource("seg.jsonl")``: the batch's ``masks`` (int64
-  (B, 224, 224)) and ``boxes`` follow each image's crop and flip.
-- ``torchvision-segmentation``: a Dataset that opens the photo and its mask with PIL, wraps
-  them with the boxes as ``tv_tensors`` and runs ``v2.Compose([ToImage(),
-  RandomResizedCrop(224), RandomHorizontalFlip(), ToDtype(float32 for the image, scale),
-  Normalize, SanitizeBoundingBoxes()])``; a DataLoader (2 workers, persistent, shuffling)
-  stacks images and masks and lists the boxes.
+  (B, 224, 224)) follow each image's crop and flip; ``fastload-detection``: ``det.jsonl``,
+  masks and ``boxes``.
+- ``torchvision-segmentation`` / ``torchvision-detection``: a Dataset that opens the photo and
+  its mask with PIL, wraps them (with the boxes) as ``tv_tensors`` and runs
+  ``v2.Compose([ToImage(), RandomResizedCrop(224), RandomHorizontalFlip(), ToDtype(float32 for
+  the image, scale), Normalize(, SanitizeBoundingBoxes())])``; a DataLoader (2 workers,
+  persistent, shuffling) stacks images and masks (and lists the boxes).
 
 The ratio is taken within each round, then the median.
 """
@@ -33,7 +36,12 @@ from pathlib import Path
 import peers
 from peers import BATCH, MEAN, SIZE, STD, WORKERS
 
-SYSTEMS = ("fastload-image-only", "fastload-segmentation", "torchvision-segmentation")
+SYSTEMS = ("fastload-image-only", "fastload-segmentation", "fastload-detection",
+           "torchvision-segmentation", "torchvision-detection")
+PAIRS = {"fastload-segmentation": "torchvision-segmentation",
+         "fastload-detection": "torchvision-detection"}
+LISTS = {"fastload-image-only": "plain.jsonl", "fastload-segmentation": "seg.jsonl",
+         "fastload-detection": "det.jsonl"}
 
 
 def epochs_of(system: str, data: Path):
@@ -42,7 +50,7 @@ def epochs_of(system: str, data: Path):
     if system.startswith("fastload"):
         import fastload as fl
 
-        lst = data / ("plain.jsonl" if system == "fastload-image-only" else "seg.jsonl")
+        lst = data / LISTS[system]
         pipe = fl.Pipeline(fl.Decode(), fl.RandomResizedCrop(SIZE), fl.RandomFlip(),
                            fl.Normalize(mean=MEAN, std=STD))
         loader = fl.loader(fl.ListSource(lst), pipe, BATCH, num_workers=WORKERS,
@@ -56,11 +64,12 @@ def epochs_of(system: str, data: Path):
     from torchvision import tv_tensors
     from torchvision.transforms import v2
 
+    boxed = system == "torchvision-detection"
     transform = v2.Compose([
         v2.ToImage(), v2.RandomResizedCrop(SIZE, antialias=True), v2.RandomHorizontalFlip(),
         v2.ToDtype({tv_tensors.Image: torch.float32, "others": None}, scale=True),
-        v2.Normalize(MEAN, STD), v2.SanitizeBoundingBoxes()])
-    lines = [json.loads(line) for line in open(data / "seg.jsonl")]
+        v2.Normalize(MEAN, STD), *([v2.SanitizeBoundingBoxes()] if boxed else [])])
+    lines = [json.loads(line) for line in open(data / ("det.jsonl" if boxed else "seg.jsonl"))]
 
     class Segmentation(torch.utils.data.Dataset):
         def __len__(self):
@@ -71,17 +80,18 @@ def epochs_of(system: str, data: Path):
             image = Image.open(data / line["path"]).convert("RGB")
             mask = tv_tensors.Mask(torch.from_numpy(
                 __import__("numpy").array(Image.open(data / line["mask"]))))
-            boxes = tv_tensors.BoundingBoxes([b[:4] for b in line["boxes"]], format="XYXY",
-                                             canvas_size=(image.height, image.width),
-                                             dtype=torch.float32)
-            target = {"masks": mask, "boxes": boxes,
-                      "labels": torch.tensor([b[4] for b in line["boxes"]])}
+            target = {"masks": mask}
+            if boxed:
+                target["boxes"] = tv_tensors.BoundingBoxes(
+                    [b[:4] for b in line["boxes"]], format="XYXY",
+                    canvas_size=(image.height, image.width), dtype=torch.float32)
+                target["labels"] = torch.tensor([b[4] for b in line["boxes"]])
             return transform(image, target)
 
     def collate(rows):
         return (torch.stack([img for img, _ in rows]),
                 torch.stack([t["masks"] for _, t in rows]).long(),
-                [t["boxes"] for _, t in rows], [t["labels"] for _, t in rows])
+                [t.get("boxes") for _, t in rows], [t.get("labels") for _, t in rows])
 
     loader = torch.utils.data.DataLoader(Segmentation(), batch_size=BATCH, shuffle=True,
                                          num_workers=WORKERS, persistent_workers=True,
@@ -98,12 +108,12 @@ def prepare(data: Path, images: int) -> None:
     import fastload as fl
 
     peers.photo_folder(data, images)
-    if (data / "seg.jsonl").exists():
+    if (data / "det.jsonl").exists():
         return
     source = fl.FolderSource(data / "folder", index_file=None)
     (data / "masks").mkdir(exist_ok=True)
     rng = np.random.default_rng(0)
-    seg, plain = [], []
+    det, seg, plain = [], [], []
     for i in range(len(source)):
         width, height = Image.open(source.path(i)).size
         mask = Image.new("L", (width, height), 0)
@@ -119,9 +129,10 @@ def prepare(data: Path, images: int) -> None:
         name = f"masks/{i:06d}.png"
         mask.save(data / name)
         path = str(source.path(i).relative_to(data))
-        seg.append({"path": path, "mask": name, "boxes": boxes})
+        seg.append({"path": path, "mask": name})
+        det.append({"path": path, "mask": name, "boxes": boxes})
         plain.append({"path": path, "label": int(source.labels[i])})
-    for name, lines in (("plain.jsonl", plain), ("seg.jsonl", seg)):
+    for name, lines in (("plain.jsonl", plain), ("seg.jsonl", seg), ("det.jsonl", det)):
         with open(data / f"{name}.tmp", "w") as f:
             f.writelines(json.dumps(line) + "\n" for line in lines)
         (data / f"{name}.tmp").rename(data / name)
@@ -132,12 +143,12 @@ def summarize(runs: list[dict], systems: list[str]) -> str:
     rate = {(g["system"], g["round"]): g["images_per_s"] for g in runs}
     rounds = sorted({g["round"] for g in runs})
     lines = ["| system | " + " | ".join(f"round {r}" for r in rounds) +
-             " | median img/s | vs torchvision-segmentation | vs fastload-image-only |",
+             " | median img/s | vs torchvision doing the same | vs fastload-image-only |",
              "|---|" + "---|" * len(rounds) + "---|---|---|"]
     for system in systems:
         row = [rate[system, r] for r in rounds]
         cells = []
-        for base in ("torchvision-segmentation", "fastload-image-only"):
+        for base in (PAIRS.get(system), "fastload-image-only"):
             ratio = [rate[system, r] / rate[base, r] for r in rounds] if base in systems else None
             cells.append(f"**{statistics.median(ratio):.2f}x**" if ratio else "")
         lines.append(f"| {system} | " + " | ".join(f"{x:.0f}" for x in row) +

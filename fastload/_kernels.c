@@ -623,6 +623,130 @@ static PyObject *affine_nearest(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+
+/* png_unfilter: the first `rows` scanlines of an 8-bit, one-byte-a-pixel PNG image (grey or
+ * palette), inflated: each `1 + width` bytes (a filter type, then the filtered bytes) -> out,
+ * `rows * width` pixels. Filters None, Sub, Up, Average, Paeth (PNG spec 9.2-9.4); a row
+ * above the first is zeros. -1 when a filter type is not 0-4 (a damaged file). */
+static int unfilter_rows(const uint8_t *in, uint8_t *out, Py_ssize_t rows, Py_ssize_t width) {
+    for (Py_ssize_t y = 0; y < rows; y++) {
+        const uint8_t *line = in + y * (width + 1) + 1;
+        uint8_t kind = in[y * (width + 1)];
+        uint8_t *cur = out + y * width;
+        const uint8_t *up = y ? cur - width : NULL;
+        switch (kind) {
+        case 0:
+            memcpy(cur, line, (size_t)width);
+            break;
+        case 1:
+            cur[0] = line[0];
+            for (Py_ssize_t x = 1; x < width; x++) cur[x] = (uint8_t)(line[x] + cur[x - 1]);
+            break;
+        case 2:
+            for (Py_ssize_t x = 0; x < width; x++) cur[x] = (uint8_t)(line[x] + (up ? up[x] : 0));
+            break;
+        case 3:
+            for (Py_ssize_t x = 0; x < width; x++) {
+                int a = x ? cur[x - 1] : 0, b = up ? up[x] : 0;
+                cur[x] = (uint8_t)(line[x] + ((a + b) >> 1));
+            }
+            break;
+        case 4:
+            for (Py_ssize_t x = 0; x < width; x++) {
+                int a = x ? cur[x - 1] : 0, b = up ? up[x] : 0, c = (x && up) ? up[x - 1] : 0;
+                int p = a + b - c, pa = abs(p - a), pb = abs(p - b), pc = abs(p - c);
+                int pred = (pa <= pb && pa <= pc) ? a : (pb <= pc) ? b : c;
+                cur[x] = (uint8_t)(line[x] + pred);
+            }
+            break;
+        default:
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static PyObject *png_unfilter(PyObject *self, PyObject *args) {
+    Py_buffer src, out;
+    Py_ssize_t rows, width;
+    if (!PyArg_ParseTuple(args, "y*w*nn:png_unfilter", &src, &out, &rows, &width))
+        return NULL;
+    int failed = 0;
+    if (rows < 0 || width <= 0 || src.len < rows * (width + 1) || out.len < rows * width) {
+        PyErr_SetString(PyExc_ValueError, "png_unfilter: src needs rows * (width + 1) bytes, "
+                                          "out rows * width");
+        failed = 1;
+    } else {
+        int bad;
+        Py_BEGIN_ALLOW_THREADS
+        bad = unfilter_rows(src.buf, out.buf, rows, width);
+        Py_END_ALLOW_THREADS
+        if (bad) {
+            PyErr_SetString(PyExc_ValueError, "png_unfilter: a scanline's filter type is not 0-4");
+            failed = 1;
+        }
+    }
+    PyBuffer_Release(&src);
+    PyBuffer_Release(&out);
+    if (failed)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* mask_crop_nearest: out[i, j] = src[top + ri(i), left + ci(j')] with j' = out_w - 1 - j when
+ * flip, ri(i) = min(floor(i * (float)h / out_h), h - 1) (torch's "nearest" in float32, what
+ * torchvision v2 does to a Mask after cropping), ci likewise over w. src: uint8 rows of
+ * `width` pixels (at least top + h of them); out: uint8 or int64 (out_h, out_w). */
+static PyObject *mask_crop_nearest(PyObject *self, PyObject *args) {
+    Py_buffer src, out;
+    Py_ssize_t rows, width, top, left, h, w, out_h, out_w, itemsize;
+    int flip;
+    if (!PyArg_ParseTuple(args, "y*nnnnnnw*nnpn:mask_crop_nearest", &src, &rows, &width, &top,
+                          &left, &h, &w, &out, &out_h, &out_w, &flip, &itemsize))
+        return NULL;
+    int bad = rows < 0 || width <= 0 || src.len < rows * width || top < 0 || left < 0 ||
+              h <= 0 || w <= 0 || top + h > rows || left + w > width || out_h <= 0 ||
+              out_w <= 0 || (itemsize != 1 && itemsize != 8) || out.len < out_h * out_w * itemsize;
+    if (bad) {
+        PyErr_SetString(PyExc_ValueError, "mask_crop_nearest: the box must lie in src's rows and "
+                                          "out must hold out_h * out_w uint8 or int64 values");
+        PyBuffer_Release(&src);
+        PyBuffer_Release(&out);
+        return NULL;
+    }
+    Py_ssize_t *cols = PyMem_Malloc((size_t)out_w * sizeof(Py_ssize_t));
+    if (!cols) {
+        PyBuffer_Release(&src);
+        PyBuffer_Release(&out);
+        return PyErr_NoMemory();
+    }
+    const uint8_t *in = src.buf;
+    Py_BEGIN_ALLOW_THREADS
+    float sx = (float)w / (float)out_w, sy = (float)h / (float)out_h;
+    for (Py_ssize_t j = 0; j < out_w; j++) {
+        Py_ssize_t c = w == out_w ? j : (Py_ssize_t)floorf((float)j * sx);
+        if (c > w - 1) c = w - 1;
+        cols[flip ? out_w - 1 - j : j] = left + c;
+    }
+    for (Py_ssize_t i = 0; i < out_h; i++) {
+        Py_ssize_t r = h == out_h ? i : (Py_ssize_t)floorf((float)i * sy);
+        if (r > h - 1) r = h - 1;
+        const uint8_t *line = in + (top + r) * width;
+        if (itemsize == 1) {
+            uint8_t *dst = (uint8_t *)out.buf + i * out_w;
+            for (Py_ssize_t j = 0; j < out_w; j++) dst[j] = line[cols[j]];
+        } else {
+            int64_t *dst = (int64_t *)out.buf + i * out_w;
+            for (Py_ssize_t j = 0; j < out_w; j++) dst[j] = line[cols[j]];
+        }
+    }
+    Py_END_ALLOW_THREADS
+    PyMem_Free(cols);
+    PyBuffer_Release(&src);
+    PyBuffer_Release(&out);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"affine_nearest", affine_nearest, METH_VARARGS,
      "affine_nearest(src, out, height, width, m0, m1, c0, m3, m4, c1) -> None\n\n"
@@ -637,12 +761,21 @@ static PyMethodDef methods[] = {
      "normalize_erase(images, out, batch, height, width, scale, bias, boxes, fill) -> None\n\n"
      "uint8 (B, 3, H, W) -> float32 x * scale[c] + bias[c], then fill each image's erasing "
      "box (int32 top, left, height, width; height 0: none) with fill[c]. One pass, no GIL."},
+    {"png_unfilter", png_unfilter, METH_VARARGS,
+     "png_unfilter(src, out, rows, width) -> None\n\n"
+     "The first rows scanlines of an inflated 8-bit one-channel PNG (filter byte + width bytes "
+     "each) unfiltered into out (rows * width bytes). ValueError on a filter type past 4."},
+    {"mask_crop_nearest", mask_crop_nearest, METH_VARARGS,
+     "mask_crop_nearest(src, rows, width, top, left, h, w, out, out_h, out_w, flip, itemsize)"
+     "\n\nA mask's (top, left, h, w) box resized nearest (torch's float32 arithmetic) to "
+     "(out_h, out_w), mirrored when flip, into out (uint8: itemsize 1, int64: 8)."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "fastload._kernels",
-    "CPU kernels of the torch backend: resample, normalize_erase, affine_nearest.", -1, methods,
+    "CPU kernels of the torch backend: resample, normalize_erase, affine_nearest, png_unfilter, "
+    "mask_crop_nearest.", -1, methods,
 };
 
 PyMODINIT_FUNC PyInit__kernels(void) { return PyModule_Create(&module); }

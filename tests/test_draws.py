@@ -76,3 +76,22 @@ def test_erase_probability_extremes(p):
 def test_center_box_rounds_like_torchvision():
     assert draws.center_box(256, 341, (224, 224)) == (16.0, 58.0, 224.0, 224.0)
     assert draws.center_box(10, 10, (12, 12)) == (-1.0, -1.0, 12.0, 12.0)
+
+
+def test_the_batch_generators_draw_as_sample_rng():
+    """SampleRngs (the Philox keys of a whole batch at once, one re-keyed generator) draws
+    exactly what sample_rng's fresh SeedSequence generators draw, for 32-bit and wider values."""
+    from fastload.ops.draws import SampleRngs, sample_rng
+
+    rng = np.random.default_rng(0)
+    for seed in (0, 1, 2**32 - 1, 987654321, 2**40):
+        for epoch in (0, 3, 2**32 - 1, 2**33):
+            positions = np.concatenate([np.arange(5), rng.integers(0, 2**32, 20),
+                                        [2**32 - 1]]).astype(np.int64)
+            batch = SampleRngs(seed, epoch, positions)
+            for k, position in enumerate(positions.tolist()):
+                ours = batch.get(k)
+                expected = sample_rng(seed, epoch, position)
+                assert ours.random() == expected.random()
+                assert ours.integers(0, 1000, 3).tolist() == expected.integers(0, 1000, 3).tolist()
+                assert ours.random(2).tolist() == expected.random(2).tolist()

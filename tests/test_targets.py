@@ -387,3 +387,89 @@ def test_convert_writes_targets_into_webdataset_shards(dataset, tmp_path):
                           np.array(Image.open(root / lines[0]["mask"])))
     assert json.loads(first["json"])["boxes"] == [[float(v) for v in b[:4]] + [b[4]]
                                                  for b in lines[0]["boxes"]]
+
+
+def png_with_filters(array, kinds):
+    """An 8-bit grey PNG of ``array`` whose row y uses filter ``kinds[y % len(kinds)]``."""
+    import struct
+    import zlib
+
+    height, width = array.shape
+    a = array.astype(np.int64)
+    raw = bytearray()
+    for y in range(height):
+        kind = kinds[y % len(kinds)]
+        left = np.concatenate([[0], a[y, :-1]])
+        up = a[y - 1] if y else np.zeros(width, np.int64)
+        upleft = np.concatenate([[0], up[:-1]])
+        if kind == 0:
+            pred = np.zeros(width, np.int64)
+        elif kind == 1:
+            pred = left
+        elif kind == 2:
+            pred = up
+        elif kind == 3:
+            pred = (left + up) // 2
+        else:
+            p = left + up - upleft
+            pa, pb, pc = abs(p - left), abs(p - up), abs(p - upleft)
+            pred = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, up, upleft))
+        raw += bytes([kind]) + ((a[y] - pred) % 256).astype(np.uint8).tobytes()
+
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(
+            ">I", zlib.crc32(body, zlib.crc32(kind)))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(bytes(raw))) + chunk(b"IEND", b""))
+
+
+def test_the_png_row_decoder_gives_pils_pixels():
+    """fastload's own mask decoder (8-bit grey and palette PNGs, inflated only down to the
+    rows a crop needs) gives PIL's pixels, for every filter type; damage is named."""
+    import io
+
+    from fastload.target_info import png_rows
+
+    rng = np.random.default_rng(5)
+    array = rng.integers(0, 256, (37, 53)).astype(np.uint8)
+    array[10:20] = 7  # flat runs, as masks have
+    for kinds in ([0], [1], [2], [3], [4], [0, 1, 2, 3, 4]):
+        data = png_with_filters(array, kinds)
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(data))), array)
+        decoded, shape = png_rows(data, 37, "m")
+        assert shape == (37, 53) and np.array_equal(decoded, array)
+        assert np.array_equal(png_rows(data, 11, "m")[0], array[:11])
+    palette = Image.fromarray(array % 8, "L").convert("P")
+    out = io.BytesIO()
+    palette.save(out, format="PNG")
+    assert np.array_equal(png_rows(out.getvalue(), 37, "m")[0], np.asarray(Image.open(out)))
+    damaged = bytearray(png_with_filters(array, [4]))
+    damaged[60] ^= 0xFF  # inside IDAT
+    with pytest.raises(fl.DecodeError, match="m: its mask's IDAT chunk fails its CRC"):
+        png_rows(bytes(damaged), 37, "m")
+    rgb = io.BytesIO()
+    Image.fromarray(np.stack([array] * 3, -1)).save(rgb, format="PNG")
+    assert png_rows(rgb.getvalue(), 37, "m") is None  # not a mask's PNG: PIL judges it
+
+
+def test_the_c_mask_kernel_equals_the_numpy_path():
+    """fastload._kernels.mask_crop_nearest (a random crop's box, nearest, flip, into uint8 or
+    int64) gives transform_mask's pixels, over many boxes, flips and sizes."""
+    kernels = pytest.importorskip("fastload._kernels", reason="the C extension was not built")
+    from fastload.backends.targets import transform_mask
+
+    rng = np.random.default_rng(1)
+    for trial in range(300):
+        height, width = int(rng.integers(1, 300)), int(rng.integers(1, 300))
+        out_h, out_w = int(rng.integers(1, 80)), int(rng.integers(1, 80))
+        pipe = fl.Pipeline(fl.Decode(), fl.RandomResizedCrop((out_h, out_w)), fl.RandomFlip())
+        mask = rng.integers(0, 256, (height, width)).astype(np.uint8)
+        plan = plan_sample(pipe, height, width, sample_rng(0, trial, 0))
+        expected = transform_mask(mask, plan, (height, width), pipe, 255)
+        top, left, h, w = (int(v) for v in plan.box)
+        for dtype in (np.uint8, np.int64):
+            out = np.empty((out_h, out_w), dtype)
+            kernels.mask_crop_nearest(mask, height, width, top, left, h, w, out, out_h, out_w,
+                                      plan.flip, out.itemsize)
+            assert np.array_equal(out, expected), (trial, dtype)

@@ -34,6 +34,11 @@ from ..ops.geometry import SamplePlan
 from ..ops.spec import Pipeline
 from .pixel_math import AFFINE_KERNELS, affine_matrix, nearest_sources
 
+try:
+    from .._kernels import mask_crop_nearest as _mask_crop_nearest
+except ImportError:  # pragma: no cover - the C extension is optional: numpy does the same
+    _mask_crop_nearest = None
+
 class TargetOptions(NamedTuple):
     """What the loader knows of the targets: from the source and fl.loader's arguments."""
 
@@ -72,7 +77,7 @@ class TargetBatch:
     for a slot when on_error="skip" replaced its sample)."""
 
     def __init__(self, count: int, pipeline: Pipeline, options: TargetOptions,
-                 alloc: Callable[[tuple[int, ...]], torch.Tensor] = torch.empty,
+                 alloc: Optional[Callable[[tuple[int, ...]], torch.Tensor]] = None,
                  pooled: bool = False) -> None:
         """``alloc(shape)``: a tensor for the batch's masks (in a torch worker: shared memory,
         so sending them copies nothing; ``pooled``: the producer's int64 mask buffer of the
@@ -82,7 +87,7 @@ class TargetBatch:
         self.out_size = pipeline.output_size
         self.labels = (np.zeros((count, options.num_classes), np.float32) if options.multi_label
                        else np.empty(count, np.int64))
-        self._alloc = alloc
+        self._alloc = alloc or (lambda shape: torch.empty(shape, dtype=torch.uint8))
         self._masks: Optional[torch.Tensor] = None  # made on the first mask
         self._has_masks = np.zeros(count, bool)
         self._boxes: list[Optional[tuple[np.ndarray, np.ndarray]]] = [None] * count
@@ -94,8 +99,7 @@ class TargetBatch:
         self._label(k, label, where)
         mask = extras.get("mask")
         if mask is not None:
-            self._mask_slot(k).numpy()[:] = transform_mask(
-                decode_mask(mask, size, where), plan, size, self.pipeline, self.options.ignore_index)
+            self._mask(k, mask, plan, size, where)
             self._has_masks[k] = True
         boxes = extras.get("boxes")
         if boxes is not None:
@@ -104,6 +108,23 @@ class TargetBatch:
         for name, value in extras.items():
             if name not in TARGET_KEYS:
                 self._fields.setdefault(name, [None] * self.count)[k] = value
+
+    def _mask(self, k: int, mask: Any, plan: SamplePlan, size: tuple[int, int],
+              where: str) -> None:
+        """Sample ``k``'s mask into the batch: a random crop's box by one C pass (nearest,
+        flip, straight into the batch's uint8 or int64 buffer), anything else by numpy."""
+        crop = self.pipeline.geometry.random_crop is not None
+        # a random crop needs the mask's rows down to its box's bottom only
+        decoded = decode_mask(mask, size, where, int(plan.box[0] + plan.box[2]) if crop else None)
+        out = self._mask_slot(k).numpy()
+        if crop and _mask_crop_nearest is not None and not any(
+                name in AFFINE_KERNELS for steps in plan.steps for name, _ in steps):
+            top, left, h, w = (int(v) for v in plan.box)
+            rows = np.ascontiguousarray(decoded)
+            _mask_crop_nearest(rows, rows.shape[0], rows.shape[1], top, left, h, w, out,
+                               out.shape[0], out.shape[1], plan.flip, out.itemsize)
+        else:
+            out[:] = transform_mask(decoded, plan, size, self.pipeline, self.options.ignore_index)
 
     def _label(self, k: int, label: Any, where: str) -> None:
         if not self.options.multi_label:

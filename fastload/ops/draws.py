@@ -20,6 +20,71 @@ def sample_rng(seed: int, epoch: int, position: int) -> np.random.Generator:
     return np.random.Generator(np.random.Philox(np.random.SeedSequence([seed, epoch, position])))
 
 
+class SampleRngs:
+    """``sample_rng(seed, epoch, p)`` for each position ``p`` of a batch, at ~1 us a sample
+    instead of ~15: the Philox keys that ``SeedSequence([seed, epoch, p])`` derives are computed
+    for the whole batch at once (numpy's SeedSequence hash, vectorized; tested equal), and
+    ``get(k)`` re-keys one shared generator. The generator ``get`` returns is valid until the
+    next ``get`` (a sample's draws are made before the next sample's)."""
+
+    def __init__(self, seed: int, epoch: int, positions: np.ndarray) -> None:
+        self._args = (seed, epoch, positions)
+        self._keys: Optional[np.ndarray] = None
+        if seed < 2 ** 32 and epoch < 2 ** 32 and (len(positions) == 0 or (
+                int(np.min(positions)) >= 0 and int(np.max(positions)) < 2 ** 32)):
+            self._keys = philox_keys(seed, epoch, np.asarray(positions))
+            self._bits = np.random.Philox(key=0)
+            self._generator = np.random.Generator(self._bits)
+            self._state = self._bits.state
+
+    def get(self, k: int) -> np.random.Generator:
+        if self._keys is None:  # a word past 32 bits: SeedSequence's longer entropy path
+            seed, epoch, positions = self._args
+            return sample_rng(seed, epoch, int(positions[k]))
+        state = self._state
+        state["state"] = {"counter": np.zeros(4, np.uint64), "key": self._keys[k]}
+        state["buffer_pos"], state["has_uint32"], state["uinteger"] = 4, 0, 0
+        self._bits.state = state
+        return self._generator
+
+
+_MASK = 0xFFFFFFFF
+
+
+def philox_keys(seed: int, epoch: int, positions: np.ndarray) -> np.ndarray:
+    """(N, 2) uint64: the Philox key ``Philox(SeedSequence([seed, epoch, p]))`` takes, for each
+    position ``p`` (every value below 2**32: one entropy word each). numpy's SeedSequence:
+    ``mix_entropy`` into a pool of 4 words, then ``generate_state(2, uint64)``."""
+    u32 = np.uint32
+    count = len(positions)
+    words = [np.full(count, seed, u32), np.full(count, epoch, u32), positions.astype(u32),
+             np.zeros(count, u32)]  # the pool's 4th word hashes a 0
+    const = 0x43B0D7E5  # INIT_A
+
+    def hashmix(value: np.ndarray) -> np.ndarray:
+        nonlocal const
+        value = value ^ u32(const)
+        const = (const * 0x931E8875) & _MASK  # MULT_A
+        value = value * u32(const)
+        return value ^ (value >> u32(16))
+
+    pool = [hashmix(w) for w in words]
+    for source in range(4):
+        for target in range(4):
+            if source != target:
+                mixed = u32(0xCA01F9DD) * pool[target] - u32(0x4973F715) * hashmix(pool[source])
+                pool[target] = mixed ^ (mixed >> u32(16))
+    const = 0x8B51F9DD  # INIT_B
+    state = []
+    for i in range(4):
+        value = pool[i] ^ u32(const)
+        const = (const * 0x58F38DED) & _MASK  # MULT_B
+        value = value * u32(const)
+        state.append((value ^ (value >> u32(16))).astype(np.uint64))
+    return np.stack([state[0] | (state[1] << np.uint64(32)),
+                     state[2] | (state[3] << np.uint64(32))], 1)
+
+
 def _random_box(rng: np.random.Generator, height: int, width: int, scale: tuple[float, float],
                 ratio: tuple[float, float], erase: bool) -> Optional[Box]:
     """torchvision's 10-try rejection sampling of a box of area ~ U(scale), log-aspect ~ U(ratio).

@@ -45,6 +45,8 @@ class ListSource:
             raise SourceError(f"{self.list_path}: no such list file (CSV, TSV, JSONL or text of "
                               "path and label)")
         self.root = Path(root) if root is not None else self.list_path.parent
+        self._root = str(self.root)  # joined as strings per sample (pathlib costs ~10 us)
+        self._list_name = self.list_path.name
         rows, extras = _read_rows(self.list_path)
         if not rows:
             raise SourceError(f"{self.list_path}: lists no samples")
@@ -70,15 +72,18 @@ class ListSource:
         return len(self._paths)
 
     def path(self, index: int) -> Path:
-        return Path(os.path.join(self.root, self._paths[index]))
+        return Path(self._file_name(index))
+
+    def _file_name(self, index: int) -> str:
+        return os.path.join(self._root, self._paths[index])
 
     def locate(self, index: int) -> str:
-        return (f"{self.path(index)} ({self.list_path.name} line {int(self._lines[index])}, "
+        return (f"{self._file_name(index)} ({self._list_name} line {int(self._lines[index])}, "
                 f"sample {index})")
 
     def read(self, index: int) -> Any:
         """(bytes, label), or (bytes, label, extras) for a JSONL with targets or fields."""
-        data = self._file(self.path(index), index)
+        data = self._file(self._file_name(index), index)
         if self.multi_label:
             start, end = self._label_lists[1][index:index + 2]
             label: Any = self._label_lists[0][start:end].tolist()
@@ -88,15 +93,14 @@ class ListSource:
             return data, label
         extras = json.loads(self._extras[index])
         if "mask" in extras:
-            extras["mask"] = self._file(Path(os.path.join(self.root, extras["mask"])), index,
-                                        "mask ")
+            extras["mask"] = self._file(os.path.join(self._root, extras["mask"]), index, "mask ")
         if "boxes" in extras:
             boxes = extras["boxes"]
             extras["boxes"] = np.asarray([b[:4] for b in boxes], np.float32).reshape(-1, 4)
             extras["box_labels"] = np.asarray([b[4] for b in boxes], np.int64)
         return data, label, extras
 
-    def _file(self, path: Path, index: int, what: str = "") -> bytes:
+    def _file(self, path: str, index: int, what: str = "") -> bytes:
         try:
             with open(path, "rb") as f:
                 return f.read()

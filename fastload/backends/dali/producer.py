@@ -38,7 +38,7 @@ from ...batch import Batch, HostBatch, TaskRun, describe_samples
 from ...errors import DecodeError
 from ...image_info import open_image, read_header
 from ...ops import draws
-from ...ops.draws import sample_rng
+from ...ops.draws import SampleRngs
 from ...ops.geometry import SamplePlan, is_random, plan_sample
 from ...ops.spec import Geometry, Pipeline
 from ...options import LoaderOptions, OnError
@@ -146,7 +146,8 @@ class Feeder:
         erase = np.zeros((len(task.indices), 4), np.int32)
         indices, skipped = task.indices.copy(), []
         prefetch(self.source, task.indices, self.pending[0].indices if self.pending else None)
-        for k, position in enumerate(task.positions.tolist()):
+        rngs = SampleRngs(self.seed, self.epoch, task.positions) if self.random else None
+        for k in range(len(task.positions)):
             def work(index: int) -> tuple[bytes, SamplePlan, tuple]:
                 self.reading = index
                 if index in self.known_bad:
@@ -154,7 +155,7 @@ class Feeder:
                 where = self.source.locate(index)
                 data, label, extras = split_read(self.source.read(index), where)
                 width, height = check_encoded(data, where)
-                rng = sample_rng(self.seed, self.epoch, position) if self.random else None
+                rng = rngs.get(k) if rngs is not None else None  # afresh for each try
                 plan = plan_sample(self.pipeline, height, width, rng)
                 collected.add(k, label, extras, plan, (height, width), where)
                 window = padded_window(self.pipeline.geometry, height, width) if self.pad else \

@@ -22,7 +22,7 @@ from ... import errors
 from ...batch import Batch, BatchTask, HostBatch, describe_samples
 from ...errors import FastloadError, LoaderTimeout
 from ...image_info import read_header
-from ...ops.draws import sample_rng
+from ...ops.draws import SampleRngs
 from ...ops.geometry import SamplePlan, is_random, plan_sample
 from ...ops.spec import Pipeline
 from ...options import LoaderOptions, OnError
@@ -162,6 +162,7 @@ def render_batch(source: Source, pipeline: Pipeline, task: BatchTask, random: bo
     indices = task.indices.copy()
     skipped = []
     prefetch(source, task.indices, task.ahead)
+    rngs = SampleRngs(task.seed, task.epoch, task.positions) if random else None
     for k in range(count):
         position = int(task.positions[k])
 
@@ -171,7 +172,7 @@ def render_batch(source: Source, pipeline: Pipeline, task: BatchTask, random: bo
             where = source.locate(index)
             data, label, extras = split_read(source.read(index), where)
             width, height = read_header(data, where)
-            rng = sample_rng(task.seed, task.epoch, position) if random else None  # per try
+            rng = rngs.get(k) if rngs is not None else None  # afresh for each try
             plan = plan_sample(pipeline, height, width, rng)
             render(data, where, plan, (height, width), images[k])
             collected.add(k, label, extras, plan, (height, width), where)
