@@ -318,7 +318,8 @@ def test_a_folder_pair_gives_the_lists_masks(dataset, tmp_path):
 
 def test_parquet_targets_equal_the_lists(dataset, tmp_path):
     """Parquet written by Hugging Face `datasets` (Image columns for the image and the mask, a
-    list of ClassLabel for the labels, the boxes, a weight) gives the list's batches."""
+    list of ClassLabel for the labels, the boxes, a weight), and the datasets.Dataset itself,
+    give the list's batches."""
     datasets = pytest.importorskip("datasets", reason="pip install 'fastload-images[test]'")
     root, lines = dataset
     names = ["background", "red", "green", "blue"]
@@ -344,6 +345,13 @@ def test_parquet_targets_equal_the_lists(dataset, tmp_path):
             assert torch.equal(a.weight, b.weight)
     with pytest.raises(fl.SourceError, match="no mask column 'seg'"):
         fl.ParquetSource(tmp_path / "train.parquet", mask_column="seg")
+    # the datasets.Dataset itself, read from its Arrow data, gives the same
+    hf = fl.HFDatasetSource(table, mask_column="mask", boxes_column="boxes", fields=["weight"])
+    assert hf.multi_label and hf.num_classes == 4 and hf.classes == names
+    with fl.loader(hf, TRAIN, 8, num_workers=1, seed=3) as loader:
+        for a, b in zip(batches(root, TRAIN), loader):
+            assert torch.equal(a.labels, b.labels) and torch.equal(a.masks, b.masks)
+            assert torch.equal(a.boxes, b.boxes) and torch.equal(a.weight, b.weight)
 
 
 def test_nearest_indices_are_torchs():
@@ -473,3 +481,17 @@ def test_the_c_mask_kernel_equals_the_numpy_path():
             kernels.mask_crop_nearest(mask, height, width, top, left, h, w, out, out_h, out_w,
                                       plan.flip, out.itemsize)
             assert np.array_equal(out, expected), (trial, dtype)
+
+
+def test_a_bad_mask_is_a_counted_skip(dataset, tmp_path):
+    root, lines = dataset
+    entries = [dict(l, path=str(root / l["path"]), mask=str(root / l["mask"])) for l in lines[:8]]
+    entries[3]["mask"] = str(root / lines[4]["mask"])  # another image's size
+    path = tmp_path / "some.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in entries))
+    with pytest.warns(RuntimeWarning, match="its mask is"):
+        with fl.loader(fl.ListSource(path, num_classes=4), EVAL, 8, num_workers=0,
+                       on_error="skip") as loader:
+            (batch,) = list(loader)
+            assert loader.skipped_count == 1 and batch.indices.tolist()[3] == 4
+            assert batch.masks.shape == (8, 64, 64)

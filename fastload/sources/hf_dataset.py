@@ -6,6 +6,11 @@ encoded bytes through the dataset's Arrow format (``with_format("arrow")``), nev
 an ``Image`` feature's ``bytes`` (or the file at its ``path`` when only that is stored), or a
 plain ``binary`` column. Labels are read once, in bulk; ``ClassLabel`` gives the class names. A
 disk-backed dataset pickles as its file names (cheap to send to workers), as datasets does.
+
+Targets, as ``ParquetSource``'s: a label column of lists (a ``Sequence`` of ``ClassLabel``) is
+multi-label; ``mask_column`` (an ``Image`` or binary column, read with the image),
+``boxes_column`` (``[[x0, y0, x1, y1, label], ...]`` a row) and ``fields`` (columns of numbers
+or strings) are read as the image and the labels are.
 """
 
 from __future__ import annotations
@@ -13,8 +18,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+import numpy as np
+
 from ..errors import FormatError, SourceError
-from .parquet import arrow_labels
+from .parquet import arrow_labels, box_lists, field_values, is_list_type, list_labels
 
 
 def is_hf_dataset(obj: Any) -> bool:
@@ -26,49 +33,108 @@ def is_hf_dataset(obj: Any) -> bool:
 class HFDatasetSource:
     """Samples of a ``datasets.Dataset`` with an image column and a label column."""
 
-    def __init__(self, dataset: Any, *, image_column: str = "image", label_column: str = "label",
-                 classes: Optional[Sequence[str]] = None) -> None:
+    def __init__(self, dataset: Any, *, image_column: str = "image",
+                 label_column: Optional[str] = "label",
+                 classes: Optional[Sequence[str]] = None, num_classes: Optional[int] = None,
+                 mask_column: Optional[str] = None, boxes_column: Optional[str] = None,
+                 fields: Sequence[str] = ()) -> None:
         names = list(dataset.column_names)
-        for role, column in (("image", image_column), ("label", label_column)):
-            if column not in names:
+        for role, column in (("image", image_column), ("label", label_column),
+                             ("mask", mask_column), ("boxes", boxes_column),
+                             *(("field", f) for f in fields)):
+            if column is not None and column not in names:
                 raise SourceError(f"datasets.Dataset: no {role} column {column!r} (its columns: "
-                                  f"{names}); pass {role}_column=")
+                                  f"{names}); pass {role}_column=" if role != "field" else
+                                  f"datasets.Dataset: no field column {column!r} (its columns: "
+                                  f"{names})")
         self.image_column, self.label_column = image_column, label_column
-        self._rows = dataset.select_columns([image_column]).with_format("arrow")
-        labels = dataset.select_columns([label_column]).with_format("arrow")[:][label_column]
-        self.labels, _ = arrow_labels(labels.combine_chunks(), label_column,
-                                      lambda row: f"datasets.Dataset row {row}", names=False)
-        feature = dataset.features[label_column]
-        found = list(feature.names) if type(feature).__name__ == "ClassLabel" else None
-        self.classes = list(classes) if classes is not None else found
+        self.mask_column, self.has_masks = mask_column, mask_column is not None
+        self._rows = dataset.select_columns(
+            [image_column, *([mask_column] if mask_column else [])]).with_format("arrow")
         self._fingerprint = getattr(dataset, "_fingerprint", None)
-        if not len(self.labels):
+        count = len(dataset)
+        if not count:
             raise SourceError("datasets.Dataset: has no rows")
 
+        def column(name: str) -> Any:
+            return dataset.select_columns([name]).with_format("arrow")[:][name].combine_chunks()
+
+        def where(row: int) -> str:
+            return f"datasets.Dataset row {row}"
+
+        self.multi_label, self.num_classes = False, num_classes
+        found = None
+        if label_column is None:
+            self.labels = np.full(count, -1, np.int64)
+        elif is_list_type(column(label_column).type):
+            self.multi_label = True
+            self._label_flat, self._label_offsets, _ = list_labels(column(label_column),
+                                                                   label_column, where)
+            self.labels = None
+            feature = dataset.features[label_column]
+            inner = getattr(feature, "feature", None)
+            found = list(inner.names) if type(inner).__name__ == "ClassLabel" else None
+        else:
+            self.labels, _ = arrow_labels(column(label_column), label_column, where, names=False)
+            feature = dataset.features[label_column]
+            found = list(feature.names) if type(feature).__name__ == "ClassLabel" else None
+        self.classes = list(classes) if classes is not None else found
+        if self.multi_label:
+            self.num_classes = self.num_classes or (len(self.classes) if self.classes else None)
+            if self.num_classes is None:
+                raise SourceError(f"datasets.Dataset: the label column {label_column!r} holds "
+                                  "lists of class indices (multi-label); pass num_classes=")
+        self._boxes = box_lists(column(boxes_column), boxes_column, where) \
+            if boxes_column else None
+        self._fields = {name: field_values(column(name), name, where) for name in fields}
+        self._count = count
+
     def __len__(self) -> int:
-        return len(self.labels)
+        return self._count
 
     def locate(self, index: int) -> str:
         return f"datasets.Dataset row {index} (column {self.image_column!r})"
 
-    def read(self, index: int) -> tuple[bytes, int]:
-        cell = self._rows[index].column(0)[0].as_py()
+    def read(self, index: int) -> Any:
+        """(bytes, label), or (bytes, label, extras) with a mask, boxes or fields."""
+        row = self._rows[index]
+        data = self._cell(row.column(0)[0].as_py(), index, "image")
+        if self.multi_label:
+            label: Any = self._label_flat[self._label_offsets[index]:
+                                          self._label_offsets[index + 1]].tolist()
+        else:
+            label = int(self.labels[index])
+        if not self.has_masks and self._boxes is None and not self._fields:
+            return data, label
+        extras: dict[str, Any] = {}
+        if self.has_masks:
+            extras["mask"] = self._cell(row.column(1)[0].as_py(), index, "mask")
+        if self._boxes is not None:
+            values, offsets = self._boxes
+            rows = values[offsets[index]:offsets[index + 1]]
+            extras["boxes"], extras["box_labels"] = rows[:, :4], rows[:, 4].astype(np.int64)
+        for name, values in self._fields.items():
+            extras[name] = values[index]
+        return data, label, extras
+
+    def _cell(self, cell: Any, index: int, what: str) -> bytes:
+        """An Image feature's bytes (or its file's), or a binary cell's."""
         if isinstance(cell, dict):
             data = cell.get("bytes")
             if data is None and cell.get("path"):
                 try:
                     data = Path(cell["path"]).read_bytes()
                 except OSError as exc:
-                    raise SourceError(f"{self.locate(index)}: the image's path {cell['path']!r} "
+                    raise SourceError(f"{self.locate(index)}: the {what}'s path {cell['path']!r} "
                                       f"cannot be read ({exc.strerror or exc})") from None
         else:
             data = cell
         if data is None:
-            raise FormatError(f"{self.locate(index)}: the image cell is null")
+            raise FormatError(f"{self.locate(index)}: the {what} cell is null")
         if not isinstance(data, (bytes, bytearray)):
-            raise FormatError(f"{self.locate(index)}: the image column holds "
+            raise FormatError(f"{self.locate(index)}: the {what} column holds "
                               f"{type(data).__name__}, not encoded image bytes")
-        return bytes(data), int(self.labels[index])
+        return bytes(data)
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "hf-dataset", "samples": len(self),

@@ -118,7 +118,7 @@ class ParquetSource:
         given = list(classes) if classes is not None else None
         if label_column is None:
             self.labels, self.classes = np.full(len(self), -1, np.int64), given
-        elif _is_list(column_of(label_column).type):
+        elif is_list_type(column_of(label_column).type):
             self.multi_label = True
             flat, offsets, found = list_labels(column_of(label_column), label_column,
                                                self.locate)
@@ -407,7 +407,7 @@ def arrow_labels(column: Any, name: str, where: Callable[[int], str], *, names: 
                       + f" (this row's: {column[0].as_py()!r})")
 
 
-def _is_list(kind: Any) -> bool:
+def is_list_type(kind: Any) -> bool:
     import pyarrow as pa
 
     return pa.types.is_list(kind) or pa.types.is_large_list(kind)
