@@ -50,7 +50,7 @@ class Manifest:
     options: dict[str, Any] = field(default_factory=dict)
     version: int = MANIFEST_VERSION
     # what the samples carry besides one class index (WebDataset only): multi_label,
-    # num_classes, labels (False: none, -1), mask, boxes, fields; absent when nothing
+    # num_classes, mask, boxes, fields; absent from the file when nothing
     targets: dict[str, Any] = field(default_factory=dict)
 
     def shard_of(self, index: int) -> tuple[int, int]:

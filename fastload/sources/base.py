@@ -94,6 +94,12 @@ def read_arrays(path: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
+def list_at(lists: tuple[np.ndarray, np.ndarray], index: int) -> list[int]:
+    """Sample ``index``'s class indices from a multi-label source's (flat values, offsets)."""
+    values, offsets = lists
+    return values[offsets[index]:offsets[index + 1]].tolist()
+
+
 def labels_of(source: Any) -> np.ndarray:
     """Every sample's label (int64): the source's ``labels`` where it keeps them in bulk (a
     folder's index, a list, WebDataset's index), else each sample read once. A multi-label

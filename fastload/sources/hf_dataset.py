@@ -21,7 +21,9 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from ..errors import FormatError, SourceError
-from .parquet import arrow_labels, box_lists, field_values, is_list_type, list_labels
+from .base import list_at
+from .parquet import (arrow_labels, box_lists, bulk_extras, field_values, is_list_type,
+                      list_labels)
 
 
 def is_hf_dataset(obj: Any) -> bool:
@@ -64,18 +66,19 @@ class HFDatasetSource:
 
         self.multi_label, self.num_classes = False, num_classes
         found = None
-        if label_column is None:
+        label_values = column(label_column) if label_column else None
+        if label_values is None:
             self.labels = np.full(count, -1, np.int64)
-        elif is_list_type(column(label_column).type):
+        elif is_list_type(label_values.type):
             self.multi_label = True
-            self._label_flat, self._label_offsets, _ = list_labels(column(label_column),
-                                                                   label_column, where)
+            flat, offsets, _ = list_labels(label_values, label_column, where)
+            self._label_lists = (flat, offsets)
             self.labels = None
             feature = dataset.features[label_column]
             inner = getattr(feature, "feature", None)
             found = list(inner.names) if type(inner).__name__ == "ClassLabel" else None
         else:
-            self.labels, _ = arrow_labels(column(label_column), label_column, where, names=False)
+            self.labels, _ = arrow_labels(label_values, label_column, where, names=False)
             feature = dataset.features[label_column]
             found = list(feature.names) if type(feature).__name__ == "ClassLabel" else None
         self.classes = list(classes) if classes is not None else found
@@ -99,22 +102,12 @@ class HFDatasetSource:
         """(bytes, label), or (bytes, label, extras) with a mask, boxes or fields."""
         row = self._rows[index]
         data = self._cell(row.column(0)[0].as_py(), index, "image")
-        if self.multi_label:
-            label: Any = self._label_flat[self._label_offsets[index]:
-                                          self._label_offsets[index + 1]].tolist()
-        else:
-            label = int(self.labels[index])
+        label = list_at(self._label_lists, index) if self.multi_label else int(self.labels[index])
         if not self.has_masks and self._boxes is None and not self._fields:
             return data, label
-        extras: dict[str, Any] = {}
+        extras = bulk_extras(self._boxes, self._fields, index)
         if self.has_masks:
             extras["mask"] = self._cell(row.column(1)[0].as_py(), index, "mask")
-        if self._boxes is not None:
-            values, offsets = self._boxes
-            rows = values[offsets[index]:offsets[index + 1]]
-            extras["boxes"], extras["box_labels"] = rows[:, :4], rows[:, 4].astype(np.int64)
-        for name, values in self._fields.items():
-            extras[name] = values[index]
         return data, label, extras
 
     def _cell(self, cell: Any, index: int, what: str) -> bytes:

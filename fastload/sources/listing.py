@@ -29,7 +29,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from ..errors import SourceError
-from .base import StringTable
+from .base import StringTable, list_at
 
 JSON_LINES = (".jsonl", ".ndjson")
 DELIMITED = {".csv": ",", ".tsv": "\t"}
@@ -85,8 +85,7 @@ class ListSource:
         """(bytes, label), or (bytes, label, extras) for a JSONL with targets or fields."""
         data = self._file(self._file_name(index), index)
         if self.multi_label:
-            start, end = self._label_lists[1][index:index + 2]
-            label: Any = self._label_lists[0][start:end].tolist()
+            label: Any = list_at(self._label_lists, index)
         else:
             label = int(self.labels[index])
         if self._extras is None:

@@ -35,7 +35,7 @@ import numpy as np
 from ..errors import BackendUnavailable, FormatError, SourceError
 from ..formats import parquet as pages_of
 from ..per_process import PerProcess
-from .base import StringTable, open_read_only
+from .base import StringTable, list_at, open_read_only
 from .remote import filesystem, glob_urls, is_url, leave, with_retries
 
 PARQUET_INSTALL = "pip install 'fastload-images[parquet]'  (pyarrow)"
@@ -76,10 +76,10 @@ class ParquetSource:
         self._image = BinaryColumn(image_column, "image")
         self._mask = BinaryColumn(mask_column, "mask") if mask_column else None
         self.has_masks = self._mask is not None
-        self.boxes_column, self.field_names = boxes_column, list(fields)
+        self.field_names = list(fields)
         rows: list[int] = []  # per row group (over all files): its rows
         groups: list[tuple[int, int]] = []  # (file, group in it)
-        labels, names_found, small = [], None, []
+        names_found, small = None, []
         small_columns = [c for c in (label_column, boxes_column, *self.field_names) if c]
         for k, name in enumerate(self.files):
             meta_file = self._parquet_file(k, pq)
@@ -111,18 +111,20 @@ class ParquetSource:
             raise SourceError(f"{paths}: the Parquet files hold no rows")
         import pyarrow as pa
 
+        table = pa.concat_tables(small) if small else None  # the label and target columns
+
         def column_of(name: str) -> Any:
-            return pa.concat_tables(small).column(name).combine_chunks()
+            return table.column(name).combine_chunks()
 
         self.multi_label, self.num_classes = False, num_classes
         given = list(classes) if classes is not None else None
-        if label_column is None:
+        label_values = column_of(label_column) if label_column else None
+        if label_values is None:
             self.labels, self.classes = np.full(len(self), -1, np.int64), given
-        elif is_list_type(column_of(label_column).type):
+        elif is_list_type(label_values.type):
             self.multi_label = True
-            flat, offsets, found = list_labels(column_of(label_column), label_column,
-                                               self.locate)
-            self._label_flat, self._label_offsets = flat, offsets
+            flat, offsets, found = list_labels(label_values, label_column, self.locate)
+            self._label_lists = (flat, offsets)
             self.labels = None  # several classes a sample
             self.classes = given or names_found or found
             if self.num_classes is None and self.classes:
@@ -134,8 +136,7 @@ class ParquetSource:
                 raise SourceError(f"{paths}: a label is {int(flat.max())}, not below "
                                   f"num_classes={self.num_classes}")
         else:
-            self.labels, found = arrow_labels(column_of(label_column), label_column, self.locate,
-                                              names=True)
+            self.labels, found = arrow_labels(label_values, label_column, self.locate, names=True)
             self.classes = given or names_found or found
             if self.classes is not None and int(self.labels.max()) >= len(self.classes):
                 bad = int(np.argmax(self.labels >= len(self.classes)))
@@ -200,23 +201,12 @@ class ParquetSource:
         group, row = self._where(index)
         where = self._place(index, group, row)
         data = self._image.value(self, group, row, where)
-        if self.multi_label:
-            label: Any = self._label_flat[self._label_offsets[index]:
-                                          self._label_offsets[index + 1]].tolist()
-        else:
-            label = int(self.labels[index])
+        label = list_at(self._label_lists, index) if self.multi_label else int(self.labels[index])
         if self._mask is None and self._boxes is None and not self._fields:
             return data, label
-        extras: dict[str, Any] = {}
+        extras = bulk_extras(self._boxes, self._fields, index)
         if self._mask is not None:
             extras["mask"] = self._mask.value(self, group, row, where)
-        if self._boxes is not None:
-            values, offsets = self._boxes
-            rows = values[offsets[index]:offsets[index + 1]]
-            extras["boxes"], extras["box_labels"] = rows[:, :4].astype(np.float32), \
-                rows[:, 4].astype(np.int64)
-        for name, values in self._fields.items():
-            extras[name] = values[index]
         return data, label, extras
 
     def shard_ids(self) -> np.ndarray:
@@ -443,6 +433,21 @@ def box_lists(column: Any, name: str, where: Callable[[int], str]) -> tuple[np.n
         values.append(array)
         offsets.append(offsets[-1] + len(array))
     return np.concatenate(values) if values else np.zeros((0, 5)), np.asarray(offsets, np.int64)
+
+
+def bulk_extras(boxes: Optional[tuple[np.ndarray, np.ndarray]], fields: dict[str, Any],
+                index: int) -> dict[str, Any]:
+    """Row ``index``'s boxes (from ``box_lists``) and fields (from ``field_values``), read in
+    bulk when the source was made, as a sample's extras."""
+    extras: dict[str, Any] = {}
+    if boxes is not None:
+        values, offsets = boxes
+        rows = values[offsets[index]:offsets[index + 1]]
+        extras["boxes"], extras["box_labels"] = rows[:, :4].astype(np.float32), \
+            rows[:, 4].astype(np.int64)
+    for name, column in fields.items():
+        extras[name] = column[index]
+    return extras
 
 
 def field_values(column: Any, name: str, where: Callable[[int], str]) -> Any:

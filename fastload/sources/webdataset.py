@@ -114,10 +114,9 @@ class WebDatasetSource:
         self._size = np.concatenate([t["size"] for t in tables])[order]
         self._extra = np.concatenate([t["extra"] for t in tables])[order]  # (N, members, 2)
         if self.multi_label:  # each sample's (start, end) in the shards' concatenated labels
-            starts = np.concatenate([t["label_offsets"][:-1] + base for t, base in zip(
-                tables, np.cumsum([0] + [len(t["label"]) for t in tables[:-1]]))])
-            ends = np.concatenate([t["label_offsets"][1:] + base for t, base in zip(
-                tables, np.cumsum([0] + [len(t["label"]) for t in tables[:-1]]))])
+            bases = np.cumsum([0] + [len(t["label"]) for t in tables[:-1]])
+            starts = np.concatenate([t["label_offsets"][:-1] + b for t, b in zip(tables, bases)])
+            ends = np.concatenate([t["label_offsets"][1:] + b for t, b in zip(tables, bases)])
             self._label_flat = np.concatenate([t["label"] for t in tables])
             self._label_span = np.stack([starts, ends], 1)[order]
             self.labels = None  # several classes a sample
@@ -392,11 +391,12 @@ class WebDatasetSource:
             return data, label
         members = {m: self._member(index, shard, int(o), int(n))
                    for m, (o, n) in zip(self._members, self._extra[index])}
+        parsed: dict[str, Any] = {}  # each JSON member parsed once, whatever reads from it
         extras: dict[str, Any] = {}
         if self.mask_key:
             extras["mask"] = members[self.mask_key.lower()]
         if self.boxes_key:
-            boxes = self._value(index, members, self.boxes_key)
+            boxes = self._value(index, members, parsed, self.boxes_key)
             try:
                 extras["boxes"] = np.asarray([b[:4] for b in boxes], np.float32).reshape(-1, 4)
                 extras["box_labels"] = np.asarray([b[4] for b in boxes], np.int64)
@@ -404,7 +404,7 @@ class WebDatasetSource:
                 raise FormatError(f"{self.locate(index)}: {self.boxes_key} is {boxes!r:.80}, not "
                                   "[[x0, y0, x1, y1, label], ...]") from None
         for name, where in self.fields.items():
-            extras[name] = self._value(index, members, where)
+            extras[name] = self._value(index, members, parsed, where)
         return data, label, extras
 
     def _member(self, index: int, shard: int, offset: int, size: int) -> bytes:
@@ -414,14 +414,18 @@ class WebDatasetSource:
                               "changed after indexing")
         return data
 
-    def _value(self, index: int, members: dict[str, bytes], where: str) -> Any:
-        """A JSON member's field (``json:boxes``), or a member's text (``txt``)."""
+    def _value(self, index: int, members: dict[str, bytes], parsed: dict[str, Any],
+               where: str) -> Any:
+        """A JSON member's field (``json:boxes``; ``parsed`` keeps the sample's parsed JSON
+        members), or a member's text (``txt``)."""
         member, _, field = where.partition(":")
-        text = members[member.lower()]
+        name = member.lower()
         if not field:
-            return text.decode("utf-8", "replace").strip()
+            return members[name].decode("utf-8", "replace").strip()
         try:
-            return json.loads(text)[field]
+            if name not in parsed:
+                parsed[name] = json.loads(members[name])
+            return parsed[name][field]
         except (ValueError, KeyError, TypeError):
             raise FormatError(f"{self.locate(index)}: its {member!r} member has no field "
                               f"{field!r}") from None

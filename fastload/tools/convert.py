@@ -38,7 +38,7 @@ from ..formats import protowire
 from ..formats import tfrecord
 from ..formats.manifest import EXTENSIONS, FORMATS, MANIFEST, Manifest, ShardInfo
 from ..image_info import open_image
-from ..target_info import check_boxes, decode_mask, split_read
+from ..target_info import PNG_SIGNATURE, TARGET_KEYS, check_boxes, decode_mask, split_read
 from ..per_process import forking
 from ..sources import Source, open_source
 from .output import (PROGRESS, claimed, load_progress, remove_temporary, save_progress,
@@ -150,7 +150,7 @@ def _convert(source: Source, options: ConvertOptions, dst: Path, run: str,
             return read_manifest(dst)
         raise SourceError(f"{dst}: already holds a converted dataset made from other input or "
                           "options; convert into an empty folder (or delete it first)")
-    targets_of(source, options)  # refused before any shard is written
+    targets = targets_of(source, options)  # refused before any shard is written
     finished = load_progress(dst, prints)
     jobs = [(k, count) for k in range(count) if k not in finished]
     key_width = max(8, len(str(len(source) - 1)))
@@ -172,7 +172,7 @@ def _convert(source: Source, options: ConvertOptions, dst: Path, run: str,
                         shards=[finished[k] for k in range(count)], split=options.split,
                         key_width=key_width,
                         options={**asdict(options), "shards": count, "fingerprint": fingerprint},
-                        targets=targets_of(source, options))
+                        targets=targets)
     manifest.write(dst)
     (dst / PROGRESS).unlink(missing_ok=True)
     return manifest
@@ -193,7 +193,7 @@ def targets_of(source: Source, options: ConvertOptions) -> dict[str, Any]:
     if options.max_size is not None and ("mask" in extras or "boxes" in extras):
         raise SpecError("convert: max_size would resize images but not their masks and boxes; "
                         "convert without --max-size")
-    fields = sorted(k for k in extras if k not in ("mask", "boxes", "box_labels"))
+    fields = sorted(k for k in extras if k not in TARGET_KEYS)
     return {"multi_label": multi, "num_classes": getattr(source, "num_classes", None),
             "mask": "mask" in extras, "boxes": "boxes" in extras, "fields": fields}
 
@@ -384,8 +384,7 @@ class _Job:
                                 "webdataset")
             data, fmt, height, width = prepare_image(data, where, self.options.max_size,
                                                      self.options.quality, self.options.restarts)
-            self.extras = _members_of(extras, (height, width), where)
-            yield i, data, label, fmt, height, width
+            yield i, data, label, fmt, height, width, _members_of(extras, (height, width), where)
             self.tick(1)
 
     def _tfrecord(self, name: str, indices: range) -> ShardInfo:
@@ -393,7 +392,7 @@ class _Job:
         tmp = temporary(final, self.run)
         digest, rows, offset = hashlib.sha256(), [], 0
         with open(tmp, "wb") as f:
-            for i, data, label, fmt, height, width in self._payloads(indices):
+            for i, data, label, fmt, height, width, _ in self._payloads(indices):
                 example = protowire.encode_example({
                     "image/encoded": data, "image/class/label": label,
                     "image/filename": _name(self.source, i).encode("utf-8", "surrogateescape"),
@@ -425,12 +424,12 @@ class _Job:
         with open(tmp, "wb") as f:
             hashed = _Hashing(f)  # the digest as the bytes go out, not a second read
             with tarfile.open(fileobj=hashed, mode="w", format=tarfile.USTAR_FORMAT) as out:
-                for i, data, label, fmt, _, _ in self._payloads(indices):
+                for i, data, label, fmt, _, _, members in self._payloads(indices):
                     key = str(i).zfill(self.key_width)
                     ext = "jpg" if fmt == "jpeg" else fmt
                     text = " ".join(map(str, label)) if isinstance(label, list) else str(label)
                     for member, payload in ((f"{key}.{ext}", data), (f"{key}.cls", text.encode()),
-                                            *((f"{key}.{m}", b) for m, b in self.extras)):
+                                            *((f"{key}.{m}", b) for m, b in members)):
                         info = tarfile.TarInfo(member)
                         info.size, info.mode, info.mtime = len(payload), 0o644, 0
                         out.addfile(info, io.BytesIO(payload))
@@ -504,7 +503,8 @@ def _members_of(extras: dict[str, Any], size: tuple[int, int],
     if extras.get("mask") is not None:
         mask = extras["mask"]
         array = decode_mask(mask, size, where)  # a bad mask stops the job, named
-        if not isinstance(mask, (bytes, bytearray, memoryview)) or bytes(mask[:8]) != PNG:
+        if not isinstance(mask, (bytes, bytearray, memoryview)) or \
+                bytes(mask[:8]) != PNG_SIGNATURE:
             from PIL import Image
 
             out = io.BytesIO()
@@ -516,14 +516,11 @@ def _members_of(extras: dict[str, Any], size: tuple[int, int],
         boxes, labels = check_boxes(extras["boxes"], extras.get("box_labels"), size, where)
         record["boxes"] = [[*map(float, b), int(c)] for b, c in zip(boxes, labels)]
     for name, value in extras.items():
-        if name not in ("mask", "boxes", "box_labels"):
+        if name not in TARGET_KEYS:
             record[name] = value.tolist() if hasattr(value, "tolist") else value
     if record:
         members.append(("json", json.dumps(record, sort_keys=True).encode()))
     return members
-
-
-PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def prepare_image(data: bytes, where: str, max_size: Optional[int], quality: Optional[int],

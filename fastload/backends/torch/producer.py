@@ -152,12 +152,10 @@ def render_batch(source: Source, pipeline: Pipeline, task: BatchTask, random: bo
     count = len(task.indices)
     height, width = pipeline.output_size
     images = empty_shared((count, 3, height, width), torch.uint8) if out is None else out
-    if masks is not None:
-        collected = TargetBatch(count, pipeline, targets,
-                                lambda shape: masks.view(task.slot, shape), pooled=True)
-    else:
-        collected = TargetBatch(count, pipeline, targets,
-                                lambda shape: empty_shared(shape, torch.uint8))
+    collected = TargetBatch(
+        count, pipeline, targets,
+        (lambda shape: masks.view(task.slot, shape)) if masks is not None else
+        (lambda shape: empty_shared(shape, torch.uint8)), pooled=masks is not None)
     erase = np.zeros((count, 4), dtype=np.int32)
     indices = task.indices.copy()
     skipped = []
