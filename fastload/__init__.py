@@ -27,9 +27,9 @@ from .ops.user_ops import BatchLambda, Lambda
 from .order.dist import DistInfo
 from .order.evaluation import ExactMean
 from .order.sampling import ClassBalanced, Weighted
-from .sources import (DatasetSource, FolderSource, HFDatasetSource, ListSource, MaskFolderSource,
-                      ParquetSource,
-                      RemoteTFRecordSource, Source, WebDatasetSource, open_source)
+from .sources import (DatasetSource, FolderSource, HFDatasetSource, ListSource, LMDBSource,
+                      MaskFolderSource, ParquetSource, RemoteTFRecordSource, Source,
+                      TFRecordSource, WebDatasetSource, open_source)
 from .sources.mix import Mix
 from .sources.subset import Subset, split, subset
 
@@ -41,7 +41,8 @@ DISTRIBUTION = "fastload-images"
 
 __all__ = [
     "BackendUnavailable", "Batch", "BatchLambda", "CenterCrop", "ClassBalanced", "ColorJitter", "CutMix",
-    "DatasetSource", "HFDatasetSource", "ListSource", "MaskFolderSource", "Mix", "ParquetSource", "Subset", "WebDatasetSource", "Weighted", "split",
+    "DatasetSource", "HFDatasetSource", "ListSource", "LMDBSource", "MaskFolderSource", "Mix",
+    "ParquetSource", "Subset", "TFRecordSource", "WebDatasetSource", "Weighted", "split",
     "subset",
     "GaussianBlur", "RandAugment", "RandomGrayscale", "RandomSolarize", "ThreeAugment",
     "TrivialAugmentWide", "Decode", "DecodeError", "DistInfo",

@@ -643,7 +643,11 @@ static int unfilter_rows(const uint8_t *in, uint8_t *out, Py_ssize_t rows, Py_ss
             for (Py_ssize_t x = 1; x < width; x++) cur[x] = (uint8_t)(line[x] + cur[x - 1]);
             break;
         case 2:
-            for (Py_ssize_t x = 0; x < width; x++) cur[x] = (uint8_t)(line[x] + (up ? up[x] : 0));
+            if (!up) {
+                memcpy(cur, line, (size_t)width);
+                break;
+            }
+            for (Py_ssize_t x = 0; x < width; x++) cur[x] = (uint8_t)(line[x] + up[x]);
             break;
         case 3:
             for (Py_ssize_t x = 0; x < width; x++) {
@@ -652,11 +656,27 @@ static int unfilter_rows(const uint8_t *in, uint8_t *out, Py_ssize_t rows, Py_ss
             }
             break;
         case 4:
-            for (Py_ssize_t x = 0; x < width; x++) {
-                int a = x ? cur[x - 1] : 0, b = up ? up[x] : 0, c = (x && up) ? up[x - 1] : 0;
-                int p = a + b - c, pa = abs(p - a), pb = abs(p - b), pc = abs(p - c);
-                int pred = (pa <= pb && pa <= pc) ? a : (pb <= pc) ? b : c;
-                cur[x] = (uint8_t)(line[x] + pred);
+            if (!up) {  /* no row above: Paeth predicts the left pixel (Sub) */
+                cur[0] = line[0];
+                for (Py_ssize_t x = 1; x < width; x++) cur[x] = (uint8_t)(line[x] + cur[x - 1]);
+                break;
+            }
+            {
+                /* branch-free selects where the row above changes: the choice is unpredictable there */
+                int a = 0, c = 0;
+                for (Py_ssize_t x = 0; x < width; x++) {
+                    int b = up[x];
+                    if (b == c) {  /* flat above (most of a mask): pa = 0 picks the left pixel */
+                        a = (uint8_t)(line[x] + a);
+                    } else {
+                        int pa = abs(b - c), pb = abs(a - c), pc = abs(a + b - 2 * c);
+                        int pred = pb <= pc ? b : c;
+                        pred = (pa <= pb && pa <= pc) ? a : pred;
+                        a = (uint8_t)(line[x] + pred);
+                    }
+                    cur[x] = (uint8_t)a;
+                    c = b;
+                }
             }
             break;
         default:
@@ -728,9 +748,16 @@ static PyObject *mask_crop_nearest(PyObject *self, PyObject *args) {
         if (c > w - 1) c = w - 1;
         cols[flip ? out_w - 1 - j : j] = left + c;
     }
+    Py_ssize_t prev = -1;
     for (Py_ssize_t i = 0; i < out_h; i++) {
         Py_ssize_t r = h == out_h ? i : (Py_ssize_t)floorf((float)i * sy);
         if (r > h - 1) r = h - 1;
+        if (r == prev) {  /* an enlarged crop repeats rows: copy the row just written */
+            uint8_t *row = (uint8_t *)out.buf + i * out_w * itemsize;
+            memcpy(row, row - out_w * itemsize, (size_t)(out_w * itemsize));
+            continue;
+        }
+        prev = r;
         const uint8_t *line = in + (top + r) * width;
         if (itemsize == 1) {
             uint8_t *dst = (uint8_t *)out.buf + i * out_w;

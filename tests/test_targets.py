@@ -368,33 +368,136 @@ def test_nearest_indices_are_torchs():
             assert nearest_indices(size, out).tolist() == expected.tolist(), (size, out)
 
 
-def test_convert_writes_targets_into_webdataset_shards(dataset, tmp_path):
-    """convert carries label lists, masks, boxes and fields into WebDataset members (cls
-    "1 3", seg.png, json); reading the converted folder gives the list's batches, and the
-    webdataset package reads the members."""
+def test_convert_writes_targets_into_tfrecord_and_webdataset_shards(dataset, tmp_path):
+    """convert carries label lists, masks, boxes and fields into TFRecord features (DeepLab's
+    and the Object Detection API's keys) and WebDataset members (cls "1 3", seg.png, json);
+    reading either converted folder gives the list's batches (TFRecord's boxes through float32
+    normalized corners: to 1e-3 px), the webdataset package reads the members, and LMDB (one
+    label a Caffe Datum) refuses them before writing."""
     from fastload.tools.convert import convert
 
     root, lines = dataset
     source = fl.ListSource(root / "train.jsonl", num_classes=4)
-    with pytest.raises(fl.SpecError, match="tfrecord shards do not hold; use --format webdataset"):
-        convert(source, tmp_path / "tf", format="tfrecord", shards=2)
-    manifest = convert(source, tmp_path / "wds", format="webdataset", shards=3)
-    assert manifest.targets == {"multi_label": True, "num_classes": 4, "mask": True,
-                                "boxes": True, "fields": ["id", "weight"]}
-    converted = fl.open_source(tmp_path / "wds")
-    with fl.loader(converted, TRAIN, 8, num_workers=1, seed=3) as loader:
-        for a, b in zip(batches(root, TRAIN), loader):
+    with pytest.raises(fl.SpecError, match="lmdb shards do not hold .* use --format tfrecord"):
+        convert(source, tmp_path / "lmdb", format="lmdb", shards=2)
+    assert not (tmp_path / "lmdb").exists() or not any((tmp_path / "lmdb").iterdir())
+    expected = batches(root, TRAIN)
+    for fmt, shards in (("tfrecord", 2), ("webdataset", 3)):
+        manifest = convert(source, tmp_path / fmt, format=fmt, shards=shards)
+        assert manifest.targets == {"multi_label": True, "num_classes": 4, "mask": True,
+                                    "boxes": True, "fields": ["id", "weight"]}
+        converted = fl.open_source(tmp_path / fmt)
+        with fl.loader(converted, TRAIN, 8, num_workers=1, seed=3) as loader:
+            got = list(loader)
+        assert len(got) == len(expected)
+        for a, b in zip(expected, got):
             assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
-            assert torch.equal(a.masks, b.masks) and torch.equal(a.boxes, b.boxes)
+            assert torch.equal(a.masks, b.masks) and torch.equal(a.box_counts, b.box_counts)
+            assert torch.allclose(a.boxes, b.boxes, atol=1e-3, rtol=0), fmt
             assert torch.equal(a.box_labels, b.box_labels) and a.fields["id"] == b.fields["id"]
+            assert torch.equal(a.weight, b.weight)
+    with pytest.raises(fl.FormatError, match=r"record 0 .*lacks 'image/depth'"):
+        fl.TFRecordSource(tmp_path / "tfrecord", mask_key="image/depth").read(0)
+    with pytest.raises(fl.FormatError, match="holds no JSON object with the field 'area'"):
+        fl.TFRecordSource(tmp_path / "tfrecord", fields={"area": "fastload/fields:area"}).read(0)
     wds = pytest.importorskip("webdataset", reason="pip install 'fastload-images[test]'")
-    first = next(iter(wds.WebDataset(str(tmp_path / "wds" / "train-00000-of-00003.tar"),
+    first = next(iter(wds.WebDataset(str(tmp_path / "webdataset" / "train-00000-of-00003.tar"),
                                      shardshuffle=False, empty_check=False)))
     assert first["cls"].decode().split() == [str(c) for c in lines[0]["label"]]
     assert np.array_equal(np.array(Image.open(__import__("io").BytesIO(first["seg.png"]))),
                           np.array(Image.open(root / lines[0]["mask"])))
     assert json.loads(first["json"])["boxes"] == [[float(v) for v in b[:4]] + [b[4]]
                                                  for b in lines[0]["boxes"]]
+
+
+TF_TARGETS = """
+import glob, json, sys, tensorflow as tf
+ours, theirs, listing = sys.argv[1:4]
+spec = {"image/encoded": tf.io.FixedLenFeature([], tf.string),
+        "image/class/label": tf.io.VarLenFeature(tf.int64),
+        "image/segmentation/class/encoded": tf.io.FixedLenFeature([], tf.string),
+        "image/object/class/label": tf.io.VarLenFeature(tf.int64),
+        "fastload/fields": tf.io.FixedLenFeature([], tf.string),
+        **{f"image/object/bbox/{c}": tf.io.VarLenFeature(tf.float32)
+           for c in ("xmin", "ymin", "xmax", "ymax")}}
+read = []
+for ex in tf.data.TFRecordDataset(sorted(glob.glob(ours + "/*.tfrecord"))).map(
+        lambda r: tf.io.parse_single_example(r, spec)):
+    image = tf.io.decode_jpeg(ex["image/encoded"])
+    mask = tf.io.decode_png(ex["image/segmentation/class/encoded"])
+    h, w = int(image.shape[0]), int(image.shape[1])
+    corners = [tf.sparse.to_dense(ex[f"image/object/bbox/{c}"]).numpy().tolist()
+               for c in ("xmin", "ymin", "xmax", "ymax")]
+    read.append({"label": tf.sparse.to_dense(ex["image/class/label"]).numpy().tolist(),
+                 "mask_shape": [int(v) for v in mask.shape], "image_shape": [h, w],
+                 "mask_sum": int(tf.reduce_sum(tf.cast(mask, tf.int64))),
+                 "boxes": [[x0 * w, y0 * h, x1 * w, y1 * h, int(c)] for x0, y0, x1, y1, c in zip(
+                     *corners, tf.sparse.to_dense(ex["image/object/class/label"]).numpy())],
+                 "fields": json.loads(ex["fastload/fields"].numpy())})
+print(json.dumps(read))
+root = listing.rsplit("/", 1)[0]
+with tf.io.TFRecordWriter(theirs) as out:  # the Object Detection API's layout, written by TF
+    for line in map(json.loads, open(listing)):
+        image = open(root + "/" + line["path"], "rb").read()
+        h, w = (int(v) for v in tf.io.decode_jpeg(image).shape[:2])
+        f = tf.train.Feature
+        feature = {"image/encoded": f(bytes_list=tf.train.BytesList(value=[image])),
+                   "image/class/label": f(int64_list=tf.train.Int64List(value=line["label"])),
+                   "image/segmentation/class/encoded": f(bytes_list=tf.train.BytesList(
+                       value=[open(root + "/" + line["mask"], "rb").read()])),
+                   "image/object/class/label": f(int64_list=tf.train.Int64List(
+                       value=[b[4] for b in line["boxes"]])),
+                   "image/source_id": f(bytes_list=tf.train.BytesList(value=[line["id"].encode()])),
+                   "image/weight": f(float_list=tf.train.FloatList(value=[line["weight"]]))}
+        for k, (c, size) in enumerate(zip(("xmin", "ymin", "xmax", "ymax"), (w, h, w, h))):
+            feature[f"image/object/bbox/{c}"] = f(float_list=tf.train.FloatList(
+                value=[b[k] / size for b in line["boxes"]]))
+        out.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+"""
+
+
+def test_tensorflow_reads_our_targets_and_we_read_its(dataset, tmp_path):
+    """tf.data parses convert's TFRecord targets (label lists, the PNG mask, normalized boxes,
+    the fields' JSON) back to the list's; an Object Detection API-style shard written by
+    TensorFlow gives the list's batches through TFRecordSource's keywords."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("tensorflow") is None:
+        pytest.skip("TensorFlow not installed: pip install 'fastload-images[interop]'")
+    from fastload.tools.convert import convert
+
+    root, lines = dataset
+    convert(fl.ListSource(root / "train.jsonl", num_classes=4), tmp_path / "ours",
+            format="tfrecord", shards=1)
+    theirs = tmp_path / "theirs.tfrecord"
+    out = subprocess.run([sys.executable, "-c", TF_TARGETS, str(tmp_path / "ours"), str(theirs),
+                          str(root / "train.jsonl")], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    read = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(read) == len(lines)
+    for got, line in zip(read, lines):  # one shard: the list's order
+        mask = np.array(Image.open(root / line["mask"]))
+        assert got["label"] == line["label"] and got["fields"] == {"id": line["id"],
+                                                                   "weight": line["weight"]}
+        assert got["mask_shape"] == [*mask.shape, 1] and got["mask_sum"] == int(mask.sum())
+        assert np.allclose([b[:4] for b in got["boxes"]], [b[:4] for b in line["boxes"]],
+                           atol=1e-3)
+        assert [b[4] for b in got["boxes"]] == [b[4] for b in line["boxes"]]
+    source = fl.TFRecordSource(theirs, build_missing_index=True, multi_label=True, num_classes=4,
+                               mask_key="image/segmentation/class/encoded",
+                               boxes_key="image/object",
+                               fields={"weight": "image/weight", "id": "image/source_id"})
+    with fl.loader(source, TRAIN, 8, num_workers=1, seed=3) as loader:
+        for a, b in zip(batches(root, TRAIN), loader):
+            assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
+            assert torch.equal(a.masks, b.masks) and torch.equal(a.box_labels, b.box_labels)
+            assert torch.allclose(a.boxes, b.boxes, atol=1e-3, rtol=0)
+            assert a.fields["id"] == b.fields["id"]
+            assert torch.allclose(a.weight, b.weight.to(a.weight.dtype), atol=1e-6)
+    with pytest.raises(fl.SpecError, match="dali-native.*use backend='dali'"):
+        fl.loader(source, TRAIN, 8, backend="dali-native")
 
 
 def png_with_filters(array, kinds):

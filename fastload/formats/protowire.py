@@ -7,7 +7,7 @@ parses them without pickle, rejects malformed bytes with FormatError, and stays 
 from __future__ import annotations
 
 import struct
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 from ..errors import FormatError
 from .checksum import crc32c
@@ -39,23 +39,41 @@ def _field(number: int, wire: int, payload: bytes) -> bytes:
 
 def encode_example(features: dict[str, Feature]) -> bytes:
     """tf.train.Example; bytes/list[bytes] -> BytesList, int/list[int] -> Int64List (packed),
-    list[float] -> FloatList. Keys are written sorted, so equal inputs give equal bytes."""
+    list[float] -> FloatList; a numpy array by its dtype (integers: Int64List, floating:
+    FloatList), which types an empty list too. Keys are written sorted, so equal inputs give
+    equal bytes."""
     entries = []
     for key in sorted(features):
-        value = features[key]
-        if isinstance(value, (bytes, int)):
-            value = [value]
-        if all(isinstance(v, bytes) for v in value):
-            kind = _field(1, BYTES, b"".join(_field(1, BYTES, v) for v in value))
-        elif all(isinstance(v, int) for v in value):
-            kind = _field(3, BYTES, _field(1, BYTES, b"".join(_varint(v) for v in value)))
-        elif all(isinstance(v, float) for v in value):
-            kind = _field(2, BYTES, _field(1, BYTES, struct.pack(f"<{len(value)}f", *value)))
-        else:
-            raise TypeError(f"feature {key!r}: values must be all bytes, all int or all float")
-        entry = _field(1, BYTES, key.encode("utf-8")) + _field(2, BYTES, kind)
+        number, values = _typed(key, features[key])
+        if number == 1:  # BytesList
+            payload = b"".join(_field(1, BYTES, v) for v in values)
+        elif number == 3:  # Int64List
+            payload = _field(1, BYTES, b"".join(_varint(v) for v in values))
+        else:  # FloatList
+            payload = _field(1, BYTES, struct.pack(f"<{len(values)}f", *values))
+        entry = _field(1, BYTES, key.encode("utf-8")) + _field(2, BYTES, _field(number, BYTES, payload))
         entries.append(_field(1, BYTES, entry))
     return _field(1, BYTES, b"".join(entries))
+
+
+def _typed(key: str, value: Any) -> tuple[int, list]:
+    """A feature's values and its list's field number in tf.train.Feature (1 bytes, 2 float,
+    3 int64)."""
+    if isinstance(value, (bytes, int)):
+        value = [value]
+    elif hasattr(value, "dtype"):  # a numpy array: typed by its dtype, even when empty
+        if value.dtype.kind in "iu":
+            return 3, [int(v) for v in value.ravel()]
+        if value.dtype.kind == "f":
+            return 2, [float(v) for v in value.ravel()]
+        raise TypeError(f"feature {key!r}: a {value.dtype} array; give integers or floats")
+    if all(isinstance(v, bytes) for v in value):
+        return 1, list(value)
+    if all(isinstance(v, int) for v in value):
+        return 3, list(value)
+    if all(isinstance(v, float) for v in value):
+        return 2, list(value)
+    raise TypeError(f"feature {key!r}: values must be all bytes, all int or all float")
 
 
 DATUM_CRC = 100  # fastload's field: CRC32C of Datum.data (fixed32); Caffe and DALI skip it

@@ -1,8 +1,20 @@
-"""TFRecord shards of tf.train.Example, read by random access through their ``.idx`` files."""
+"""TFRecord shards of tf.train.Example, read by random access through their ``.idx`` files.
+
+Targets beyond one class index (``backends.targets``) use the keys TensorFlow's own models
+read: ``multi_label=True`` (with ``num_classes``) takes every value of the label's Int64List;
+``mask_key`` names a feature holding the encoded mask (DeepLab's
+``image/segmentation/class/encoded``); ``boxes_key`` a prefix under which the Object Detection
+API keeps boxes, ``<prefix>/bbox/xmin``, ``ymin``, ``xmax``, ``ymax`` (FloatLists normalized
+to the image's width and height) and ``<prefix>/class/label``; ``fields={"weight":
+"image/weight"}`` per-sample fields from features (one value: a scalar; bytes: a string), or
+from a JSON object in a bytes feature (``"fastload/fields:weight"``, where convert keeps them).
+Shards made by ``fastload convert`` say in their manifest what they hold, and are read so.
+"""
 
 from __future__ import annotations
 
 import glob
+import json
 import os
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
@@ -13,6 +25,7 @@ from ..errors import FormatError, SourceError
 from ..formats import protowire
 from ..formats import tfrecord
 from ..formats.manifest import MANIFEST, Manifest, read_manifest
+from ..image_info import image_size
 from ..per_process import PerProcess
 from .base import open_read_only
 
@@ -23,6 +36,10 @@ except ImportError:  # pragma: no cover - the C extension is optional (protowire
 
 IMAGE_KEY = "image/encoded"
 LABEL_KEY = "image/class/label"
+MASK_KEY = "image/segmentation/class/encoded"  # DeepLab's (with image/segmentation/class/format)
+BOXES_KEY = "image/object"  # the Object Detection API's: <key>/bbox/xmin ... and <key>/class/label
+FIELDS_KEY = "fastload/fields"  # what convert writes: the sample's fields as one JSON object
+CORNERS = ("xmin", "ymin", "xmax", "ymax")
 
 
 class TFRecordSource:
@@ -36,12 +53,31 @@ class TFRecordSource:
 
     def __init__(self, path: Union[str, Path, Sequence[Union[str, Path]]], *,
                  image_key: str = IMAGE_KEY, label_key: str = LABEL_KEY,
-                 verify_crc: bool = True, build_missing_index: bool = False) -> None:
+                 verify_crc: bool = True, build_missing_index: bool = False,
+                 multi_label: bool = False, num_classes: Optional[int] = None,
+                 mask_key: Optional[str] = None, boxes_key: Optional[str] = None,
+                 fields: Optional[dict[str, str]] = None) -> None:
         self.image_key, self.label_key, self.verify_crc = image_key, label_key, verify_crc
         self._keys = (image_key.encode("utf-8"), label_key.encode("utf-8"))
         self.manifest, shards = _resolve(path)
         self.shards = [str(s) for s in shards]
         self.classes = list(self.manifest.classes) if self.manifest else []
+        made = self.manifest.targets if self.manifest is not None else {}
+        self.multi_label = bool(multi_label or made.get("multi_label", False))
+        self.num_classes = num_classes or made.get("num_classes") or \
+            (len(self.classes) if self.multi_label and self.classes else None)
+        if self.multi_label and self.num_classes is None:
+            raise SourceError(f"{path}: multi_label=True needs num_classes=")
+        self.mask_key = mask_key or (MASK_KEY if made.get("mask") else None)
+        self.boxes_key = boxes_key or (BOXES_KEY if made.get("boxes") else None)
+        self.fields = {**{name: f"{FIELDS_KEY}:{name}" for name in made.get("fields", [])},
+                       **(fields or {})}
+        self.has_masks = self.mask_key is not None
+        box_keys = [f"{self.boxes_key}/bbox/{c}" for c in CORNERS] + \
+            [f"{self.boxes_key}/class/label"] if self.boxes_key else []
+        self._wanted = frozenset([image_key, label_key, *([self.mask_key] if self.mask_key else []),
+                                  *box_keys, *(f.partition(":")[0] for f in self.fields.values())]) \
+            if self.multi_label or self.mask_key or self.boxes_key or self.fields else None
         rows = [_load_index(s, build_missing_index) for s in shards]
         self._shard, self._record, self._offset, self._length = record_table(
             self.shards, rows, self.manifest)
@@ -66,12 +102,71 @@ class TFRecordSource:
         return checked_record(os.pread(fd, length, offset), length, self.locate(index),
                               self.verify_crc)
 
-    def read(self, index: int) -> tuple[bytes, int]:
-        return image_and_label(self.read_record(index), self._keys, self.locate(index))
+    def read(self, index: int) -> Any:
+        """(bytes, label), or (bytes, label, extras) with the targets asked for (see the module)."""
+        if self._wanted is None:
+            return image_and_label(self.read_record(index), self._keys, self.locate(index))
+        return self._with_targets(self.read_record(index), self.locate(index))
+
+    def _with_targets(self, record: bytes, where: str) -> Any:
+        try:
+            example = protowire.decode_example(record, self._wanted)
+        except FormatError as exc:
+            raise FormatError(f"{where}: malformed Example: {exc}") from None
+
+        def feature(key: str) -> list:
+            if key not in example:
+                raise FormatError(f"{where}: Example lacks {key!r} (has "
+                                  f"{sorted(protowire.decode_example(record))})")
+            return example[key]  # type: ignore[return-value]
+
+        image = feature(self.image_key)
+        if len(image) != 1 or not isinstance(image[0], bytes):
+            raise FormatError(f"{where}: {self.image_key!r} must be a BytesList of one image")
+        labels = example.get(self.label_key, [] if self.multi_label else None)
+        if labels is None or not all(isinstance(v, int) for v in labels) or \
+                (not self.multi_label and len(labels) != 1):
+            raise FormatError(f"{where}: {self.label_key!r} must be an Int64List of "
+                              f"{'class indices' if self.multi_label else 'one class index'}; "
+                              f"found {labels!r:.60}")
+        label: Any = list(labels) if self.multi_label else labels[0]
+        extras: dict[str, Any] = {}
+        if self.mask_key:
+            mask = feature(self.mask_key)
+            if len(mask) != 1 or not isinstance(mask[0], bytes):
+                raise FormatError(f"{where}: {self.mask_key!r} must be a BytesList of one "
+                                  "encoded mask")
+            extras["mask"] = mask[0]
+        if self.boxes_key:
+            extras["boxes"], extras["box_labels"] = self._boxes(image[0], feature, where)
+        parsed: dict[str, Any] = {}  # each JSON feature parsed once, whatever reads from it
+        for name, key in self.fields.items():
+            extras[name] = _field_value(feature, parsed, key, where)
+        return image[0], label, extras
+
+    def _boxes(self, image: bytes, feature: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 4) float32 pixels from normalized corners, scaled by the image's own size."""
+        corners = [np.asarray(feature(f"{self.boxes_key}/bbox/{c}"), np.float64) for c in CORNERS]
+        labels = np.asarray(feature(f"{self.boxes_key}/class/label"), np.int64)
+        if len({len(c) for c in corners} | {len(labels)}) != 1:
+            raise FormatError(f"{where}: {self.boxes_key}/bbox/* and /class/label hold "
+                              f"{[len(c) for c in corners]} and {len(labels)} values; give each "
+                              "box its four corners and a label")
+        width, height = image_size(image, where)
+        scale = np.array([width, height, width, height], np.float64)
+        boxes = np.stack(corners, axis=1) * scale if len(labels) else np.zeros((0, 4))
+        # a float32 corner at 1.0 may land a hair past the edge: that is the edge
+        boxes = np.where((boxes > scale) & (boxes <= scale * (1 + 2 ** -20)), scale, boxes)
+        return boxes.astype(np.float32), labels
 
     def shard_ids(self) -> np.ndarray:
         """Each sample's shard number (for the shard-aware order)."""
         return self._shard
+
+    @property
+    def has_targets(self) -> bool:
+        """Whether samples carry more than one class index (DALI's own reader cannot)."""
+        return self._wanted is not None
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "tfrecord", "shards": len(self.shards), "samples": len(self),
@@ -79,6 +174,23 @@ class TFRecordSource:
 
     def __repr__(self) -> str:
         return f"TFRecordSource(shards={len(self.shards)}, samples={len(self)})"
+
+
+def _field_value(feature: Any, parsed: dict[str, Any], key: str, where: str) -> Any:
+    """A field from a feature (one value: that value; bytes: text) or, for ``"key:name"``,
+    from the JSON object in bytes feature ``key``."""
+    name, _, field = key.partition(":")
+    values = feature(name)
+    if field:
+        try:
+            if name not in parsed:
+                parsed[name] = json.loads(values[0])
+            return parsed[name][field]
+        except (ValueError, KeyError, TypeError, IndexError):
+            raise FormatError(f"{where}: feature {name!r} holds no JSON object with the field "
+                              f"{field!r}") from None
+    values = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in values]
+    return values[0] if len(values) == 1 else np.asarray(values)
 
 
 def record_table(shards: Sequence[str], rows: Sequence[np.ndarray], manifest: Optional[Manifest]

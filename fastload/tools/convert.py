@@ -10,6 +10,9 @@ Caffe and webdataset read.
   and times), so re-running after an interruption skips the shards whose inputs did not
   change.
 - Deterministic: the same folder and options give the same bytes (TFRecord) / records (LMDB).
+- Targets (a label list, a mask, boxes, fields): TFRecord keeps them under the keys
+  TensorFlow's models read (``sources.tfrecord``), WebDataset as ``cls``/``seg.png``/``json``
+  members; LMDB's Caffe Datum holds one label, so a source with targets is refused there.
 - Every image is decoded once on the way (JPEGs at 1/8 scale, enough to walk all their data),
   so a broken file fails the conversion with its path instead of failing training later.
 """
@@ -31,6 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, TextIO, Union
 
+import numpy as np
 from PIL import Image
 
 from ..errors import DecodeError, FastloadError, SourceError, SpecError
@@ -41,6 +45,7 @@ from ..image_info import open_image
 from ..target_info import PNG_SIGNATURE, TARGET_KEYS, check_boxes, decode_mask, split_read
 from ..per_process import forking
 from ..sources import Source, open_source
+from ..sources.tfrecord import BOXES_KEY, CORNERS, FIELDS_KEY, MASK_KEY
 from .output import (PROGRESS, claimed, load_progress, remove_temporary, save_progress,
                      temporary)
 from .progress import Progress
@@ -48,6 +53,7 @@ from .restarts import with_restarts
 
 DEFAULT_SHARD_BYTES = 128 << 20
 LMDB_PAGE = 4096
+TARGET_FORMATS = ("tfrecord", "webdataset")  # what holds a label list, a mask, boxes, fields
 
 
 @dataclass(frozen=True)
@@ -180,16 +186,17 @@ def _convert(source: Source, options: ConvertOptions, dst: Path, run: str,
 
 def targets_of(source: Source, options: ConvertOptions) -> dict[str, Any]:
     """What the samples carry besides one class index, for the manifest (``{}``: nothing);
-    a SpecError when the format cannot hold it (only WebDataset's members can)."""
+    a SpecError when the format cannot hold it (LMDB's Caffe Datum holds one label)."""
     first = source.read(0)
     extras = first[2] if len(first) == 3 else {}
     multi = bool(getattr(source, "multi_label", False))
     if not extras and not multi:
         return {}
-    if options.format != "webdataset":
+    if options.format not in TARGET_FORMATS:
         raise SpecError(f"convert: {source.locate(0)} carries targets besides one class index "
                         f"(a label list, a mask, boxes or fields), which {options.format} shards "
-                        "do not hold; use --format webdataset (seg.png and json members)")
+                        "do not hold (a Caffe Datum has one label); use --format tfrecord or "
+                        "--format webdataset")
     if options.max_size is not None and ("mask" in extras or "boxes" in extras):
         raise SpecError("convert: max_size would resize images but not their masks and boxes; "
                         "convert without --max-size")
@@ -378,13 +385,14 @@ class _Job:
         for i in indices:
             where = self.source.locate(i)
             data, label, extras = split_read(self.source.read(i), where)
-            if (extras or isinstance(label, (list, tuple))) and self.options.format != "webdataset":
+            if (extras or isinstance(label, (list, tuple))) and \
+                    self.options.format not in TARGET_FORMATS:
                 raise SpecError(f"convert: {where} carries targets besides one class index, "
                                 f"which {self.options.format} shards do not hold; use --format "
-                                "webdataset")
+                                "tfrecord or --format webdataset")
             data, fmt, height, width = prepare_image(data, where, self.options.max_size,
                                                      self.options.quality, self.options.restarts)
-            yield i, data, label, fmt, height, width, _members_of(extras, (height, width), where)
+            yield i, data, label, fmt, height, width, checked_targets(extras, (height, width), where)
             self.tick(1)
 
     def _tfrecord(self, name: str, indices: range) -> ShardInfo:
@@ -392,11 +400,14 @@ class _Job:
         tmp = temporary(final, self.run)
         digest, rows, offset = hashlib.sha256(), [], 0
         with open(tmp, "wb") as f:
-            for i, data, label, fmt, height, width, _ in self._payloads(indices):
+            for i, data, label, fmt, height, width, targets in self._payloads(indices):
                 example = protowire.encode_example({
-                    "image/encoded": data, "image/class/label": label,
+                    "image/encoded": data,
+                    "image/class/label": np.asarray(label, np.int64) if isinstance(label, list)
+                    else label,
                     "image/filename": _name(self.source, i).encode("utf-8", "surrogateescape"),
-                    "image/format": fmt.encode(), "image/height": height, "image/width": width})
+                    "image/format": fmt.encode(), "image/height": height, "image/width": width,
+                    **_features_of(targets, (height, width))})
                 framed = tfrecord.frame(example)
                 f.write(framed)
                 digest.update(framed)
@@ -404,8 +415,6 @@ class _Job:
                 offset += len(framed)
             f.flush()
             os.fsync(f.fileno())
-        import numpy as np
-
         tfrecord.write_index(np.asarray(rows, dtype=np.int64).reshape(-1, 2), tfrecord.index_path(final))
         os.replace(tmp, final)
         return ShardInfo(file=name, records=len(rows), bytes=offset, sha256=digest.hexdigest(),
@@ -424,12 +433,12 @@ class _Job:
         with open(tmp, "wb") as f:
             hashed = _Hashing(f)  # the digest as the bytes go out, not a second read
             with tarfile.open(fileobj=hashed, mode="w", format=tarfile.USTAR_FORMAT) as out:
-                for i, data, label, fmt, _, _, members in self._payloads(indices):
+                for i, data, label, fmt, _, _, targets in self._payloads(indices):
                     key = str(i).zfill(self.key_width)
                     ext = "jpg" if fmt == "jpeg" else fmt
                     text = " ".join(map(str, label)) if isinstance(label, list) else str(label)
                     for member, payload in ((f"{key}.{ext}", data), (f"{key}.cls", text.encode()),
-                                            *((f"{key}.{m}", b) for m, b in members)):
+                                            *((f"{key}.{m}", b) for m, b in _members_of(targets))):
                         info = tarfile.TarInfo(member)
                         info.size, info.mode, info.mtime = len(payload), 0o644, 0
                         out.addfile(info, io.BytesIO(payload))
@@ -494,33 +503,60 @@ def _is_write_error(exc: BaseException) -> bool:
     return isinstance(exc, OSError) or type(exc).__module__.startswith("lmdb")
 
 
-def _members_of(extras: dict[str, Any], size: tuple[int, int],
-                where: str) -> list[tuple[str, bytes]]:
-    """A sample's targets as WebDataset members: ``seg.png`` (the mask's own bytes, checked,
-    or an array encoded as PNG) and ``json`` (boxes as [[x0, y0, x1, y1, label], ...] and the
-    fields)."""
-    members: list[tuple[str, bytes]] = []
+def checked_targets(extras: dict[str, Any], size: tuple[int, int], where: str) -> dict[str, Any]:
+    """A sample's targets checked against its image's ``size`` (h, w), as the shards keep them:
+    ``mask`` (PNG bytes: the mask's own, or an array encoded), ``boxes`` ((N, 4) float64 pixels)
+    with ``box_labels``, and ``fields`` (name -> value, plain JSON types)."""
+    out: dict[str, Any] = {}
     if extras.get("mask") is not None:
         mask = extras["mask"]
         array = decode_mask(mask, size, where)  # a bad mask stops the job, named
         if not isinstance(mask, (bytes, bytearray, memoryview)) or \
                 bytes(mask[:8]) != PNG_SIGNATURE:
-            from PIL import Image
-
-            out = io.BytesIO()
-            Image.fromarray(array, "L").save(out, format="PNG")
-            mask = out.getvalue()
-        members.append(("seg.png", bytes(mask)))
-    record: dict[str, Any] = {}
+            encoded = io.BytesIO()
+            Image.fromarray(array, "L").save(encoded, format="PNG")
+            mask = encoded.getvalue()
+        out["mask"] = bytes(mask)
     if extras.get("boxes") is not None:
-        boxes, labels = check_boxes(extras["boxes"], extras.get("box_labels"), size, where)
-        record["boxes"] = [[*map(float, b), int(c)] for b, c in zip(boxes, labels)]
-    for name, value in extras.items():
-        if name not in TARGET_KEYS:
-            record[name] = value.tolist() if hasattr(value, "tolist") else value
+        out["boxes"], out["box_labels"] = check_boxes(extras["boxes"], extras.get("box_labels"),
+                                                      size, where)
+    fields = {name: value.tolist() if hasattr(value, "tolist") else value
+              for name, value in extras.items() if name not in TARGET_KEYS}
+    if fields:
+        out["fields"] = fields
+    return out
+
+
+def _members_of(targets: dict[str, Any]) -> list[tuple[str, bytes]]:
+    """Checked targets as WebDataset members: ``seg.png`` and ``json`` (boxes as [[x0, y0, x1,
+    y1, label], ...] and the fields)."""
+    members = [("seg.png", targets["mask"])] if "mask" in targets else []
+    record = dict(targets.get("fields", {}))
+    if "boxes" in targets:
+        record["boxes"] = [[*map(float, b), int(c)]
+                           for b, c in zip(targets["boxes"], targets["box_labels"])]
     if record:
         members.append(("json", json.dumps(record, sort_keys=True).encode()))
     return members
+
+
+def _features_of(targets: dict[str, Any], size: tuple[int, int]) -> dict[str, Any]:
+    """Checked targets as tf.train.Example features, under the keys TensorFlow's models read:
+    DeepLab's mask, the Object Detection API's boxes (corners normalized by the image's width
+    and height, float32) and labels; the fields as one JSON object (exact, any shape)."""
+    features: dict[str, Any] = {}
+    if "mask" in targets:
+        features[MASK_KEY] = targets["mask"]
+        features["image/segmentation/class/format"] = b"png"
+    if "boxes" in targets:
+        height, width = size
+        normalized = targets["boxes"] / np.array([width, height, width, height], np.float64)
+        for k, corner in enumerate(CORNERS):
+            features[f"{BOXES_KEY}/bbox/{corner}"] = normalized[:, k].astype(np.float32)
+        features[f"{BOXES_KEY}/class/label"] = np.asarray(targets["box_labels"], np.int64)
+    if "fields" in targets:
+        features[FIELDS_KEY] = json.dumps(targets["fields"], sort_keys=True).encode()
+    return features
 
 
 def prepare_image(data: bytes, where: str, max_size: Optional[int], quality: Optional[int],

@@ -45,6 +45,10 @@ def _reader(source: Source, shuffle: bool, seed: int, rank: int, world: int) -> 
         files = [str(source.path(i)) for i in range(len(source))]
         return fn.readers.file(files=files, labels=source.labels.astype(np.int32).tolist(), **shard)
     if isinstance(source, TFRecordSource):
+        if source.has_targets:
+            raise SpecError("backend='dali-native' reads an image and one label a record; this "
+                            "TFRecordSource carries targets (a label list, masks, boxes or "
+                            "fields): use backend='dali', which feeds them through its geometry")
         out = fn.readers.tfrecord(
             path=source.shards, index_path=[f"{s}.idx" for s in source.shards],
             features={source.image_key: tfrec.FixedLenFeature((), tfrec.string, ""),
