@@ -26,6 +26,10 @@ def test_ops_normalize_and_validate_parameters():
     (lambda: fl.Normalize(dtype="int8"), "Normalize: dtype='int8' must be one of"),
     (lambda: fl.RandomErasing(value="noise"), "RandomErasing: value='noise' must be"),
     (lambda: fl.Resize(-3), "Resize: size=-3 must be positive"),
+    (lambda: fl.Resize(), "Resize: give size (the shorter side, or (height, width)) or max_size"),
+    (lambda: fl.Resize(64, max_size=64), "Resize: max_size=64 must be greater than size=64"),
+    (lambda: fl.Resize((64, 80), max_size=100), "Resize: max_size bounds the longer side"),
+    (lambda: fl.Resize(None, max_size=0), "Resize: max_size=0 must be a positive int"),
     (lambda: fl.CenterCrop("big"), "CenterCrop: size='big' must be an int"),
 ])
 def test_bad_parameters_name_the_op_and_value(make, message):
@@ -107,6 +111,12 @@ def test_geometry_is_one_value_for_every_form():
     assert shorter == Geometry((32, 32), resize=40, crop=(32, 32))
     assert shorter.resized(100, 200) == (40, 80) and shorter.resized(200, 100) == (80, 40)
     assert not shorter.may_exceed_image()
+    letterbox = fl.Pipeline(fl.Decode(), fl.Resize(None, max_size=320), fl.CenterCrop(320)).geometry
+    assert letterbox == Geometry((320, 320), crop=(320, 320), resize_max=320)
+    assert letterbox.resized(480, 640) == (240, 320) and letterbox.resized(641, 480) == (320, 239)
+    assert letterbox.may_exceed_image()
+    bounded = fl.Pipeline(fl.Decode(), fl.Resize(200, max_size=250), fl.CenterCrop(64)).geometry
+    assert bounded.resized(100, 300) == (83, 250) and bounded.resized(100, 120) == (200, 240)
     exact = fl.Pipeline(fl.Decode(), fl.Resize((40, 50)), fl.CenterCrop((44, 20))).geometry
     assert exact.resized(7, 9) == (40, 50) and exact.may_exceed_image()  # 44 rows of 40
     assert fl.Pipeline(fl.Decode(), fl.CenterCrop(8)).geometry.may_exceed_image()

@@ -59,6 +59,9 @@ def dataset(tmp_path_factory):
 TRAIN = fl.Pipeline(fl.Decode(), fl.RandomResizedCrop(64, scale=(0.3, 1.0)), fl.RandomFlip(),
                     fl.Normalize())
 EVAL = fl.Pipeline(fl.Decode(), fl.Resize(72), fl.CenterCrop(64), fl.Normalize())
+# detection-style eval: the whole image, its longer side 64, padded to a square
+LETTERBOX = fl.Pipeline(fl.Decode(), fl.Resize(None, max_size=64), fl.CenterCrop(64),
+                        fl.Normalize())
 
 
 def batches(root, pipeline, backend="torch", **kwargs):
@@ -76,18 +79,20 @@ def reference_mask(mask, plan, pipeline, fill=255):
     if geometry.random_crop is not None:
         top, left, h, w = (int(v) for v in plan.box)
         out = F.interpolate(t[..., top:top + h, left:left + w], size=plan.out_size, mode="nearest")
-    else:
+    else:  # torchvision's center_crop: pad an axis the crop exceeds ((crop - size) // 2 before)
         new = geometry.resized(*mask.shape)
-        resized = F.interpolate(t, size=new, mode="nearest")
-        top = int(round((new[0] - plan.out_size[0]) / 2.0))
-        left = int(round((new[1] - plan.out_size[1]) / 2.0))
-        out = torch.full((1, 1, *plan.out_size), fill, dtype=torch.uint8)
-        out[...] = resized[..., top:top + plan.out_size[0], left:left + plan.out_size[1]]
+        out = F.interpolate(t, size=new, mode="nearest")
+        (oh, ow), (h, w) = plan.out_size, new
+        pad = [max(0, ow - w) // 2, max(0, ow - w + 1) // 2, max(0, oh - h) // 2,
+               max(0, oh - h + 1) // 2]
+        out = F.pad(out, pad, value=fill)
+        top, left = int(round((out.shape[2] - oh) / 2.0)), int(round((out.shape[3] - ow) / 2.0))
+        out = out[..., top:top + oh, left:left + ow]
     out = out[0, 0]
     return out.flip(-1) if plan.flip else out
 
 
-@pytest.mark.parametrize("pipeline", [TRAIN, EVAL], ids=["train", "eval"])
+@pytest.mark.parametrize("pipeline", [TRAIN, EVAL, LETTERBOX], ids=["train", "eval", "letterbox"])
 def test_masks_follow_the_images_geometry_as_torchvision_does(dataset, pipeline):
     root, lines = dataset
     seen = 0
@@ -103,20 +108,23 @@ def test_masks_follow_the_images_geometry_as_torchvision_does(dataset, pipeline)
                       + torch.tensor(fl.IMAGENET_MEAN).view(3, 1, 1)) * 255
             distance = ((pixels.permute(1, 2, 0)[:, :, None, :]
                          - torch.from_numpy(PALETTE).float()) ** 2).sum(-1)
-            assert (distance.argmin(-1) == batch.masks[k]).float().mean() > 0.9
+            inside = batch.masks[k] != 255  # padding: zero pixels, ignore_index in the mask
+            assert (distance.argmin(-1) == batch.masks[k])[inside].float().mean() > 0.9
+            assert (batch.images[k][:, ~inside] == batch.images[k][:, ~inside][:, :1]).all()
             seen += 1
     assert seen == len(lines)
 
 
-def test_boxes_follow_the_geometry_and_match_their_mask_regions(dataset):
+@pytest.mark.parametrize("pipeline", [TRAIN, LETTERBOX], ids=["train", "letterbox"])
+def test_boxes_follow_the_geometry_and_match_their_mask_regions(dataset, pipeline):
     root, lines = dataset
-    for batch in batches(root, TRAIN):
+    for batch in batches(root, pipeline):
         assert batch.boxes.dtype == torch.float32 and batch.boxes.shape[2] == 4
         for k, index in enumerate(batch.indices.tolist()):
             count = int(batch.box_counts[k])
             assert (batch.box_labels[k, count:] == -1).all()
             mask = np.array(Image.open(root / lines[index]["mask"]))
-            plan = plan_sample(TRAIN, *mask.shape, sample_rng(3, 0, index))
+            plan = plan_sample(pipeline, *mask.shape, sample_rng(3, 0, index))
             top, left, h, w = plan.box
             sx, sy = 64 / w, 64 / h
             expected = []
@@ -174,7 +182,7 @@ def test_mixup_mixes_multi_hot_targets(dataset, tmp_path):
 def test_dali_gives_the_same_masks_boxes_and_labels(dataset):
     pytest.importorskip("nvidia.dali", reason="pip install 'fastload-images[dali]'")
     root, _ = dataset
-    for pipeline in (TRAIN, EVAL):
+    for pipeline in (TRAIN, EVAL, LETTERBOX):
         for a, b in zip(batches(root, pipeline, "torch"), batches(root, pipeline, "dali")):
             assert torch.equal(a.indices, b.indices) and torch.equal(a.labels, b.labels)
             assert torch.equal(a.masks, b.masks)
@@ -230,7 +238,8 @@ def test_target_errors_are_named(dataset, tmp_path):
 
 def test_torchvision_v2_gives_the_same_masks_and_boxes(dataset):
     """On fastload's own crop boxes and flips, torchvision's tv_tensors.Mask and BoundingBoxes
-    transforms (resized_crop, horizontal_flip, SanitizeBoundingBoxes) give the same targets.
+    transforms (resized_crop, horizontal_flip, SanitizeBoundingBoxes) give the same targets; and
+    a letterbox (Resize(None, max_size) + CenterCrop) gives torchvision v2's own.
     torchvision installs beside torch 2.14.1 only: .ci/run runs this in its interop venv."""
     tv = pytest.importorskip("torchvision", reason="torchvision needs torch 2.14.1: .ci/run's "
                                                    "interop venv runs this test")
@@ -262,6 +271,36 @@ def test_torchvision_v2_gives_the_same_masks_and_boxes(dataset):
             assert batch.box_labels[k, :count].tolist() == sanitized["labels"].tolist()
             checked += 1
     assert checked == len(lines) and tv.__version__
+    # the letterbox: resize(None, max_size) + center_crop (zero padding, so the mask goes
+    # in shifted by one and its padding comes out 0: ignore_index here)
+    def letterbox(target):
+        return TF.center_crop(TF.resize(target, None, max_size=64), [64, 64])
+
+    def letterbox_boxes(boxes):
+        """v2's center_crop of BoundingBoxes anchors at round((size - 64) / 2) even where it
+        pads, one pixel off its own image and mask when half the odd padding rounds away (37
+        rows: the mask's rows 13..50, the box's 14..51); fastload's boxes follow the pixels,
+        so they are compared with torchvision's boxes cropped where its mask was."""
+        resized = TF.resize(boxes, None, max_size=64)
+        (h, w), anchor = resized.canvas_size, (lambda n: -((64 - n) // 2) if 64 > n
+                                              else int(round((n - 64) / 2.0)))
+        return TF.crop(resized, anchor(h), anchor(w), 64, 64)
+
+    for batch in batches(root, LETTERBOX):
+        for k, index in enumerate(batch.indices.tolist()):
+            mask = np.array(Image.open(root / lines[index]["mask"]))
+            boxes = tv_tensors.BoundingBoxes(torch.tensor([b[:4] for b in lines[index]["boxes"]],
+                                                          dtype=torch.float32),
+                                             format="XYXY", canvas_size=mask.shape)
+            out = v2.SanitizeBoundingBoxes(min_size=1)({
+                "masks": letterbox(tv_tensors.Mask(torch.from_numpy(mask) + 1)),
+                "boxes": letterbox_boxes(boxes),
+                "labels": torch.tensor([b[4] for b in lines[index]["boxes"]])})
+            expected = torch.where(out["masks"] == 0, 255, out["masks"].long() - 1)
+            assert torch.equal(batch.masks[k], expected)
+            count = int(batch.box_counts[k])
+            assert torch.allclose(batch.boxes[k, :count], out["boxes"].float(), atol=1e-4)
+            assert batch.box_labels[k, :count].tolist() == out["labels"].tolist()
 
 
 def webdataset_shard(root, lines, path):

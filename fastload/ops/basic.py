@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 from ..errors import SpecError
 from .schedule import ByEpoch, by_epoch
@@ -114,16 +114,33 @@ class RandomResizedCrop(Op):
 
 @dataclass(frozen=True)
 class Resize(Op):
-    """Resize, antialiased bilinear. An int sets the shorter side; (height, width) sets both."""
+    """Resize, antialiased bilinear. An int sets the shorter side; (height, width) sets both.
+    ``max_size`` (torchvision's): the longer side is at most that, the shorter shrinking with it;
+    with ``size=None`` the longer side is ``max_size`` (``Resize(None, max_size=640)`` +
+    ``CenterCrop(640)``: a letterbox, the whole image kept, padded to a square)."""
 
-    size: Size
+    size: Optional[Size] = None
+    max_size: Optional[int] = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.size, int) and not isinstance(self.size, bool):
+        if self.max_size is not None and (isinstance(self.max_size, bool) or
+                                          not isinstance(self.max_size, int) or self.max_size <= 0):
+            _fail("Resize", f"max_size={self.max_size!r} must be a positive int")
+        if self.size is None:
+            if self.max_size is None:
+                _fail("Resize", "give size (the shorter side, or (height, width)) or max_size "
+                                "(the longer side)")
+        elif isinstance(self.size, int) and not isinstance(self.size, bool):
             if self.size <= 0:
                 _fail("Resize", f"size={self.size!r} must be positive")
+            if self.max_size is not None and self.max_size <= self.size:
+                _fail("Resize", f"max_size={self.max_size} must be greater than size={self.size} "
+                                "(the shorter side)")
         else:
             object.__setattr__(self, "size", _size2("Resize", "size", self.size))
+            if self.max_size is not None:
+                _fail("Resize", "max_size bounds the longer side of a size that sets the shorter "
+                                "one; with size=(height, width) leave it out")
 
 
 @dataclass(frozen=True)

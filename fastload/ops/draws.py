@@ -143,6 +143,11 @@ def erase_box(rng: np.random.Generator, height: int, width: int, p: float,
 
 
 def center_box(height: int, width: int, crop: tuple[int, int]) -> tuple[float, float, float, float]:
-    """CenterCrop's box (top, left, height, width), torchvision's rounding; may exceed the image."""
+    """CenterCrop's box (top, left, height, width) as torchvision places it: inside the image
+    at ``round((size - crop) / 2)``; along an axis the crop exceeds, the image padded first,
+    ``(crop - size) // 2`` before it (so the box starts that far above / left of the image)."""
+    def anchor(size: int, extent: int) -> int:
+        return -((extent - size) // 2) if extent > size else int(round((size - extent) / 2.0))
+
     ch, cw = crop
-    return float(int(round((height - ch) / 2.0))), float(int(round((width - cw) / 2.0))), float(ch), float(cw)
+    return float(anchor(height, ch)), float(anchor(width, cw)), float(ch), float(cw)

@@ -99,10 +99,8 @@ def _map(step: Any, name: str, where: str, floats: bool, accept_bilinear: bool) 
         return [RandomResizedCrop(size, scale=tuple(step.scale), ratio=tuple(step.ratio))]
     if name == "Resize":
         _interpolation(step, where, accept_bilinear, "bilinear")
-        if getattr(step, "max_size", None) is not None:
-            raise SpecError(f"{where}: max_size={step.max_size} has no fastload equivalent; "
-                            "drop it (Resize sets the shorter side, or (height, width))")
-        return [Resize(_size(step.size))]
+        return [Resize(None if step.size is None else _size(step.size),
+                       max_size=getattr(step, "max_size", None))]
     if name == "CenterCrop":
         return [CenterCrop(_size(step.size))]
     if name == "RandomHorizontalFlip":

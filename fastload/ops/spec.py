@@ -274,6 +274,11 @@ class Geometry:
     random_crop: Optional[tuple[tuple[float, float], tuple[float, float]]] = None
     resize: Union[None, int, tuple[int, int]] = None
     crop: Optional[tuple[int, int]] = None
+    resize_max: Optional[int] = None  # Resize's max_size: the longer side's bound
+
+    @property
+    def resizes(self) -> bool:
+        return self.resize is not None or self.resize_max is not None
 
     @property
     def random(self) -> bool:
@@ -281,25 +286,34 @@ class Geometry:
 
     def resized(self, height: int, width: int) -> tuple[int, int]:
         """The (height, width) an image has after ``resize`` (torchvision's Resize: an int sets
-        the shorter side, the longer scales and is floored)."""
-        size = self.resize
-        if size is None:
+        the shorter side, the longer scales and is floored; ``resize_max`` bounds the longer
+        side, the shorter then scaled from the resized one and floored, at least 1)."""
+        size, bound = self.resize, self.resize_max
+        if size is None and bound is None:
             return height, width
         if isinstance(size, tuple):
             return size
-        if height <= width:
-            return size, int(size * width / height)
-        return int(size * height / width), size
+        short, long = (width, height) if width <= height else (height, width)
+        if size is None:
+            new_short, new_long = int(bound * short / long), bound  # type: ignore[operator]
+        else:
+            new_short, new_long = size, int(size * long / short)
+            if bound is not None and new_long > bound:
+                new_short, new_long = int(bound * new_short / new_long), bound
+        new_short = max(1, new_short)  # a sliver of an image keeps a row (torchvision fails)
+        return (new_long, new_short) if width <= height else (new_short, new_long)
 
     def may_exceed_image(self) -> bool:
         """Can the crop reach outside the (resized) image? Then it is padded with zeros."""
         if self.crop is None:
             return False
-        if self.resize is None:
+        if not self.resizes:
             return True
         if isinstance(self.resize, tuple):
             return self.crop[0] > self.resize[0] or self.crop[1] > self.resize[1]
-        return max(self.crop) > self.resize
+        if self.resize_max is not None:  # the shorter side can shrink to any length
+            return True
+        return max(self.crop) > self.resize  # type: ignore[operator]
 
 
 def _geometry(ops: list[Op]) -> Geometry:
@@ -311,13 +325,15 @@ def _geometry(ops: list[Op]) -> Geometry:
     if kinds == [CenterCrop]:
         return Geometry(ops[0].size, crop=ops[0].size)  # type: ignore[attr-defined]
     if kinds == [Resize, CenterCrop]:
-        return Geometry(ops[1].size, resize=ops[0].size, crop=ops[1].size)  # type: ignore[attr-defined]
+        return Geometry(ops[1].size, resize=ops[0].size, crop=ops[1].size,  # type: ignore[attr-defined]
+                        resize_max=ops[0].max_size)  # type: ignore[attr-defined]
     if kinds == [Resize]:
         size = ops[0].size  # type: ignore[attr-defined]
         if isinstance(size, tuple):
             return Geometry(size, resize=size)
-        raise SpecError(f"Resize: size={size!r} sets only the shorter side, so batches would not "
-                        "stack; add CenterCrop(...) after it or give Resize((height, width))")
+        raise SpecError(f"Resize: size={size!r} sets only the shorter side (max_size only bounds "
+                        "the longer one), so batches would not stack; add CenterCrop(...) after "
+                        "it or give Resize((height, width))")
     if not kinds:
         raise SpecError(f"Pipeline: needs a geometry op after Decode for a fixed output size; "
                         f"order is {_ORDER}")

@@ -78,9 +78,14 @@ def _graph(source: Source, pipeline: Pipeline, gpu: bool, shuffle: bool, seed: i
     else:
         images = fn.decoders.image(jpegs, device=device, output_type=types.RGB,
                                    adjust_orientation=False)
-        if geometry.resize is not None:
-            resize = {"size": list(geometry.resize)} if isinstance(geometry.resize, tuple) else \
-                {"resize_shorter": geometry.resize}
+        if geometry.resizes:
+            if isinstance(geometry.resize, tuple):
+                resize: dict[str, Any] = {"size": list(geometry.resize)}
+            elif geometry.resize is None:
+                resize = {"resize_longer": geometry.resize_max}
+            else:
+                resize = {"resize_shorter": geometry.resize,
+                          **({"max_size": geometry.resize_max} if geometry.resize_max else {})}
             images = fn.resize(images, antialias=True, **resize)
         if geometry.crop is not None:
             crop = {"crop": list(geometry.crop), "out_of_bounds_policy": "pad"}

@@ -118,7 +118,7 @@ class Feeder:
         # RandomResizedCrop boxes are whole pixels: decode exactly the box and resize all of it
         # (DALI's resize is faster without a per-sample ROI); other boxes need the ROI.
         self.exact = not pipeline.geometry.random
-        resized = ["resized"] if pipeline.geometry.resize is not None else []  # else unused
+        resized = ["resized"] if pipeline.geometry.resizes else []  # else unused
         self.outputs = ["jpegs", "anchor", "shape"] \
             + (resized + ["pad_anchor", "pad_shape"] if self.pad else
                ["roi_start", "roi_end"] if self.exact else []) \
@@ -211,7 +211,7 @@ def _graph(feeder: Feeder, pipeline: Pipeline, gpu: bool) -> Any:
                                      normalized_anchor=False, normalized_shape=False,
                                      adjust_orientation=False)  # as PIL: EXIF is not applied
     if feeder.pad:  # resize the whole image, then crop with zeros outside it
-        if pipeline.geometry.resize is not None:
+        if pipeline.geometry.resizes:
             images = fn.resize(images, size=inputs["resized"], antialias=True,
                                interp_type=types.INTERP_LINEAR)
         images = fn.slice(images, inputs["pad_anchor"], inputs["pad_shape"],

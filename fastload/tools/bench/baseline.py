@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from PIL import Image
 
+from ...ops import draws
 from ...ops.spec import Pipeline
 from ...sources.base import Source
 
@@ -35,8 +36,8 @@ def _torchvision_transform(pipeline: Pipeline) -> Callable[[Image.Image], Any]:
     if geometry.random_crop is not None:
         scale, ratio = geometry.random_crop
         steps.append(T.RandomResizedCrop(geometry.output_size, scale=scale, ratio=ratio))
-    if geometry.resize is not None:
-        steps.append(T.Resize(geometry.resize))
+    if geometry.resizes:
+        steps.append(T.Resize(geometry.resize, max_size=geometry.resize_max))
     if geometry.crop is not None:
         steps.append(T.CenterCrop(geometry.crop))
     if pipeline.flip is not None:
@@ -68,13 +69,13 @@ class _HandWritten:
             top, left, h, w = _rrc_params(img.size[1], img.size[0], *geometry.random_crop)
             height, width = geometry.output_size
             img = img.resize((width, height), Image.BILINEAR, box=(left, top, left + w, top + h))
-        if geometry.resize is not None:
+        if geometry.resizes:
             height, width = geometry.resized(img.size[1], img.size[0])
             img = img.resize((width, height), Image.BILINEAR)
         if geometry.crop is not None:
             w, h = img.size
             ch, cw = geometry.crop
-            top, left = int(round((h - ch) / 2.0)), int(round((w - cw) / 2.0))
+            top, left, _, _ = (int(v) for v in draws.center_box(h, w, (ch, cw)))
             img = img.crop((left, top, left + cw, top + ch))
         if p.flip is not None and random.random() < p.flip.p:
             img = img.transpose(Image.FLIP_LEFT_RIGHT)
