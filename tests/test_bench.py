@@ -103,7 +103,7 @@ def test_report_schema_is_stable(photo_folder):
     for run in report["runs"]:
         assert set(run) == RUN_KEYS and run["iterations"] == 4 and run["images"] == 16
         assert set(run["wait_ms"]) == {"p50", "p90", "p99", "max", "mean"}
-        assert set(run["spikes"]) == {"count", "period", "mean_ms", "threshold_ms"}
+        assert set(run["spikes"]) == {"count", "period", "mean_ms", "threshold_ms", "in_gc", "gc_ms"}
         assert run["peak_rss_bytes"] > 0
     assert set(report["ratios"]) == {"torch/baseline"}
     assert {"platform", "python", "cpus", "torch", "pil", "device", "commit"} <= set(report["machine"])
@@ -164,6 +164,34 @@ def test_table_columns_stay_apart_when_waits_pass_a_second():
     cells = row.split()
     assert len(cells) == len(header.replace("wait p50", "p50").replace("1st batch", "1st")
                              .replace("peak RSS", "RSS").replace("peak PSS", "PSS").split())
+
+
+def test_spikes_name_garbage_collection_in_the_training_process():
+    """Waits during which the training process collected garbage are counted as such and the
+    diagnosis says so; late batches without a collection are called single late batches."""
+    import gc
+    import time
+
+    import torch
+
+    batch = torch.zeros(2, 3)
+
+    def batches(late):
+        for i in range(60):
+            if i in (9, 17, 30, 38, 51, 57):  # no period
+                if late == "gc":
+                    for _ in range(3):
+                        gc.collect()  # tens of ms with torch and pytest loaded
+                else:
+                    time.sleep(0.02)
+            yield batch
+
+    stats = measure(batches("gc"), warmup=2, name="gc", memory=False)
+    assert stats.spikes.count == 6 and stats.spikes.in_gc == 6 and stats.spikes.gc_ms > 6 * 2.0
+    assert "6 of the 6 waits over" in diagnose(stats, step_ms=5, workers=2)
+    quiet = measure(batches("sleep"), warmup=2, name="late", memory=False)
+    assert quiet.spikes.count == 6 and quiet.spikes.in_gc == 0
+    assert "6 single waits of ~20 ms, none during garbage collection" in diagnose(quiet, 5, 2)
 
 
 def test_diagnosis_never_advises_more_workers_than_cpus():

@@ -7,6 +7,7 @@ spend ``step_ms`` on a simulated step. Percentiles are taken after the warm-up i
 
 from __future__ import annotations
 
+import gc
 import math
 import time
 from collections import Counter
@@ -26,6 +27,33 @@ class Spikes:
     period: Optional[int] = None   # steps between spikes, when they recur regularly
     mean_ms: float = 0.0
     threshold_ms: float = 0.0
+    in_gc: int = 0                 # spikes during which the training process collected garbage
+    gc_ms: float = 0.0             # the time those collections took
+
+
+class GcClock:
+    """The training process's garbage collections (``gc.callbacks``) as (start, end) times of
+    ``clock``, while active."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock, self.spans, self._start = clock, [], 0.0
+
+    def __call__(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._start = self.clock()
+        else:
+            self.spans.append((self._start, self.clock()))
+
+    def __enter__(self) -> "GcClock":
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        gc.callbacks.remove(self)
+
+    def within(self, t0: float, t1: float) -> float:
+        """Seconds of collection inside [t0, t1]."""
+        return sum(max(0.0, min(b, t1) - max(a, t0)) for a, b in self.spans)
 
 
 @dataclass
@@ -84,9 +112,10 @@ def measure(batches: Iterable[Any], *, step_ms: float = 0.0, max_steps: Optional
     and ``sleep`` are the real ones unless a test gives a fake pair.
     """
     waits: list[float] = []
+    collected: list[float] = []  # ms of garbage collection in the training process, per wait
     taken: list[tuple[float, int]] = []  # (time, images so far) after each batch
     images = 0
-    with TreeMemory(enabled=memory) as mem:
+    with TreeMemory(enabled=memory) as mem, GcClock(clock) as gcs:
         start = clock()
         iterator = iter(batches)
         while max_steps is None or len(waits) < max_steps:
@@ -98,6 +127,7 @@ def measure(batches: Iterable[Any], *, step_ms: float = 0.0, max_steps: Optional
             _ready(batch)
             now = clock()
             waits.append((now - t0) * 1000.0)
+            collected.append(gcs.within(t0, now) * 1000.0)
             images += _count(batch)
             taken.append((now - start, images))
             if step_ms > 0:
@@ -107,12 +137,14 @@ def measure(batches: Iterable[Any], *, step_ms: float = 0.0, max_steps: Optional
         seconds = clock() - start
     if not waits:
         raise ValueError(f"{name}: the iterable yielded no batches")
-    return summarize(name, waits, images, seconds, warmup, mem.peak_rss, mem.peak_pss, taken)
+    return summarize(name, waits, images, seconds, warmup, mem.peak_rss, mem.peak_pss, taken,
+                     collected)
 
 
 def summarize(name: str, waits: list[float], images: int, seconds: float, warmup: int,
               peak_rss: int = 0, peak_pss: int = 0,
-              taken: Optional[list[tuple[float, int]]] = None) -> RunStats:
+              taken: Optional[list[tuple[float, int]]] = None,
+              collected: Optional[list[float]] = None) -> RunStats:
     """Statistics of a wait series (ms per iteration); ``taken``: (seconds since the start,
     images so far) after each batch, for the steady-state throughput."""
     warm = min(warmup, max(0, len(waits) - 1))
@@ -132,18 +164,23 @@ def summarize(name: str, waits: list[float], images: int, seconds: float, warmup
         time_to_first_batch_s=waits[0] / 1000.0, wait_ms=wait_ms,
         stalled_fraction=float((steady > STALL_MS).mean()), warmup_iterations=warm,
         warmup_mean_wait_ms=float(np.mean(waits[:warm])) if warm else 0.0,
-        steady_mean_wait_ms=float(steady.mean()), spikes=find_spikes(steady),
+        steady_mean_wait_ms=float(steady.mean()),
+        spikes=find_spikes(steady, np.asarray(collected[warm:]) if collected else None),
         peak_rss_bytes=peak_rss, peak_pss_bytes=peak_pss, waits_ms=list(waits))
 
 
-def find_spikes(waits: np.ndarray) -> Spikes:
-    """Waits well above the typical one, and their period when they recur regularly."""
+def find_spikes(waits: np.ndarray, collected: Optional[np.ndarray] = None) -> Spikes:
+    """Waits well above the typical one, their period when they recur regularly, and how many
+    of them the training process spent partly collecting garbage (``collected``: ms a wait)."""
     if len(waits) < 4:
         return Spikes()
     threshold = max(2.0, 4.0 * float(np.median(waits)))
     where = np.flatnonzero(waits > threshold)
     spikes = Spikes(count=len(where), threshold_ms=threshold,
                     mean_ms=float(waits[where].mean()) if len(where) else 0.0)
+    if collected is not None and len(where):
+        spikes.in_gc = int((collected[where] > 0.1 * waits[where]).sum())
+        spikes.gc_ms = float(collected[where].sum())
     if len(where) >= 3:
         gaps = Counter(np.diff(where).tolist())
         gap, hits = gaps.most_common(1)[0]
@@ -176,6 +213,15 @@ def diagnose(stats: RunStats, step_ms: float, workers: Optional[int],
                               f"and this machine has {cpus} CPUs (a lighter pipeline, a longer "
                               "step or more CPUs would)")
             parts.append(f"{workers} workers cannot keep up with a {step_ms:g} ms step{advice}")
+    if sp.in_gc:
+        parts.append(f"{sp.in_gc} of the {sp.count} waits over {sp.threshold_ms:.1f} ms came with "
+                     f"garbage collection in the training process ({sp.gc_ms:.1f} ms in all): "
+                     "gc.freeze() after building the model and loader, or fewer live Python "
+                     "objects, shortens them")
+    elif sp.count and not sp.period:
+        parts.append(f"{sp.count} single waits of ~{sp.mean_ms:.0f} ms, none during garbage "
+                     "collection here: a worker's batch finished late (the machine's other "
+                     "load, or a worker sharing its core), not a loader that cannot keep up")
     if stats.stalled_fraction > 0:
         parts.append(f"{stats.stalled_fraction:.0%} of steps waited more than {STALL_MS:g} ms "
                      f"(mean wait {stats.steady_mean_wait_ms:.1f} ms)")
