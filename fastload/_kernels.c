@@ -522,6 +522,19 @@ release:
 
 /* ---- normalize_erase ------------------------------------------------------------------------ */
 
+#ifdef __SSE2__
+/* 16 bytes at src as four vectors of four int32 each, in order. */
+static inline void bytes_to_int32(const uint8_t *src, __m128i q[4]) {
+    const __m128i zero = _mm_setzero_si128();
+    __m128i v = _mm_loadu_si128((const __m128i *)src);
+    __m128i lo = _mm_unpacklo_epi8(v, zero), hi = _mm_unpackhi_epi8(v, zero);
+    q[0] = _mm_unpacklo_epi16(lo, zero);
+    q[1] = _mm_unpackhi_epi16(lo, zero);
+    q[2] = _mm_unpacklo_epi16(hi, zero);
+    q[3] = _mm_unpackhi_epi16(hi, zero);
+}
+#endif
+
 static void normalize_plane(const uint8_t *restrict src, float *restrict dst, Py_ssize_t n,
                             float scale, float bias) {
     Py_ssize_t i = 0;
@@ -533,12 +546,9 @@ static void normalize_plane(const uint8_t *restrict src, float *restrict dst, Py
         dst[i] = x + bias;
     }
     const __m128 s4 = _mm_set1_ps(scale), b4 = _mm_set1_ps(bias);
-    const __m128i zero = _mm_setzero_si128();
     for (; i + 16 <= n; i += 16) {
-        __m128i v = _mm_loadu_si128((const __m128i *)(src + i));
-        __m128i lo = _mm_unpacklo_epi8(v, zero), hi = _mm_unpackhi_epi8(v, zero);
-        __m128i q[4] = {_mm_unpacklo_epi16(lo, zero), _mm_unpackhi_epi16(lo, zero),
-                        _mm_unpacklo_epi16(hi, zero), _mm_unpackhi_epi16(hi, zero)};
+        __m128i q[4];
+        bytes_to_int32(src + i, q);
         for (int k = 0; k < 4; k++) /* a multiply, then an add: what the scalar loop rounds */
             _mm_stream_ps(dst + i + 4 * k, _mm_add_ps(_mm_mul_ps(_mm_cvtepi32_ps(q[k]), s4), b4));
     }
@@ -764,10 +774,8 @@ static void widen_stream(const uint8_t *restrict src, int64_t *restrict dst, Py_
         dst[j] = src[j];
     const __m128i zero = _mm_setzero_si128();
     for (; j + 16 <= n; j += 16) {
-        __m128i v = _mm_loadu_si128((const __m128i *)(src + j));
-        __m128i lo = _mm_unpacklo_epi8(v, zero), hi = _mm_unpackhi_epi8(v, zero);
-        __m128i q[4] = {_mm_unpacklo_epi16(lo, zero), _mm_unpackhi_epi16(lo, zero),
-                        _mm_unpacklo_epi16(hi, zero), _mm_unpackhi_epi16(hi, zero)};
+        __m128i q[4];
+        bytes_to_int32(src + j, q);
         for (int k = 0; k < 4; k++) {
             _mm_stream_si128((__m128i *)(dst + j + 4 * k), _mm_unpacklo_epi32(q[k], zero));
             _mm_stream_si128((__m128i *)(dst + j + 4 * k + 2), _mm_unpackhi_epi32(q[k], zero));
