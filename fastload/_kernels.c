@@ -686,6 +686,10 @@ static int unfilter_rows(const uint8_t *in, uint8_t *out, Py_ssize_t rows, Py_ss
         uint8_t kind = in[y * (width + 1)];
         uint8_t *cur = out + y * width;
         const uint8_t *up = y ? cur - width : NULL;
+        if (!up && kind == 2)
+            kind = 0; /* no row above (zeros): Up is None */
+        if (!up && kind == 4)
+            kind = 1; /* and Paeth predicts the left pixel: Sub */
         switch (kind) {
         case 0:
             memcpy(cur, line, (size_t)width);
@@ -695,10 +699,6 @@ static int unfilter_rows(const uint8_t *in, uint8_t *out, Py_ssize_t rows, Py_ss
             for (Py_ssize_t x = 1; x < width; x++) cur[x] = (uint8_t)(line[x] + cur[x - 1]);
             break;
         case 2:
-            if (!up) {
-                memcpy(cur, line, (size_t)width);
-                break;
-            }
             for (Py_ssize_t x = 0; x < width; x++) cur[x] = (uint8_t)(line[x] + up[x]);
             break;
         case 3:
@@ -708,11 +708,6 @@ static int unfilter_rows(const uint8_t *in, uint8_t *out, Py_ssize_t rows, Py_ss
             }
             break;
         case 4:
-            if (!up) {  /* no row above: Paeth predicts the left pixel (Sub) */
-                cur[0] = line[0];
-                for (Py_ssize_t x = 1; x < width; x++) cur[x] = (uint8_t)(line[x] + cur[x - 1]);
-                break;
-            }
             {
                 /* branch-free selects where the row above changes: the choice is unpredictable there */
                 int a = 0, c = 0;

@@ -49,7 +49,7 @@ class Manifest:
     key_width: int = 8           # LMDB keys: zero-padded global index of this many digits
     options: dict[str, Any] = field(default_factory=dict)
     version: int = MANIFEST_VERSION
-    # what the samples carry besides one class index (WebDataset only): multi_label,
+    # what the samples carry besides one class index (TFRecord, WebDataset): multi_label,
     # num_classes, mask, boxes, fields; absent from the file when nothing
     targets: dict[str, Any] = field(default_factory=dict)
 

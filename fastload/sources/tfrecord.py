@@ -154,7 +154,7 @@ class TFRecordSource:
                               "box its four corners and a label")
         width, height = image_size(image, where)
         scale = np.array([width, height, width, height], np.float64)
-        boxes = np.stack(corners, axis=1) * scale if len(labels) else np.zeros((0, 4))
+        boxes = np.stack(corners, axis=1) * scale  # (0, 4) for no boxes
         # a float32 corner at 1.0 may land a hair past the edge: that is the edge
         boxes = np.where((boxes > scale) & (boxes <= scale * (1 + 2 ** -20)), scale, boxes)
         return boxes.astype(np.float32), labels

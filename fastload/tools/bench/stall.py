@@ -52,8 +52,11 @@ class GcClock:
         gc.callbacks.remove(self)
 
     def within(self, t0: float, t1: float) -> float:
-        """Seconds of collection inside [t0, t1]."""
-        return sum(max(0.0, min(b, t1) - max(a, t0)) for a, b in self.spans)
+        """Seconds of collection inside [t0, t1]; windows come in time order, so collections
+        over by ``t1`` are dropped (the list stays short however long the run)."""
+        total = sum(max(0.0, min(b, t1) - max(a, t0)) for a, b in self.spans)
+        self.spans = [(a, b) for a, b in self.spans if b > t1]
+        return total
 
 
 @dataclass
